@@ -1,0 +1,296 @@
+"""Typed errors with stable codes.
+
+Every failure a user can cause or meet has its own class here. Each class carries:
+
+* ``code``: a stable, upper-case identifier that ends up in failure objects, telemetry
+  and SQL. Codes are part of the public contract: never rename one, only add.
+* ``retryable``: whether the executor should retry the stage (transient trouble) or
+  fail the execution at once (invalid input never gets better by retrying).
+* ``hint``: what a person should do next.
+
+Stages raise these; engines (local executor, Step Functions) decide what to do with them
+by ``retryable`` alone, so the two engines cannot disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class RadStreamError(Exception):
+    """Base class of every RadStream error. Subclasses set ``code``, ``retryable``, ``hint``."""
+
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    retryable: ClassVar[bool] = False
+    hint: ClassVar[str] = "This is a bug in RadStream; please report it with the execution id."
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialisable form used in failure objects and Step Functions error causes."""
+        return {
+            "code": self.code,
+            "message": self.message,
+            "hint": self.hint,
+            "retryable": self.retryable,
+            "details": self.details,
+        }
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message} ({self.hint})"
+
+
+class InvalidInputError(RadStreamError):
+    """Bad input: the study cannot succeed, so it is never retried."""
+
+    retryable: ClassVar[bool] = False
+
+
+class TransientError(RadStreamError):
+    """Trouble that may pass (a busy endpoint, an image not uploaded yet): retried with backoff."""
+
+    retryable: ClassVar[bool] = True
+    # True when the stage bounds its own retries (by a deadline) and turns the error into
+    # a final one itself; the executor then does not count these attempts.
+    self_bounded: ClassVar[bool] = False
+
+
+# --- sidecar --------------------------------------------------------------------------
+
+
+class SidecarInvalidJson(InvalidInputError):
+    """The sidecar is not parseable JSON."""
+
+    code = "SIDECAR_INVALID_JSON"
+    hint = "Fix the JSON syntax of the sidecar (a validator such as `python -m json.tool` shows where)."
+
+
+class SidecarNotUtf8(InvalidInputError):
+    """The sidecar bytes are not UTF-8."""
+
+    code = "SIDECAR_NOT_UTF8"
+    hint = "Save the sidecar as UTF-8 text."
+
+
+class SidecarTooLarge(InvalidInputError):
+    """The sidecar is over the size limit."""
+
+    code = "SIDECAR_TOO_LARGE"
+    hint = "Keep sidecars under 1 MiB; put bulky annotations in a separate object."
+
+
+class SidecarTooDeep(InvalidInputError):
+    """The sidecar nests objects or arrays deeper than allowed."""
+
+    code = "SIDECAR_TOO_DEEP"
+    hint = "Flatten the sidecar: nesting deeper than 32 levels is refused."
+
+
+class SidecarNotObject(InvalidInputError):
+    """The sidecar's top-level JSON value is not an object."""
+
+    code = "SIDECAR_NOT_OBJECT"
+    hint = "The sidecar must be a JSON object such as {\"study_id\": ..., \"view\": ..., ...}."
+
+
+class SidecarMissingField(InvalidInputError):
+    """A required sidecar field is absent."""
+
+    code = "SIDECAR_MISSING_FIELD"
+    hint = "Add the missing field(s); required are study_id, view and timestamp."
+
+
+class SidecarInvalidField(InvalidInputError):
+    """A sidecar field has the wrong type or an unacceptable value."""
+
+    code = "SIDECAR_INVALID_FIELD"
+    hint = "Correct the field named in the message; `radstream schema sidecar` shows every type."
+
+
+class StudyIdInvalid(InvalidInputError):
+    """The study id is not a safe identifier (path characters, wrong length)."""
+
+    code = "STUDY_ID_INVALID"
+    hint = "Use 1-64 characters from A-Z, a-z, 0-9, '_' and '-' for study_id."
+
+
+class StudyIdMismatch(InvalidInputError):
+    """The sidecar's study id differs from the folder it was uploaded under."""
+
+    code = "STUDY_ID_MISMATCH"
+    hint = "Upload the study under incoming/{study_id}/ using the sidecar's own study_id."
+
+
+# --- image ----------------------------------------------------------------------------
+
+
+class ImageNotYetPresent(TransientError):
+    """The sidecar arrived but its image has not (yet): retried for a bounded time."""
+
+    code = "IMAGE_NOT_YET_PRESENT"
+    hint = "Upload the image before its sidecar; the pipeline waits a bounded time for it."
+    self_bounded = True
+
+
+class ImageMissing(InvalidInputError):
+    """The image never arrived within the bounded wait."""
+
+    code = "IMAGE_MISSING"
+    hint = "Upload the image under the same incoming/{study_id}/ folder and stem as the sidecar."
+
+
+class ImageAmbiguous(InvalidInputError):
+    """More than one image matches the sidecar's stem."""
+
+    code = "IMAGE_AMBIGUOUS"
+    hint = "Upload exactly one image per sidecar stem (e.g. a.png and a.json, not a.png and a.jpg)."
+
+
+class ImageEmpty(InvalidInputError):
+    """The image file has zero bytes."""
+
+    code = "IMAGE_EMPTY"
+    hint = "The upload was empty; upload the image again."
+
+
+class ImageFileTooLarge(InvalidInputError):
+    """The image file is over the file-size limit."""
+
+    code = "IMAGE_FILE_TOO_LARGE"
+    hint = "Compress the image or raise imaging.max_file_bytes in radstream.toml."
+
+
+class ImageTooLarge(InvalidInputError):
+    """The image declares more pixels than the limit (checked before decoding)."""
+
+    code = "IMAGE_TOO_LARGE"
+    hint = "Downscale the image or raise imaging.max_pixels in radstream.toml."
+
+
+class ImageUnsupportedFormat(InvalidInputError):
+    """The bytes are not a PNG, JPEG or DICOM image."""
+
+    code = "IMAGE_UNSUPPORTED_FORMAT"
+    hint = "Send PNG (8/16-bit), JPEG or DICOM."
+
+
+class ImageFormatMismatch(InvalidInputError):
+    """The file extension does not match the content."""
+
+    code = "IMAGE_FORMAT_MISMATCH"
+    hint = "Name the file for what it is (.png, .jpg/.jpeg, .dcm)."
+
+
+class ImageTruncated(InvalidInputError):
+    """The image stream ends early."""
+
+    code = "IMAGE_TRUNCATED"
+    hint = "The file is incomplete; upload it again."
+
+
+class ImageUndecodable(InvalidInputError):
+    """The image is of a known format but cannot be decoded."""
+
+    code = "IMAGE_UNDECODABLE"
+    hint = "Re-export the image; it is corrupt or uses an unsupported encoding."
+
+
+class ImageSizeMismatch(InvalidInputError):
+    """The sidecar's image_size disagrees with the image."""
+
+    code = "IMAGE_SIZE_MISMATCH"
+    hint = "Fix image_size in the sidecar or upload the image it describes."
+
+
+class ImageTooSmall(InvalidInputError):
+    """The image is smaller than the model input on its short side."""
+
+    code = "IMAGE_TOO_SMALL"
+    hint = "Send an image at least as large as the model input (224 px) on its short side."
+
+
+class DicomNoPixelData(InvalidInputError):
+    """A DICOM file without a Pixel Data element."""
+
+    code = "DICOM_NO_PIXEL_DATA"
+    hint = "Send a DICOM image object (it has Pixel Data), not a report or structured document."
+
+
+class DicomUnsupportedTransferSyntax(InvalidInputError):
+    """A DICOM encoding that this installation cannot decode."""
+
+    code = "DICOM_UNSUPPORTED_TRANSFER_SYNTAX"
+    hint = "Send uncompressed, RLE or JPEG baseline DICOM, or install pylibjpeg plugins."
+
+
+# --- model and engine -----------------------------------------------------------------
+
+
+class ModelUnavailable(TransientError):
+    """The model cannot be reached or loaded right now."""
+
+    code = "MODEL_UNAVAILABLE"
+    hint = "Check the model file or endpoint; the executor retries with backoff."
+
+
+class ModelFileInvalid(InvalidInputError):
+    """The model file is missing metadata or is not a usable ONNX model."""
+
+    code = "MODEL_FILE_INVALID"
+    hint = "Register the model with `radstream model import` or rebuild with `radstream model build`."
+
+
+class ModelOutputInvalid(RadStreamError):
+    """The model returned non-finite or wrongly shaped outputs."""
+
+    code = "MODEL_OUTPUT_INVALID"
+    hint = "Check that the model matches its declared labels and input range."
+
+
+class ExecutionAbandoned(RadStreamError):
+    """Workers died repeatedly while running this execution."""
+
+    code = "EXECUTION_ABANDONED"
+    hint = "A worker crashed on this study several times; inspect the image, then re-upload."
+
+
+class StoreKeyInvalid(RadStreamError):
+    """An object key that would escape its bucket or is otherwise unsafe."""
+
+    code = "STORE_KEY_INVALID"
+    hint = "Use keys made of path segments without '..', empty parts or a leading '/'."
+
+
+class StoreObjectMissing(RadStreamError):
+    """An object that should exist does not."""
+
+    code = "STORE_OBJECT_MISSING"
+    hint = "Check the bucket and key; the object may have been deleted."
+
+
+class ConfigInvalid(RadStreamError):
+    """Settings that cannot work together."""
+
+    code = "CONFIG_INVALID"
+    hint = "Fix radstream.toml or the RADSTREAM_* variable named in the message."
+
+
+def all_error_classes() -> list[type[RadStreamError]]:
+    """Every concrete error class, for docs and for the code-uniqueness test."""
+    seen: list[type[RadStreamError]] = []
+    stack: list[type[RadStreamError]] = [RadStreamError]
+    while stack:
+        cls = stack.pop()
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    return [c for c in seen if c not in (InvalidInputError, TransientError)]
+
+
+def error_from_exception(exc: BaseException) -> RadStreamError:
+    """Wrap an unexpected exception so that every failure carries a code."""
+    if isinstance(exc, RadStreamError):
+        return exc
+    return RadStreamError(f"unexpected {type(exc).__name__}: {exc}")

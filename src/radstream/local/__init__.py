@@ -1,0 +1,1 @@
+"""The embedded engine: folder store, durable SQLite executor, worker processes."""

@@ -1,0 +1,365 @@
+"""Durable local executor: the embedded stand-in for Step Functions.
+
+State lives in SQLite (see :mod:`radstream.local.database`). The life of an execution:
+
+1. A put into the store appends an event (:meth:`Executor.object_created`).
+2. The router turns events that match the trigger rule (images bucket, ``incoming/``,
+   ``.json``) into executions. The id is derived from bucket, key and ETag, so a duplicate
+   event changes nothing and a re-upload with new content is a new execution.
+3. A worker claims a runnable execution under a lease, runs stages, and checkpoints after
+   the stages the pipeline definition marks. Every write is fenced by the lease, so a
+   worker whose lease was taken over cannot overwrite the new owner's progress.
+4. A killed worker's lease is reclaimed when it expires, or at once when its process is
+   found dead. After ``max_takeovers`` deaths the execution fails with
+   ``EXECUTION_ABANDONED`` rather than crashing workers forever.
+5. Every execution ends ``succeeded`` or ``failed``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from radstream.errors import ExecutionAbandoned
+from radstream.pipeline.definition import PIPELINE, Pipeline
+from radstream.stages.ports import ObjectInfo
+
+TRIGGER_BUCKET = "images"
+TRIGGER_PREFIX = "incoming/"
+TRIGGER_SUFFIX = ".json"
+
+STATES = ("pending", "running", "succeeded", "failed")
+
+
+def execution_id(bucket: str, key: str, etag: str) -> str:
+    """Deterministic execution id for one version of one sidecar object."""
+    return hashlib.sha256(f"{bucket}\n{key}\n{etag}".encode()).hexdigest()[:32]
+
+
+def matches_trigger(bucket: str, key: str) -> bool:
+    """The trigger rule: a sidecar created under ``incoming/`` in the images bucket."""
+    return (
+        bucket == TRIGGER_BUCKET
+        and key.startswith(TRIGGER_PREFIX)
+        and key.lower().endswith(TRIGGER_SUFFIX)
+    )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An execution leased to one worker."""
+
+    execution_id: str
+    bucket: str
+    key: str
+    etag: str
+    stage: str
+    context: dict[str, Any]
+    stage_attempt: int
+    claims: int
+    takeovers: int
+    created_at: float
+    queue_wait_s: float
+
+
+class Executor:
+    """Leases, checkpoints and terminal states over the engine database."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        lease_s: float = 30.0,
+        max_takeovers: int = 3,
+        pipeline: Pipeline = PIPELINE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._conn = conn
+        self._lease_s = lease_s
+        self._max_takeovers = max_takeovers
+        self._pipeline = pipeline
+        self._clock = clock
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front, so two workers cannot both read a
+        # runnable row and then both claim it.
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    # --- events and routing ---------------------------------------------------------
+
+    def object_created(self, info: ObjectInfo) -> None:
+        """Append a durable "object created" event (the store's listener hook)."""
+        self._conn.execute(
+            "INSERT INTO events (bucket, key, etag, size, created_at) VALUES (?, ?, ?, ?, ?)",
+            (info.bucket, info.key, info.etag, info.size, self._clock()),
+        )
+
+    def _route(self, conn: sqlite3.Connection) -> int:
+        last = conn.execute("SELECT last_id FROM router WHERE id = 1").fetchone()[0]
+        rows = conn.execute(
+            "SELECT id, bucket, key, etag, created_at FROM events WHERE id > ? ORDER BY id",
+            (last,),
+        ).fetchall()
+        started = 0
+        for row in rows:
+            if matches_trigger(row["bucket"], row["key"]):
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO executions (id, bucket, key, etag, state, stage, "
+                    "context, not_before, created_at, ready_at) "
+                    "VALUES (?, ?, ?, ?, 'pending', ?, '{}', ?, ?, ?)",
+                    (
+                        execution_id(row["bucket"], row["key"], row["etag"]),
+                        row["bucket"],
+                        row["key"],
+                        row["etag"],
+                        self._pipeline.start,
+                        row["created_at"],
+                        row["created_at"],
+                        row["created_at"],
+                    ),
+                )
+                started += cur.rowcount
+        if rows:
+            conn.execute("UPDATE router SET last_id = ? WHERE id = 1", (rows[-1]["id"],))
+        return started
+
+    def route(self) -> int:
+        """Turn new events into executions; returns how many executions were started."""
+        with self._write() as conn:
+            return self._route(conn)
+
+    # --- claiming -------------------------------------------------------------------
+
+    def _has_work(self, now: float) -> bool:
+        # A read-only probe, so idle workers do not queue for the write lock.
+        row = self._conn.execute(
+            "SELECT (SELECT last_id FROM router WHERE id = 1) < "
+            "(SELECT COALESCE(MAX(id), 0) FROM events) "
+            "OR EXISTS (SELECT 1 FROM executions WHERE state = 'pending' AND not_before <= ?) "
+            "OR EXISTS (SELECT 1 FROM executions WHERE state = 'running' AND lease_expires < ?)",
+            (now, now),
+        ).fetchone()
+        return bool(row[0])
+
+    def claim(self, worker_id: str) -> Claim | None:
+        """Lease the oldest runnable execution to ``worker_id``, or return None."""
+        now = self._clock()
+        if not self._has_work(now):
+            return None
+        with self._write() as conn:
+            self._route(conn)
+            row = conn.execute(
+                "SELECT * FROM executions WHERE state = 'pending' AND not_before <= ? "
+                "ORDER BY not_before, created_at LIMIT 1",
+                (now,),
+            ).fetchone()
+            if row is None:
+                row = conn.execute(
+                    "SELECT * FROM executions WHERE state = 'running' AND lease_expires < ? "
+                    "ORDER BY lease_expires LIMIT 1",
+                    (now,),
+                ).fetchone()
+            if row is None:
+                return None
+            takeover = row["state"] == "running"
+            takeovers = row["takeovers"] + (1 if takeover else 0)
+            stage, context = row["stage"], json.loads(row["context"])
+            if takeover and takeovers > self._max_takeovers:
+                # Workers keep dying on this one: stop trying, record why.
+                stage = self._pipeline.failure_stage
+                context["error"] = ExecutionAbandoned(
+                    f"{takeovers} workers died while running this execution",
+                    takeovers=takeovers,
+                ).to_dict() | {"stage": row["stage"]}
+            claims = row["claims"] + 1
+            conn.execute(
+                "UPDATE executions SET state = 'running', stage = ?, context = ?, claims = ?, "
+                "takeovers = ?, lease_owner = ?, lease_expires = ?, "
+                "started_at = COALESCE(started_at, ?) WHERE id = ?",
+                (
+                    stage,
+                    json.dumps(context),
+                    claims,
+                    takeovers,
+                    worker_id,
+                    now + self._lease_s,
+                    now,
+                    row["id"],
+                ),
+            )
+        ready = row["ready_at"] if not takeover else row["lease_expires"]
+        return Claim(
+            execution_id=row["id"],
+            bucket=row["bucket"],
+            key=row["key"],
+            etag=row["etag"],
+            stage=stage,
+            context=context,
+            stage_attempt=row["stage_attempt"],
+            claims=claims,
+            takeovers=takeovers,
+            created_at=row["created_at"],
+            queue_wait_s=max(0.0, now - ready),
+        )
+
+    # --- progress -------------------------------------------------------------------
+
+    def _fenced_update(self, claim: Claim, worker_id: str, sets: str, args: tuple[Any, ...]) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                f"UPDATE executions SET {sets} "
+                "WHERE id = ? AND lease_owner = ? AND claims = ? AND state = 'running'",
+                (*args, claim.execution_id, worker_id, claim.claims),
+            )
+            return cur.rowcount == 1
+
+    def checkpoint(
+        self, claim: Claim, worker_id: str, next_stage: str, context: dict[str, Any]
+    ) -> bool:
+        """Persist progress and renew the lease. False if the lease was lost (stop work)."""
+        return self._fenced_update(
+            claim,
+            worker_id,
+            "stage = ?, context = ?, stage_attempt = 0, lease_expires = ?",
+            (next_stage, json.dumps(context), self._clock() + self._lease_s),
+        )
+
+    def retry_later(
+        self, claim: Claim, worker_id: str, stage: str, stage_attempt: int, delay_s: float,
+        context: dict[str, Any],
+    ) -> bool:
+        """Give the execution back, runnable again after ``delay_s``, at ``stage``."""
+        not_before = self._clock() + delay_s
+        return self._fenced_update(
+            claim,
+            worker_id,
+            "state = 'pending', stage = ?, stage_attempt = ?, context = ?, lease_owner = NULL, "
+            "lease_expires = NULL, not_before = ?, ready_at = ?",
+            (stage, stage_attempt, json.dumps(context), not_before, not_before),
+        )
+
+    def finish(
+        self,
+        claim: Claim,
+        worker_id: str,
+        *,
+        succeeded: bool,
+        outcome_key: str,
+        error_code: str | None = None,
+    ) -> bool:
+        """Move the execution to its terminal state."""
+        return self._fenced_update(
+            claim,
+            worker_id,
+            "state = ?, outcome_key = ?, error_code = ?, finished_at = ?, lease_owner = NULL, "
+            "lease_expires = NULL",
+            ("succeeded" if succeeded else "failed", outcome_key, error_code, self._clock()),
+        )
+
+    # --- workers --------------------------------------------------------------------
+
+    def register_worker(self, worker_id: str, pid: int) -> None:
+        """Record a live worker, so its leases can be reclaimed at once if it dies."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO workers (id, pid, started_at) VALUES (?, ?, ?)",
+                (worker_id, pid, self._clock()),
+            )
+
+    def unregister_worker(self, worker_id: str) -> None:
+        """Mark a worker stopped (clean shutdown)."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE workers SET stopped_at = ? WHERE id = ?", (self._clock(), worker_id)
+            )
+
+    def registered_workers(self, worker_ids: list[str]) -> int:
+        """How many of ``worker_ids`` have registered and not stopped."""
+        marks = ",".join("?" * len(worker_ids))
+        row = self._conn.execute(
+            f"SELECT COUNT(*) FROM workers WHERE stopped_at IS NULL AND id IN ({marks})",
+            worker_ids,
+        ).fetchone()
+        return int(row[0])
+
+    def reap_dead_workers(self) -> int:
+        """Expire leases held by worker processes that no longer exist on this machine."""
+        rows = self._conn.execute(
+            "SELECT DISTINCT w.id, w.pid FROM executions e JOIN workers w "
+            "ON e.lease_owner = w.id WHERE e.state = 'running'"
+        ).fetchall()
+        dead = [r["id"] for r in rows if not _pid_alive(r["pid"])]
+        if not dead:
+            return 0
+        with self._write() as conn:
+            marks = ",".join("?" * len(dead))
+            cur = conn.execute(
+                f"UPDATE executions SET lease_expires = 0 WHERE state = 'running' "
+                f"AND lease_owner IN ({marks})",
+                dead,
+            )
+            return cur.rowcount
+
+    # --- inspection -----------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Executions by state, every state present (zero where none)."""
+        found = dict(
+            self._conn.execute("SELECT state, COUNT(*) FROM executions GROUP BY state").fetchall()
+        )
+        return {state: int(found.get(state, 0)) for state in STATES}
+
+    def terminal_count(self, execution_ids: list[str]) -> int:
+        """How many of ``execution_ids`` have reached a terminal state."""
+        done = 0
+        for start in range(0, len(execution_ids), 500):
+            chunk = execution_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            done += self._conn.execute(
+                f"SELECT COUNT(*) FROM executions WHERE state IN ('succeeded', 'failed') "
+                f"AND id IN ({marks})",
+                chunk,
+            ).fetchone()[0]
+        return int(done)
+
+    def idle(self) -> bool:
+        """True when nothing is pending, running or waiting to be routed."""
+        row = self._conn.execute(
+            "SELECT (SELECT last_id FROM router WHERE id = 1) >= "
+            "(SELECT COALESCE(MAX(id), 0) FROM events) "
+            "AND NOT EXISTS (SELECT 1 FROM executions WHERE state IN ('pending', 'running'))"
+        ).fetchone()
+        return bool(row[0])
+
+    def executions(self) -> list[sqlite3.Row]:
+        """Every execution row (for status, demo statistics and tests)."""
+        return self._conn.execute("SELECT * FROM executions ORDER BY created_at").fetchall()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (killed but not yet reaped by its parent) still answers kill(0).
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

@@ -1,0 +1,298 @@
+"""Run one claimed execution through the pipeline's stages.
+
+This is the local interpreter of :data:`radstream.pipeline.definition.PIPELINE`: it calls
+the stage functions, emits one telemetry record per stage attempt, checkpoints where the
+definition says, retries transient errors with backoff, and routes every other error to
+``record_failure``, so that each execution ends as exactly one result or failure object.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from radstream import PIPELINE_VERSION
+from radstream.errors import RadStreamError, TransientError, error_from_exception
+from radstream.imaging import ImagingLimits, Preprocessing
+from radstream.local.executor import Claim, Executor
+from radstream.model import ModelClient
+from radstream.pipeline.definition import (
+    INFER,
+    PIPELINE,
+    PREPARE,
+    STORE,
+    VALIDATE,
+    Pipeline,
+    RetryPolicy,
+)
+from radstream.schema.outcome import Failure, FailureInfo, ModelRef, PreprocessingRef, Result
+from radstream.schema.telemetry import StageStatus, TelemetryRecord
+from radstream.settings import Settings
+from radstream.stages import infer as infer_stage
+from radstream.stages import prepare as prepare_stage
+from radstream.stages import store as store_stage
+from radstream.stages import validate as validate_stage
+from radstream.stages.ports import ObjectStore, TelemetrySink
+from radstream.stages.telemetry import pseudonym, stage_record
+
+
+@dataclass
+class _Scratch:
+    """Per-attempt, in-memory state that is not checkpointed (the tensor)."""
+
+    prepared: prepare_stage.PreparedStudy | None = None
+    records: list[TelemetryRecord] = field(default_factory=list)
+
+
+class ExecutionRunner:
+    """Binds the stage functions to one worker's store, model, sink and settings."""
+
+    def __init__(
+        self,
+        *,
+        store: ObjectStore,
+        executor: Executor,
+        model: ModelClient,
+        sink: TelemetrySink,
+        settings: Settings,
+        worker_id: str,
+        pipeline: Pipeline = PIPELINE,
+    ) -> None:
+        self._store = store
+        self._executor = executor
+        self._model = model
+        self._sink = sink
+        self._settings = settings
+        self._worker_id = worker_id
+        self._pipeline = pipeline
+        self._retry = RetryPolicy(
+            max_attempts=settings.engine.max_stage_attempts,
+            base_s=settings.engine.retry_base_s,
+            max_s=settings.engine.retry_max_s,
+        )
+        info = model.info
+        self._preprocessing = Preprocessing(
+            size=info.input_size,
+            input_min=info.input_min,
+            input_max=info.input_max,
+            channels=info.channels,
+        )
+        self._limits = ImagingLimits(
+            max_pixels=settings.imaging.max_pixels,
+            max_file_bytes=settings.imaging.max_file_bytes,
+        )
+        self._cold = True
+
+    def run(self, claim: Claim) -> None:
+        """Drive ``claim`` until it is terminal, handed back for a retry, or its lease is lost."""
+        context: dict[str, Any] = dict(claim.context)
+        scratch = _Scratch()
+        stage: str | None = claim.stage
+        resume_stage = claim.stage
+        queue_wait: float | None = claim.queue_wait_s
+        try:
+            while stage is not None:
+                if stage == self._pipeline.failure_stage:
+                    self._fail(claim, context, scratch)
+                    return
+                start = time.time()
+                try:
+                    self._run_stage(stage, claim, context, scratch)
+                except Exception as exc:  # every error is routed, none escapes the worker
+                    err = error_from_exception(exc)
+                    if self._should_retry(err, claim, resume_stage):
+                        self._record(claim, context, scratch, stage, StageStatus.RETRY, start,
+                                     queue_wait, err.code)
+                        attempt = claim.stage_attempt + 1 if resume_stage == claim.stage else 1
+                        delay = self._retry.delay(attempt, random.random())
+                        self._executor.retry_later(
+                            claim, self._worker_id, resume_stage, attempt, delay, context
+                        )
+                        return
+                    self._record(claim, context, scratch, stage, StageStatus.ERROR, start,
+                                 queue_wait, err.code)
+                    context["error"] = err.to_dict() | {"stage": stage}
+                    stage = self._pipeline.failure_stage
+                    queue_wait = None
+                    continue
+                self._record(claim, context, scratch, stage, StageStatus.OK, start, queue_wait)
+                queue_wait = None
+                definition = self._pipeline.stage(stage)
+                if definition.next is None:
+                    self._executor.finish(
+                        claim, self._worker_id, succeeded=True, outcome_key=context["outcome_key"]
+                    )
+                    return
+                if definition.checkpoint:
+                    if not self._executor.checkpoint(
+                        claim, self._worker_id, definition.next, context
+                    ):
+                        return  # lease lost: the new owner carries on
+                    resume_stage = definition.next
+                stage = definition.next
+        finally:
+            self._sink.emit(scratch.records)
+            self._cold = False
+
+    def _should_retry(self, err: RadStreamError, claim: Claim, resume_stage: str) -> bool:
+        if not err.retryable:
+            return False
+        if isinstance(err, TransientError) and err.self_bounded:
+            return True
+        attempts = claim.stage_attempt + 1 if resume_stage == claim.stage else 1
+        return attempts < self._retry.max_attempts
+
+    # --- stages ---------------------------------------------------------------------
+
+    def _run_stage(
+        self, stage: str, claim: Claim, context: dict[str, Any], scratch: _Scratch
+    ) -> None:
+        if stage == VALIDATE:
+            study = validate_stage.validate(
+                self._store,
+                claim.bucket,
+                claim.key,
+                waited_s=time.time() - claim.created_at,
+                image_wait_s=self._settings.engine.image_wait_s,
+            )
+            context.update(study.to_context())
+        elif stage == PREPARE:
+            study = validate_stage.ValidatedStudy.from_context(context)
+            scratch.prepared = prepare_stage.prepare(
+                self._store,
+                claim.bucket,
+                study.image_key,
+                expected_size=study.expected_size,
+                preprocessing=self._preprocessing,
+                limits=self._limits,
+            )
+            image = scratch.prepared.image
+            context["preprocessing"] = PreprocessingRef(
+                size=self._preprocessing.size,
+                input_min=self._preprocessing.input_min,
+                input_max=self._preprocessing.input_max,
+                channels=self._preprocessing.channels,
+                source_format=image.format,
+                source_width=image.width,
+                source_height=image.height,
+                bit_depth=image.bit_depth,
+                decode_scale=image.decode_scale,
+            ).model_dump()
+            context["image_sha256"] = scratch.prepared.image_sha256
+            context["image_bytes"] = scratch.prepared.image_bytes
+        elif stage == INFER:
+            if scratch.prepared is None:
+                raise RuntimeError("infer reached without a tensor; prepare must run first")
+            result = infer_stage.infer(self._model, scratch.prepared.image.tensor)
+            context["raw_outputs"] = result.raw_outputs
+            context["probabilities"] = result.probabilities
+        elif stage == STORE:
+            context["outcome_key"] = store_stage.store_result(self._store, self._result(claim, context, scratch))
+        else:
+            raise RuntimeError(f"unknown stage {stage!r}")
+
+    def _result(self, claim: Claim, context: dict[str, Any], scratch: _Scratch) -> Result:
+        info = self._model.info
+        stage_ms = {r.stage: round(r.duration_ms, 3) for r in scratch.records if r.status == "ok"}
+        return Result(
+            execution_id=claim.execution_id,
+            study_id=context["study_id"],
+            image_id=context["image_id"],
+            image_key=context["image_key"],
+            sidecar_key=context["sidecar_key"],
+            view=context["view"],
+            study_timestamp=datetime.fromisoformat(context["study_timestamp"]),
+            probabilities=context["probabilities"],
+            raw_outputs=context["raw_outputs"],
+            model=ModelRef(
+                name=info.name, version=info.version, sha256=info.sha256, backend="onnxruntime"
+            ),
+            preprocessing=PreprocessingRef.model_validate(context["preprocessing"]),
+            stage_ms=stage_ms,
+            pipeline_version=PIPELINE_VERSION,
+            input_sha256={
+                "image": context["image_sha256"],
+                "sidecar": context["sidecar_sha256"],
+            },
+        )
+
+    def _fail(self, claim: Claim, context: dict[str, Any], scratch: _Scratch) -> None:
+        start = time.time()
+        error = context["error"]
+        study_id = context.get("study_id") or validate_stage.study_folder(claim.key)
+        image_id = context.get("image_id") or _stem(claim.key)
+        failure = Failure(
+            execution_id=claim.execution_id,
+            study_id=study_id,
+            image_id=image_id,
+            sidecar_key=claim.key,
+            error=FailureInfo(
+                code=error["code"],
+                message=error["message"],
+                hint=error["hint"],
+                stage=error["stage"],
+                retryable=error["retryable"],
+                details=error.get("details", {}),
+            ),
+            attempts=claim.claims,
+            failed_at=datetime.now(UTC),
+            pipeline_version=PIPELINE_VERSION,
+        )
+        key = store_stage.record_failure(self._store, failure)
+        self._record(claim, context, scratch, self._pipeline.failure_stage, StageStatus.OK, start,
+                     None, error["code"])
+        self._executor.finish(
+            claim, self._worker_id, succeeded=False, outcome_key=key, error_code=error["code"]
+        )
+
+    # --- telemetry ------------------------------------------------------------------
+
+    def _record(
+        self,
+        claim: Claim,
+        context: dict[str, Any],
+        scratch: _Scratch,
+        stage: str,
+        status: StageStatus,
+        start: float,
+        queue_wait: float | None,
+        error_code: str | None = None,
+    ) -> None:
+        telemetry = self._settings.telemetry
+        study_id = context.get("study_id") or validate_stage.study_folder(claim.key)
+        if telemetry.pseudonymise:
+            study_id = pseudonym(study_id, telemetry.pseudonym_key)
+        bytes_in = {
+            VALIDATE: context.get("sidecar_bytes", 0),
+            PREPARE: context.get("image_bytes", 0),
+        }.get(stage, 0)
+        info = self._model.info
+        scratch.records.append(
+            stage_record(
+                execution_id=claim.execution_id,
+                study_id=study_id,
+                stage=stage,
+                status=status,
+                start_s=start,
+                end_s=time.time(),
+                attempt=claim.claims,
+                worker_id=self._worker_id,
+                error_code=error_code,
+                queue_wait_s=queue_wait,
+                bytes_in=bytes_in,
+                model_name=info.name,
+                model_version=info.version,
+                backend="local",
+                config_id=telemetry.config_id,
+                variant=telemetry.variant,
+                cold_start=self._cold,
+            )
+        )
+
+
+def _stem(key: str) -> str:
+    name = key.rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] or "sidecar"

@@ -1,0 +1,123 @@
+"""Folder object store: ``{data_dir}/buckets/{bucket}/{key}``.
+
+Writes go to a temporary file in the bucket's ``.tmp`` folder and are renamed into place,
+so a reader never sees half an object, even if the writer is killed. Each put then records
+an "object created" event in the engine database, which is how an upload made by one
+process reaches the workers of another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+from typing import Protocol
+
+from radstream.errors import StoreObjectMissing
+from radstream.local.keys import check_bucket, check_key
+from radstream.stages.ports import BUCKETS, ObjectInfo
+
+_TMP = ".tmp"
+
+
+class ObjectCreatedListener(Protocol):
+    """Receives an event after every successful put."""
+
+    def object_created(self, info: ObjectInfo) -> None:
+        """Record that ``info`` now exists."""
+        ...
+
+
+class FolderStore:
+    """An :class:`~radstream.stages.ports.ObjectStore` on the local file system."""
+
+    def __init__(
+        self,
+        root: Path,
+        listener: ObjectCreatedListener | None = None,
+        *,
+        fsync: bool = False,
+        buckets: tuple[str, ...] = BUCKETS,
+    ) -> None:
+        self.root = root
+        self.buckets = buckets
+        self._listener = listener
+        # fsync makes objects survive power loss, not just process death; it costs
+        # a few ms per put on most disks, so it is opt-in.
+        self._fsync = fsync
+        for bucket in buckets:
+            (root / bucket / _TMP).mkdir(parents=True, exist_ok=True)
+
+    def path(self, bucket: str, key: str) -> Path:
+        """File-system path of an object (validated: it cannot leave the bucket)."""
+        return self.root / check_bucket(bucket, self.buckets) / check_key(key)
+
+    def put(self, bucket: str, key: str, data: bytes) -> ObjectInfo:
+        """Write ``data`` atomically, then raise the object-created event."""
+        target = self.path(bucket, key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / bucket / _TMP / uuid.uuid4().hex
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if self._fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        info = ObjectInfo(
+            bucket=bucket,
+            key=key,
+            etag=etag_of(data),
+            size=len(data),
+            modified=target.stat().st_mtime,
+        )
+        if self._listener is not None:
+            self._listener.object_created(info)
+        return info
+
+    def get(self, bucket: str, key: str) -> bytes:
+        """Read an object, or raise ``StoreObjectMissing``."""
+        try:
+            return self.path(bucket, key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            raise StoreObjectMissing(f"no object {bucket}/{key}") from None
+
+    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        """Metadata of an object (ETag computed from content), or None."""
+        try:
+            data = self.path(bucket, key).read_bytes()
+            mtime = self.path(bucket, key).stat().st_mtime
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+        return ObjectInfo(bucket=bucket, key=key, etag=etag_of(data), size=len(data), modified=mtime)
+
+    def exists(self, bucket: str, key: str) -> bool:
+        """True if the object exists."""
+        return self.path(bucket, key).is_file()
+
+    def list(self, bucket: str, prefix: str = "") -> list[str]:
+        """Keys under ``prefix`` (a key prefix, not only a folder), sorted."""
+        base = self.root / check_bucket(bucket, self.buckets)
+        folder, _, _ = prefix.rpartition("/")
+        start = base / folder if folder else base
+        if not start.is_dir():
+            return []
+        keys: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(start):
+            if Path(dirpath) == base:
+                dirnames[:] = [d for d in dirnames if d != _TMP]
+            rel = Path(dirpath).relative_to(base).as_posix()
+            for name in filenames:
+                key = name if rel == "." else f"{rel}/{name}"
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def delete(self, bucket: str, key: str) -> None:
+        """Remove an object if present."""
+        self.path(bucket, key).unlink(missing_ok=True)
+
+
+def etag_of(data: bytes) -> str:
+    """S3-style ETag of a single-part object: the MD5 of its bytes, in hex."""
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()

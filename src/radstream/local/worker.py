@@ -1,0 +1,76 @@
+"""A worker process: loads the model once, then claims and runs executions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from multiprocessing.synchronize import Event
+
+from radstream.lake.parquet_sink import ParquetSink
+from radstream.local.engine import LocalEngine
+from radstream.local.runner import ExecutionRunner
+from radstream.model import OnnxModel
+from radstream.model.loading import resolve_model_path
+from radstream.settings import Settings
+
+# How often an idle worker looks for leases held by dead processes.
+_REAP_EVERY_S = 0.5
+
+
+def worker_main(settings_json: str, worker_id: str, stop: Event, until_idle: bool) -> None:
+    """Entry point of a worker process (spawned by :class:`~radstream.local.pool.WorkerPool`)."""
+    # The pool's parent decides when to stop; a Ctrl-C in the terminal reaches every
+    # process of the group, and must not kill a worker halfway through a stage.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    settings = Settings.model_validate_json(settings_json)
+    model = OnnxModel.load(
+        resolve_model_path(settings), intra_op_threads=settings.model.intra_op_threads
+    )
+    with LocalEngine.open(settings) as engine:
+        sink = ParquetSink(
+            settings.lake_dir,
+            writer_id=worker_id,
+            flush_rows=settings.telemetry.flush_rows,
+            flush_s=settings.telemetry.flush_s,
+        )
+        runner = ExecutionRunner(
+            store=engine.store,
+            executor=engine.executor,
+            model=model,
+            sink=sink,
+            settings=settings,
+            worker_id=worker_id,
+        )
+        engine.executor.register_worker(worker_id, os.getpid())
+        try:
+            _loop(engine, runner, sink, worker_id, stop, until_idle, settings.engine.poll_s)
+        finally:
+            sink.close()
+            engine.executor.unregister_worker(worker_id)
+
+
+def _loop(
+    engine: LocalEngine,
+    runner: ExecutionRunner,
+    sink: ParquetSink,
+    worker_id: str,
+    stop: Event,
+    until_idle: bool,
+    poll_s: float,
+) -> None:
+    last_reap = 0.0
+    while not stop.is_set():
+        claim = engine.executor.claim(worker_id)
+        if claim is not None:
+            runner.run(claim)
+            continue
+        sink.maybe_flush()
+        now = time.monotonic()
+        if now - last_reap >= _REAP_EVERY_S:
+            last_reap = now
+            if engine.executor.reap_dead_workers():
+                continue
+        if until_idle and engine.executor.idle():
+            return
+        stop.wait(poll_s)

@@ -1,0 +1,109 @@
+"""Turn untrusted sidecar bytes into a :class:`Sidecar`, or a typed error.
+
+Limits are checked before parsing so that a hostile sidecar (huge, or nested 100,000 deep)
+costs almost nothing and cannot crash the worker with a RecursionError.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from radstream.errors import (
+    SidecarInvalidField,
+    SidecarInvalidJson,
+    SidecarMissingField,
+    SidecarNotObject,
+    SidecarNotUtf8,
+    SidecarTooDeep,
+    SidecarTooLarge,
+    StudyIdInvalid,
+)
+from radstream.schema.sidecar import Sidecar
+
+MAX_SIDECAR_BYTES = 1024 * 1024
+MAX_SIDECAR_DEPTH = 32
+
+
+def parse_sidecar(
+    data: bytes, *, max_bytes: int = MAX_SIDECAR_BYTES, max_depth: int = MAX_SIDECAR_DEPTH
+) -> Sidecar:
+    """Validate sidecar bytes. Raises a ``Sidecar*`` or ``StudyIdInvalid`` error on bad input."""
+    if len(data) > max_bytes:
+        raise SidecarTooLarge(
+            f"sidecar is {len(data)} bytes; the limit is {max_bytes}", size=len(data)
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SidecarNotUtf8(f"sidecar is not UTF-8: invalid byte at offset {exc.start}") from exc
+    depth = json_depth(text)
+    if depth > max_depth:
+        raise SidecarTooDeep(f"sidecar nests {depth} levels; the limit is {max_depth}")
+    try:
+        raw: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SidecarInvalidJson(
+            f"sidecar is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    if not isinstance(raw, dict):
+        raise SidecarNotObject(f"sidecar must be a JSON object, got {type(raw).__name__}")
+    return validate_sidecar_dict(raw)
+
+
+def validate_sidecar_dict(raw: dict[str, Any]) -> Sidecar:
+    """Validate an already-parsed sidecar object, mapping pydantic errors to typed errors."""
+    try:
+        return Sidecar.model_validate(raw)
+    except ValidationError as exc:
+        raise _typed_error(exc) from None
+
+
+def _typed_error(exc: ValidationError) -> SidecarMissingField | SidecarInvalidField | StudyIdInvalid:
+    errors = exc.errors(include_url=False, include_input=False)
+    missing = [_loc(e["loc"]) for e in errors if e["type"] == "missing"]
+    if missing:
+        return SidecarMissingField(
+            f"sidecar lacks required field(s): {', '.join(missing)}", fields=missing
+        )
+    first = errors[0]
+    field = _loc(first["loc"])
+    if field == "study_id":
+        return StudyIdInvalid(
+            "study_id must be 1-64 characters from A-Z, a-z, 0-9, '_' and '-' "
+            "(no '/', '..' or spaces)"
+        )
+    problems = "; ".join(f"{_loc(e['loc'])}: {e['msg']}" for e in errors)
+    return SidecarInvalidField(f"sidecar field(s) invalid: {problems}", fields=[field])
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(root)"
+
+
+def json_depth(text: str) -> int:
+    """Maximum nesting depth of JSON text, without parsing it (brackets inside strings ignored)."""
+    # Cheap exit: fewer opening brackets than the limit cannot nest deeper than that.
+    opens = text.count("{") + text.count("[")
+    if opens <= MAX_SIDECAR_DEPTH:
+        return opens
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "{[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "}]":
+            depth -= 1
+    return deepest

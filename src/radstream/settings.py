@@ -1,0 +1,108 @@
+"""One validated settings object, from ``radstream.toml`` and ``RADSTREAM_*`` variables.
+
+Precedence, highest first: explicit arguments (the CLI), environment variables
+(``RADSTREAM_ENGINE__WORKERS=4``; nested sections use ``__``), the TOML file
+(``./radstream.toml`` or the file named by ``RADSTREAM_CONFIG``), then defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class ImagingSettings(BaseModel):
+    """Guards applied before any pixel is decoded."""
+
+    max_pixels: int = Field(default=50_000_000, ge=1)
+    max_file_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+
+
+class ModelSettings(BaseModel):
+    """Which model runs, and how."""
+
+    path: Path | None = Field(
+        default=None, description="ONNX file; default: the stand-in built under data_dir/models"
+    )
+    intra_op_threads: int = Field(default=1, ge=1)
+
+
+class EngineSettings(BaseModel):
+    """The durable local executor and its workers."""
+
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    lease_s: float = Field(default=30.0, gt=0, description="a worker's claim on an execution")
+    max_stage_attempts: int = Field(default=5, ge=1, description="per stage, transient errors")
+    max_takeovers: int = Field(default=3, ge=0, description="worker deaths before giving up")
+    retry_base_s: float = Field(default=0.2, gt=0)
+    retry_max_s: float = Field(default=5.0, gt=0)
+    image_wait_s: float = Field(default=30.0, ge=0, description="wait for an image after its sidecar")
+    poll_s: float = Field(default=0.005, gt=0, description="idle poll interval of a worker")
+    fsync: bool = Field(default=False, description="fsync objects: survive power loss, not only crashes")
+
+
+class TelemetrySettings(BaseModel):
+    """Buffered telemetry into the Parquet lake."""
+
+    flush_rows: int = Field(default=512, ge=1)
+    flush_s: float = Field(default=2.0, gt=0)
+    pseudonymise: bool = Field(default=False, description="replace study ids by keyed hashes")
+    pseudonym_key: str = Field(default="", description="HMAC key; required when pseudonymising")
+    config_id: str = "default"
+    variant: str | None = None
+
+
+class Settings(BaseSettings):
+    """Everything RadStream can be told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RADSTREAM_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Path(".radstream")
+    imaging: ImagingSettings = Field(default_factory=ImagingSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then environment, then the TOML file."""
+        toml_file = Path(os.environ.get("RADSTREAM_CONFIG", "radstream.toml"))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))
+
+    @property
+    def models_dir(self) -> Path:
+        """Where built and imported models are cached."""
+        return self.data_dir / "models"
+
+    @property
+    def lake_dir(self) -> Path:
+        """Root of the telemetry lake (``lake/telemetry/dt=…/hour=…``)."""
+        return self.data_dir / "lake" / "telemetry"
+
+    @property
+    def db_path(self) -> Path:
+        """The executor's SQLite database."""
+        return self.data_dir / "engine.db"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and TOML file, with ``overrides`` on top (None ignored)."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

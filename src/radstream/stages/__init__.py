@@ -1,0 +1,1 @@
+"""The pipeline's stage functions: pure over the small interfaces in :mod:`.ports`."""

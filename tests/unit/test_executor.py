@@ -1,0 +1,121 @@
+"""Durable executor on a real SQLite file: routing, dedup, leases, fencing, takeovers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from radstream.local.database import connect
+from radstream.local.executor import Executor, execution_id
+from radstream.stages.ports import ObjectInfo
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _event(key: str, etag: str = "e1", bucket: str = "images") -> ObjectInfo:
+    return ObjectInfo(bucket=bucket, key=key, etag=etag, size=1, modified=0.0)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def executor(tmp_path: Path, clock: Clock) -> Executor:
+    return Executor(connect(tmp_path / "engine.db"), lease_s=10, max_takeovers=2, clock=clock)
+
+
+def test_only_sidecars_under_incoming_start_executions(executor: Executor) -> None:
+    executor.object_created(_event("incoming/s/a.png"))
+    executor.object_created(_event("incoming/s/a.json"))
+    executor.object_created(_event("incoming/s/B.JSON"))
+    executor.object_created(_event("elsewhere/s/a.json"))
+    executor.object_created(_event("incoming/s/a.json", bucket="results"))
+    assert executor.route() == 2
+    assert executor.counts() == {"pending": 2, "running": 0, "succeeded": 0, "failed": 0}
+
+
+def test_duplicate_event_is_a_no_op_but_new_content_is_new(executor: Executor) -> None:
+    executor.object_created(_event("incoming/s/a.json"))
+    executor.object_created(_event("incoming/s/a.json"))
+    assert executor.route() == 1
+    executor.object_created(_event("incoming/s/a.json", etag="e2"))
+    assert executor.route() == 1
+    assert executor.counts()["pending"] == 2
+
+
+def test_claim_checkpoint_finish(executor: Executor) -> None:
+    executor.object_created(_event("incoming/s/a.json"))
+    claim = executor.claim("w1")
+    assert claim is not None
+    assert claim.execution_id == execution_id("images", "incoming/s/a.json", "e1")
+    assert claim.stage == "validate" and claim.claims == 1
+    assert executor.claim("w2") is None  # leased
+    assert executor.checkpoint(claim, "w1", "prepare", {"study_id": "s"})
+    assert executor.finish(claim, "w1", succeeded=True, outcome_key="results/s/a.json")
+    assert executor.counts()["succeeded"] == 1
+    assert executor.idle()
+
+
+def test_expired_lease_is_taken_over_and_old_owner_is_fenced(
+    executor: Executor, clock: Clock
+) -> None:
+    executor.object_created(_event("incoming/s/a.json"))
+    first = executor.claim("w1")
+    assert first is not None
+    assert executor.checkpoint(first, "w1", "prepare", {"study_id": "s"})
+    clock.now += 11  # w1 stops renewing: it died
+    second = executor.claim("w2")
+    assert second is not None
+    assert second.stage == "prepare" and second.context == {"study_id": "s"}
+    assert second.takeovers == 1
+    # The presumed-dead worker wakes up: its writes no longer land.
+    assert not executor.checkpoint(first, "w1", "store", {})
+    assert not executor.finish(first, "w1", succeeded=True, outcome_key="x")
+    assert executor.finish(second, "w2", succeeded=True, outcome_key="y")
+
+
+def test_too_many_takeovers_route_to_failure(executor: Executor, clock: Clock) -> None:
+    executor.object_created(_event("incoming/s/a.json"))
+    for _ in range(3):
+        claim = executor.claim("w")
+        assert claim is not None
+        clock.now += 11
+    claim = executor.claim("w")
+    assert claim is not None
+    assert claim.stage == "record_failure"
+    assert claim.context["error"]["code"] == "EXECUTION_ABANDONED"
+
+
+def test_retry_later_waits_for_backoff(executor: Executor, clock: Clock) -> None:
+    executor.object_created(_event("incoming/s/a.json"))
+    claim = executor.claim("w1")
+    assert claim is not None
+    assert executor.retry_later(claim, "w1", "validate", 1, 2.0, {})
+    assert executor.claim("w1") is None
+    assert not executor.idle()
+    clock.now += 2.5
+    again = executor.claim("w1")
+    assert again is not None and again.stage_attempt == 1 and again.claims == 2
+
+
+def test_dead_worker_process_releases_its_lease_at_once(executor: Executor) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    executor.register_worker("dead", proc.pid)
+    executor.object_created(_event("incoming/s/a.json"))
+    assert executor.claim("dead") is not None
+    assert executor.claim("w2") is None
+    assert executor.reap_dead_workers() == 1
+    claim = executor.claim("w2")
+    assert claim is not None and claim.takeovers == 1

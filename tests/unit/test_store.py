@@ -1,0 +1,75 @@
+"""Folder store: atomic writes, ETags, key safety, events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from radstream.errors import StoreKeyInvalid, StoreObjectMissing
+from radstream.local.database import connect
+from radstream.local.executor import Executor
+from radstream.local.store import FolderStore, etag_of
+from radstream.stages.ports import ObjectInfo
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[ObjectInfo] = []
+
+    def object_created(self, info: ObjectInfo) -> None:
+        self.events.append(info)
+
+
+def test_put_get_head_list(tmp_path: Path) -> None:
+    rec = Recorder()
+    store = FolderStore(tmp_path, listener=rec)
+    info = store.put("images", "incoming/a/x.png", b"abc")
+    assert info.etag == etag_of(b"abc") == "900150983cd24fb0d6963f7d28e17f72"
+    assert store.get("images", "incoming/a/x.png") == b"abc"
+    head = store.head("images", "incoming/a/x.png")
+    assert head is not None and head.size == 3
+    store.put("images", "incoming/a/x.json", b"{}")
+    store.put("images", "incoming/b/y.json", b"{}")
+    assert store.list("images", "incoming/a/") == ["incoming/a/x.json", "incoming/a/x.png"]
+    assert store.list("images", "incoming/a/x.") == ["incoming/a/x.json", "incoming/a/x.png"]
+    assert store.list("images") == ["incoming/a/x.json", "incoming/a/x.png", "incoming/b/y.json"]
+    assert [e.key for e in rec.events] == ["incoming/a/x.png", "incoming/a/x.json", "incoming/b/y.json"]
+    assert (tmp_path / "images" / "incoming" / "a" / "x.png").read_bytes() == b"abc"
+
+
+def test_overwrite_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    store = FolderStore(tmp_path)
+    for i in range(20):
+        store.put("results", "r/a.json", str(i).encode())
+    assert store.get("results", "r/a.json") == b"19"
+    assert not any((tmp_path / "results" / ".tmp").iterdir())
+
+
+def test_missing_object(tmp_path: Path) -> None:
+    store = FolderStore(tmp_path)
+    with pytest.raises(StoreObjectMissing):
+        store.get("images", "nope")
+    assert store.head("images", "nope") is None
+
+
+@pytest.mark.parametrize("key", ["../x", "a/../../x", "/etc/passwd", "a//b", "", "a/./b", "a\\b"])
+def test_unsafe_keys_are_refused(tmp_path: Path, key: str) -> None:
+    store = FolderStore(tmp_path)
+    with pytest.raises(StoreKeyInvalid):
+        store.put("images", key, b"x")
+
+
+def test_unknown_bucket_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StoreKeyInvalid):
+        FolderStore(tmp_path).put("../images", "a", b"x")
+
+
+def test_puts_from_two_stores_reach_one_event_log(tmp_path: Path) -> None:
+    # Two "processes": each opens its own connection to the same database file.
+    a = Executor(connect(tmp_path / "engine.db"))
+    b = Executor(connect(tmp_path / "engine.db"))
+    FolderStore(tmp_path / "buckets", listener=a).put("images", "incoming/s/x.json", b"{}")
+    FolderStore(tmp_path / "buckets", listener=b).put("images", "incoming/t/y.json", b"{}")
+    assert a.route() == 2
+    assert b.counts()["pending"] == 2
