@@ -93,7 +93,7 @@ class SidecarNotObject(InvalidInputError):
     """The sidecar's top-level JSON value is not an object."""
 
     code = "SIDECAR_NOT_OBJECT"
-    hint = "The sidecar must be a JSON object such as {\"study_id\": ..., \"view\": ..., ...}."
+    hint = 'The sidecar must be a JSON object such as {"study_id": ..., "view": ..., ...}.'
 
 
 class SidecarMissingField(InvalidInputError):
@@ -240,7 +240,9 @@ class ModelFileInvalid(InvalidInputError):
     """The model file is missing metadata or is not a usable ONNX model."""
 
     code = "MODEL_FILE_INVALID"
-    hint = "Register the model with `radstream model import` or rebuild with `radstream model build`."
+    hint = (
+        "Register the model with `radstream model import` or rebuild with `radstream model build`."
+    )
 
 
 class ModelOutputInvalid(RadStreamError):

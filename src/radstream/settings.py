@@ -45,9 +45,13 @@ class EngineSettings(BaseModel):
     max_takeovers: int = Field(default=3, ge=0, description="worker deaths before giving up")
     retry_base_s: float = Field(default=0.2, gt=0)
     retry_max_s: float = Field(default=5.0, gt=0)
-    image_wait_s: float = Field(default=30.0, ge=0, description="wait for an image after its sidecar")
+    image_wait_s: float = Field(
+        default=30.0, ge=0, description="wait for an image after its sidecar"
+    )
     poll_s: float = Field(default=0.005, gt=0, description="idle poll interval of a worker")
-    fsync: bool = Field(default=False, description="fsync objects: survive power loss, not only crashes")
+    fsync: bool = Field(
+        default=False, description="fsync objects: survive power loss, not only crashes"
+    )
 
 
 class TelemetrySettings(BaseModel):

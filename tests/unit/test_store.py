@@ -34,7 +34,11 @@ def test_put_get_head_list(tmp_path: Path) -> None:
     assert store.list("images", "incoming/a/") == ["incoming/a/x.json", "incoming/a/x.png"]
     assert store.list("images", "incoming/a/x.") == ["incoming/a/x.json", "incoming/a/x.png"]
     assert store.list("images") == ["incoming/a/x.json", "incoming/a/x.png", "incoming/b/y.json"]
-    assert [e.key for e in rec.events] == ["incoming/a/x.png", "incoming/a/x.json", "incoming/b/y.json"]
+    assert [e.key for e in rec.events] == [
+        "incoming/a/x.png",
+        "incoming/a/x.json",
+        "incoming/b/y.json",
+    ]
     assert (tmp_path / "images" / "incoming" / "a" / "x.png").read_bytes() == b"abc"
 
 

@@ -218,7 +218,9 @@ class Executor:
 
     # --- progress -------------------------------------------------------------------
 
-    def _fenced_update(self, claim: Claim, worker_id: str, sets: str, args: tuple[Any, ...]) -> bool:
+    def _fenced_update(
+        self, claim: Claim, worker_id: str, sets: str, args: tuple[Any, ...]
+    ) -> bool:
         with self._write() as conn:
             cur = conn.execute(
                 f"UPDATE executions SET {sets} "
@@ -239,7 +241,12 @@ class Executor:
         )
 
     def retry_later(
-        self, claim: Claim, worker_id: str, stage: str, stage_attempt: int, delay_s: float,
+        self,
+        claim: Claim,
+        worker_id: str,
+        stage: str,
+        stage_attempt: int,
+        delay_s: float,
         context: dict[str, Any],
     ) -> bool:
         """Give the execution back, runnable again after ``delay_s``, at ``stage``."""

@@ -104,16 +104,32 @@ class ExecutionRunner:
                 except Exception as exc:  # every error is routed, none escapes the worker
                     err = error_from_exception(exc)
                     if self._should_retry(err, claim, resume_stage):
-                        self._record(claim, context, scratch, stage, StageStatus.RETRY, start,
-                                     queue_wait, err.code)
+                        self._record(
+                            claim,
+                            context,
+                            scratch,
+                            stage,
+                            StageStatus.RETRY,
+                            start,
+                            queue_wait,
+                            err.code,
+                        )
                         attempt = claim.stage_attempt + 1 if resume_stage == claim.stage else 1
                         delay = self._retry.delay(attempt, random.random())
                         self._executor.retry_later(
                             claim, self._worker_id, resume_stage, attempt, delay, context
                         )
                         return
-                    self._record(claim, context, scratch, stage, StageStatus.ERROR, start,
-                                 queue_wait, err.code)
+                    self._record(
+                        claim,
+                        context,
+                        scratch,
+                        stage,
+                        StageStatus.ERROR,
+                        start,
+                        queue_wait,
+                        err.code,
+                    )
                     context["error"] = err.to_dict() | {"stage": stage}
                     stage = self._pipeline.failure_stage
                     queue_wait = None
@@ -190,7 +206,9 @@ class ExecutionRunner:
             context["raw_outputs"] = result.raw_outputs
             context["probabilities"] = result.probabilities
         elif stage == STORE:
-            context["outcome_key"] = store_stage.store_result(self._store, self._result(claim, context, scratch))
+            context["outcome_key"] = store_stage.store_result(
+                self._store, self._result(claim, context, scratch)
+            )
         else:
             raise RuntimeError(f"unknown stage {stage!r}")
 
@@ -242,8 +260,16 @@ class ExecutionRunner:
             pipeline_version=PIPELINE_VERSION,
         )
         key = store_stage.record_failure(self._store, failure)
-        self._record(claim, context, scratch, self._pipeline.failure_stage, StageStatus.OK, start,
-                     None, error["code"])
+        self._record(
+            claim,
+            context,
+            scratch,
+            self._pipeline.failure_stage,
+            StageStatus.OK,
+            start,
+            None,
+            error["code"],
+        )
         self._executor.finish(
             claim, self._worker_id, succeeded=False, outcome_key=key, error_code=error["code"]
         )

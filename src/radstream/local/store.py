@@ -89,7 +89,9 @@ class FolderStore:
             mtime = self.path(bucket, key).stat().st_mtime
         except (FileNotFoundError, IsADirectoryError):
             return None
-        return ObjectInfo(bucket=bucket, key=key, etag=etag_of(data), size=len(data), modified=mtime)
+        return ObjectInfo(
+            bucket=bucket, key=key, etag=etag_of(data), size=len(data), modified=mtime
+        )
 
     def exists(self, bucket: str, key: str) -> bool:
         """True if the object exists."""

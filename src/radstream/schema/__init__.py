@@ -1,5 +1,7 @@
 """Data contracts shared by every engine: sidecar, result, failure and telemetry record."""
 
+from pydantic import BaseModel
+
 from radstream.schema.outcome import Failure, FailureInfo, ModelRef, PreprocessingRef, Result
 from radstream.schema.sidecar import (
     PATIENT_FIELDS,
@@ -11,7 +13,7 @@ from radstream.schema.sidecar import (
 )
 from radstream.schema.telemetry import StageStatus, TelemetryRecord
 
-SCHEMAS = {
+SCHEMAS: dict[str, type[BaseModel]] = {
     "sidecar": Sidecar,
     "result": Result,
     "failure": Failure,

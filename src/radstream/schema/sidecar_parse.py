@@ -61,7 +61,9 @@ def validate_sidecar_dict(raw: dict[str, Any]) -> Sidecar:
         raise _typed_error(exc) from None
 
 
-def _typed_error(exc: ValidationError) -> SidecarMissingField | SidecarInvalidField | StudyIdInvalid:
+def _typed_error(
+    exc: ValidationError,
+) -> SidecarMissingField | SidecarInvalidField | StudyIdInvalid:
     errors = exc.errors(include_url=False, include_input=False)
     missing = [_loc(e["loc"]) for e in errors if e["type"] == "missing"]
     if missing:

@@ -68,7 +68,7 @@ class ValidatedStudy:
         """Rebuild from a checkpoint."""
         size = context.get("expected_size")
         fields = {k: context[k] for k in cls.__dataclass_fields__ if k != "expected_size"}
-        return cls(**fields, expected_size=tuple(size) if size is not None else None)  # type: ignore[arg-type]
+        return cls(**fields, expected_size=tuple(size) if size is not None else None)
 
 
 def validate(

@@ -1,0 +1,232 @@
+"""Pipeline throughput and latency against the in-memory limit, on the same images.
+
+(a) limit: one process per core doing decode + preprocess + inference on bytes in memory,
+    no store, no executor, no telemetry: what the hardware allows.
+(b) pipeline: the same images uploaded through the folder store, routed and leased by the
+    SQLite executor, processed by the worker pool, results and telemetry written.
+(c) latency: an open-loop upload at half the limit's rate; end-to-end latency runs from
+    each study's *intended* send time to the engine's record of its outcome, and its p95
+    is compared with the in-memory time per image.
+
+Run:  .venv/bin/python benchmarks/pipeline_vs_limit.py [--format jpeg] [--studies 240]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from radstream.bench.outcomes import percentiles_ms
+from radstream.imaging import Preprocessing, prepare_image
+from radstream.loadgen.synthetic import Study, make_study
+from radstream.loadgen.uploader import upload_study
+from radstream.local.engine import LocalEngine
+from radstream.local.executor import execution_id
+from radstream.local.pool import WorkerPool
+from radstream.model import OnnxModel, ensure_standin
+from radstream.settings import Settings
+from radstream.stages.ports import ObjectInfo
+
+UNIQUE_IMAGES = 24
+
+
+def _limit_worker(
+    model_path: str, images: list[bytes], names: list[str], start: float, queue: mp.Queue
+) -> None:  # type: ignore[type-arg]
+    model = OnnxModel.load(Path(model_path), intra_op_threads=1)
+    info = model.info
+    pre = Preprocessing(info.input_size, info.input_min, info.input_max, info.channels)
+    for data, name in zip(images[:3], names[:3], strict=True):  # warm-up, not timed
+        model.predict_logits(prepare_image(data, filename=name, preprocessing=pre).tensor)
+    while time.time() < start:
+        time.sleep(0.001)
+    t0 = time.perf_counter()
+    per_image = []
+    for data, name in zip(images, names, strict=True):
+        t = time.perf_counter()
+        model.predict_logits(prepare_image(data, filename=name, preprocessing=pre).tensor)
+        per_image.append(time.perf_counter() - t)
+    queue.put((time.perf_counter() - t0, per_image))
+
+
+def measure_limit(model_path: Path, studies: list[Study], workers: int) -> dict[str, float]:
+    """Images per second with one in-memory process per core, and seconds per image."""
+    ctx = mp.get_context("spawn")
+    queue: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
+    shares = [studies[i::workers] for i in range(workers)]
+    start = time.time() + 8.0  # every process loaded and warm before the clock starts
+    procs = [
+        ctx.Process(
+            target=_limit_worker,
+            args=(
+                str(model_path),
+                [s.image for s in share],
+                [s.image_name for s in share],
+                start,
+                queue,
+            ),
+        )
+        for share in shares
+    ]
+    for p in procs:
+        p.start()
+    results = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    wall = max(r[0] for r in results)
+    per_image = [t for r in results for t in r[1]]
+    return {
+        "images_per_s": len(studies) / wall,
+        "ms_per_image": 1000.0 * statistics.mean(per_image),
+    }
+
+
+def _settings(data_dir: Path, model_path: Path, workers: int) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        model={"path": model_path},
+        engine={"workers": workers},
+        telemetry={"flush_s": 2.0},
+    )
+
+
+def _upload(engine: LocalEngine, study: Study, tag: str) -> ObjectInfo:
+    folder = f"{tag}-{study.study_id}"
+    sidecar = study.sidecar.replace(f'"{study.study_id}"'.encode(), f'"{folder}"'.encode(), 1)
+    return upload_study(
+        engine.store, folder=folder, image_name=study.image_name, image=study.image, sidecar=sidecar
+    )
+
+
+def _wait_all(engine: LocalEngine, infos: list[ObjectInfo], timeout: float) -> None:
+    ids = [execution_id(i.bucket, i.key, i.etag) for i in infos]
+    deadline = time.monotonic() + timeout
+    while engine.executor.terminal_count(ids) < len(ids):
+        if time.monotonic() > deadline:
+            raise TimeoutError("pipeline did not finish")
+        time.sleep(0.02)
+
+
+def _rows(engine: LocalEngine, infos: list[ObjectInfo]) -> list[dict[str, float]]:
+    wanted = {execution_id(i.bucket, i.key, i.etag) for i in infos}
+    rows = [dict(r) for r in engine.executor.executions() if r["id"] in wanted]
+    failed = [r for r in rows if r["state"] != "succeeded"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} benchmark studies failed: {failed[0]['error_code']}")
+    return rows
+
+
+def measure_pipeline(settings: Settings, studies: list[Study], rate: float) -> dict[str, object]:
+    """Throughput (all uploaded at once) and latency (open loop at ``rate``) of the pipeline."""
+    with LocalEngine.open(settings) as engine, WorkerPool(settings) as pool:
+        pool.wait_ready(engine.executor)
+        warm = [_upload(engine, s, "warm") for s in studies[: 2 * settings.engine.workers]]
+        _wait_all(engine, warm, 120)
+
+        # Throughput: everything queued at once; rate over first upload -> last outcome.
+        burst = [_upload(engine, s, "tput") for s in studies]
+        _wait_all(engine, burst, 600)
+        rows = _rows(engine, burst)
+        span = max(r["finished_at"] for r in rows) - min(r["created_at"] for r in rows)
+        throughput = len(rows) / span
+
+        # Latency: open loop at `rate`, measured from each study's intended send time.
+        intended: dict[str, float] = {}
+        latency_infos = []
+        late = 0
+        t0 = time.time() + 0.5
+        for i, study in enumerate(studies):
+            due = t0 + i / rate
+            delay = due - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -0.01:
+                late += 1
+            info = _upload(engine, study, "lat")
+            latency_infos.append(info)
+            intended[execution_id(info.bucket, info.key, info.etag)] = due
+        _wait_all(engine, latency_infos, 600)
+        lat_rows = _rows(engine, latency_infos)
+        latencies = [r["finished_at"] - intended[str(r["id"])] for r in lat_rows]
+    return {
+        "throughput_per_s": throughput,
+        "latency": percentiles_ms(latencies),
+        "late_sends": late,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--format", default="jpeg", choices=["jpeg", "png", "png16", "dicom"])
+    parser.add_argument("--studies", type=int, default=240)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--size", default="2000x2500")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+
+    with tempfile.TemporaryDirectory(prefix="radstream-bench-") as tmp:
+        root = Path(tmp)
+        model_path = ensure_standin(root / "models")
+        rng = np.random.default_rng(11)
+        # Images are made before any clock starts; a few unique ones are cycled so that
+        # generation time stays small, while every study is a distinct upload.
+        unique = [
+            make_study(f"b{i:05d}", args.format, rng, width=width, height=height)
+            for i in range(UNIQUE_IMAGES)
+        ]
+        studies = [
+            make_study_copy(unique[i % UNIQUE_IMAGES], f"b{i:05d}") for i in range(args.studies)
+        ]
+        limit = measure_limit(model_path, studies, args.workers)
+        settings = _settings(root / "data", model_path, args.workers)
+        pipe = measure_pipeline(settings, studies, rate=limit["images_per_s"] / 2)
+
+    latency = pipe["latency"]
+    assert isinstance(latency, dict)
+    report = {
+        "format": args.format,
+        "size": args.size,
+        "studies": args.studies,
+        "workers": args.workers,
+        "limit_images_per_s": round(limit["images_per_s"], 2),
+        "pipeline_images_per_s": round(float(pipe["throughput_per_s"]), 2),  # type: ignore[arg-type]
+        "ratio": round(float(pipe["throughput_per_s"]) / limit["images_per_s"], 3),  # type: ignore[arg-type]
+        "in_memory_ms_per_image": round(limit["ms_per_image"], 1),
+        "half_rate_per_s": round(limit["images_per_s"] / 2, 2),
+        "half_rate_latency_ms": latency,
+        "half_rate_p95_over_in_memory": round(latency["p95_ms"] / limit["ms_per_image"], 2),
+        "late_sends": pipe["late_sends"],
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key:>30}: {value}")
+    return 0
+
+
+def make_study_copy(study: Study, study_id: str) -> Study:
+    """The same image under a new study id (a distinct upload, identical decode cost)."""
+    sidecar = study.sidecar.replace(f'"{study.study_id}"'.encode(), f'"{study_id}"'.encode(), 1)
+    ext = study.image_name.rsplit(".", 1)[1]
+    return Study(
+        study_id=study_id,
+        image_name=f"{study_id}.{ext}",
+        image=study.image,
+        sidecar=sidecar,
+        expected_code=None,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Measurement: outcomes, percentiles, (later) cost model and SLO verdicts."""

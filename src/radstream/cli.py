@@ -1,0 +1,320 @@
+"""The ``radstream`` command (Typer + Rich). Thin: each command calls one public function."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from radstream.errors import RadStreamError
+from radstream.settings import Settings, load_settings
+
+app = typer.Typer(
+    help="RadStream: chest X-ray inference pipeline (embedded engine).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+model_app = typer.Typer(help="Build and inspect model files.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+console = Console(stderr=True)
+out = Console()
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="Data directory [default: ./.radstream, or RADSTREAM_DATA_DIR]"
+    ),
+]
+
+
+ModelPath = Annotated[
+    Path | None,
+    typer.Option("--model", help="Your ONNX model [default: the stand-in, built on first use]"),
+]
+
+
+def _settings(data_dir: Path | None, model: Path | None = None, **engine: Any) -> Settings:
+    settings = load_settings(data_dir=data_dir)
+    if model is not None:
+        settings = settings.model_copy(
+            update={"model": settings.model.model_copy(update={"path": model})}
+        )
+    overrides = {k: v for k, v in engine.items() if v is not None}
+    if overrides:
+        settings = settings.model_copy(
+            update={"engine": settings.engine.model_copy(update=overrides)}
+        )
+    return settings
+
+
+def _fail(exc: RadStreamError) -> None:
+    console.print(f"[red]error[/red] {exc.code}: {exc.message}\n  → {exc.hint}")
+    raise typer.Exit(2)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:<9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@app.command()
+def demo(
+    studies: Annotated[int, typer.Option(min=1, help="Studies to generate")] = 60,
+    invalid: Annotated[int, typer.Option(min=0, help="How many of them are bad")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout")] = False,
+    seed: Annotated[int, typer.Option(help="Generator seed")] = 7,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes")] = None,
+    image_wait: Annotated[
+        float, typer.Option(help="Seconds to wait for an image whose sidecar arrived first")
+    ] = 5.0,
+    model: ModelPath = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Generate synthetic studies (PNG, JPEG, DICOM; some bad) and run them end to end."""
+    from radstream.demo import run_demo
+
+    if invalid > studies:
+        raise typer.BadParameter("--invalid cannot exceed --studies")
+    settings = _settings(data_dir, model, workers=workers, image_wait_s=image_wait)
+    with _progress() as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done)
+
+        try:
+            report = run_demo(
+                settings, studies=studies, invalid=invalid, seed=seed, progress=progress
+            )
+        except RadStreamError as exc:
+            _fail(exc)
+            return
+    s = report.summary
+    payload = {
+        "studies": s.studies,
+        "succeeded": s.succeeded,
+        "failed": s.failed,
+        "lost": s.lost,
+        "failures_by_code": s.failures_by_code,
+        "p50_ms": s.latency_ms["p50_ms"],
+        "p95_ms": s.latency_ms["p95_ms"],
+        "p99_ms": s.latency_ms["p99_ms"],
+        "max_ms": s.latency_ms["max_ms"],
+        "throughput_per_s": s.throughput_per_s,
+        "unexpected_outcomes": report.unexpected,
+        "data_dir": str(settings.data_dir.resolve()),
+    }
+    if as_json:
+        out.print_json(json.dumps(payload))
+    else:
+        _print_summary(payload)
+    if s.lost or report.unexpected:
+        raise typer.Exit(1)
+
+
+def _print_summary(p: dict[str, Any]) -> None:
+    table = Table(title="RadStream demo", show_header=False)
+    table.add_row("studies", str(p["studies"]))
+    table.add_row("succeeded", f"[green]{p['succeeded']}[/green]")
+    table.add_row("failed (as designed)", f"[yellow]{p['failed']}[/yellow]")
+    table.add_row("lost", f"[{'red' if p['lost'] else 'green'}]{p['lost']}[/]")
+    for code, count in p["failures_by_code"].items():
+        table.add_row(f"  {code}", str(count))
+    table.add_row(
+        "end-to-end p50 / p95 / p99",
+        f"{p['p50_ms']} / {p['p95_ms']} / {p['p99_ms']} ms (upload → outcome, queueing included)",
+    )
+    table.add_row("throughput", f"{p['throughput_per_s']} studies/s")
+    table.add_row("data dir", p["data_dir"])
+    out.print(table)
+    for line in p["unexpected_outcomes"]:
+        out.print(f"[red]unexpected[/red] {line}")
+    out.print(
+        "Results: results bucket under results/ and failed/; telemetry: lake/telemetry/ (Parquet)."
+    )
+
+
+@app.command()
+def upload(
+    paths: Annotated[list[Path], typer.Argument(exists=True, help="Files or folders")],
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not wait for outcomes")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for outcomes")] = 300.0,
+    data_dir: DataDir = None,
+) -> None:
+    """Upload image+sidecar pairs (image first, sidecar last) under incoming/{study_id}/."""
+    from radstream.bench.outcomes import collect_outcomes
+    from radstream.loadgen.uploader import find_studies, upload_files
+    from radstream.local.engine import LocalEngine
+    from radstream.local.executor import execution_id
+
+    settings = _settings(data_dir)
+    studies, orphans = find_studies(paths)
+    for image in orphans:
+        console.print(f"[yellow]skipped[/yellow] {image}: no sidecar {image.with_suffix('.json')}")
+    with LocalEngine.open(settings) as engine:
+        infos = list(upload_files(engine.store, studies))
+        console.print(f"uploaded {len(infos)} studies to {settings.data_dir}")
+        if no_wait or not infos:
+            return
+        console.print("waiting for outcomes (run `radstream serve` or `radstream run` to process)")
+        ids = [execution_id(i.bucket, i.key, i.etag) for i in infos]
+        import time
+
+        deadline = time.monotonic() + timeout
+        while engine.executor.terminal_count(ids) < len(ids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for outcome in collect_outcomes(engine.executor, engine.store, infos):
+            out.print(f"{outcome.status:<9} {outcome.error_code or '':<28} {outcome.sidecar_key}")
+
+
+@app.command()
+def run(
+    until_idle: Annotated[
+        bool, typer.Option("--until-idle/--keep-running", help="Exit once nothing is pending")
+    ] = True,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes")] = None,
+    model: ModelPath = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Process everything pending, then exit."""
+    _run_pool(_settings(data_dir, model, workers=workers), until_idle=until_idle)
+
+
+@app.command()
+def serve(
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes")] = None,
+    model: ModelPath = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Keep running: process uploads as they arrive, from this or any other process."""
+    console.print("serving; Ctrl-C stops after the executions in flight")
+    _run_pool(_settings(data_dir, model, workers=workers), until_idle=False)
+
+
+def _run_pool(settings: Settings, *, until_idle: bool) -> None:
+    from radstream.local.pool import WorkerPool
+    from radstream.model.loading import resolve_model_path
+
+    try:
+        resolve_model_path(settings)
+    except RadStreamError as exc:
+        _fail(exc)
+    pool = WorkerPool(settings, until_idle=until_idle).start()
+
+    def _stop(_sig: int, _frame: object) -> None:
+        pool.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        pool.wait()
+    except KeyboardInterrupt:
+        console.print("stopping…")
+        pool.stop()
+    codes = pool.exit_codes
+    if any(code not in (0, None) for code in codes):
+        console.print(f"[red]worker exit codes[/red] {codes}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Executions by state: pending, running, succeeded, failed."""
+    from radstream.local.engine import LocalEngine
+
+    with LocalEngine.open(_settings(data_dir)) as engine:
+        counts = engine.executor.counts()
+    if as_json:
+        out.print_json(json.dumps(counts))
+        return
+    table = Table("state", "executions")
+    for state, count in counts.items():
+        table.add_row(state, str(count))
+    out.print(table)
+
+
+@app.command()
+def schema(
+    name: Annotated[str, typer.Argument(help="sidecar | result | failure | telemetry")],
+    data_dir: DataDir = None,
+) -> None:
+    """Print a contract's JSON Schema."""
+    from radstream.schema import SCHEMAS
+
+    model = SCHEMAS.get(name)
+    if model is None:
+        raise typer.BadParameter(f"choose one of {', '.join(SCHEMAS)}")
+    sys.stdout.write(json.dumps(model.model_json_schema(), indent=2) + "\n")
+
+
+@model_app.command("build")
+def model_build(
+    seed: Annotated[int, typer.Option(help="Weight seed")] = 0,
+    data_dir: DataDir = None,
+) -> None:
+    """Write the untrained stand-in DenseNet121 (ONNX) under the data directory."""
+    from radstream.model import ensure_standin, read_model_info
+
+    settings = _settings(data_dir)
+    path = ensure_standin(settings.models_dir, seed=seed)
+    info = read_model_info(path)
+    out.print(f"{path}  ({info.name} v{info.version}, sha256 {info.sha256[:16]}…)")
+
+
+@model_app.command("info")
+def model_info(
+    model: ModelPath = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Show a model file's metadata (the configured model by default)."""
+    from radstream.model import read_model_info
+    from radstream.model.loading import resolve_model_path
+
+    settings = _settings(data_dir)
+    try:
+        path = model or resolve_model_path(settings)
+        info = read_model_info(path)
+    except RadStreamError as exc:
+        _fail(exc)
+        return
+    out.print_json(
+        json.dumps(
+            {
+                "path": str(path),
+                "name": info.name,
+                "version": info.version,
+                "sha256": info.sha256,
+                "input_size": info.input_size,
+                "input_range": [info.input_min, info.input_max],
+                "channels": info.channels,
+                "labels": list(info.labels),
+            }
+        )
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

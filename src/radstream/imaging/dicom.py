@@ -1,0 +1,195 @@
+"""DICOM: header checks before decoding, first-frame decoding, modality LUT, MONOCHROME1."""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Final
+
+import cv2
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+# Imported from their defining modules because pydicom.pixels re-exports them without
+# __all__, which mypy --strict refuses; they are the documented pydicom.pixels functions.
+from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.processing import apply_modality_lut
+from pydicom.pixels.utils import pixel_array
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from radstream.errors import (
+    DicomNoPixelData,
+    DicomUnsupportedTransferSyntax,
+    ImageTruncated,
+    ImageUndecodable,
+)
+from radstream.imaging.decoded import DecodedPixels, ImageHeader
+from radstream.imaging.dicom_jpeg import decode_jpeg_frame
+from radstream.imaging.rle import decode_rle_frame
+
+# Elements longer than this are left in the buffer until used, so reading the header
+# costs the same for a 100 kB and a 60 MB file and the pixel guard runs before any
+# pixel byte is copied.
+_DEFER_BYTES: Final = 4096
+_PIXEL_DATA_TAG: Final = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
+_MONOCHROME: Final = ("MONOCHROME1", "MONOCHROME2")
+_COLOUR: Final = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
+
+
+def read_dicom_header(data: bytes) -> tuple[ImageHeader, Dataset]:
+    """Read a DICOM data set without its pixel values and check that it can be decoded.
+
+    Raises ``DicomNoPixelData`` when there is no Pixel Data element,
+    ``DicomUnsupportedTransferSyntax`` when no installed decoder handles the encoding and
+    ``ImageUndecodable`` when the image pixel module is incomplete or unsupported.
+    """
+    # force=True also accepts data sets written without preamble; sniff_format has
+    # already decided that the bytes look like DICOM.
+    ds = pydicom.dcmread(io.BytesIO(data), defer_size=_DEFER_BYTES, force=True)
+    if "PixelData" not in ds:
+        if _PIXEL_DATA_TAG in data:
+            # pydicom silently drops an encapsulated Pixel Data element that the file
+            # ends inside of; the tag itself is still there to see.
+            raise ImageTruncated("the DICOM file ends inside its Pixel Data element")
+        raise DicomNoPixelData("the DICOM file has no Pixel Data element")
+    rows, columns = _positive_int(ds, "Rows"), _positive_int(ds, "Columns")
+    bits_allocated = _positive_int(ds, "BitsAllocated")
+    bits_stored = int(ds.get("BitsStored") or bits_allocated)
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    if photometric not in _MONOCHROME + _COLOUR:
+        raise ImageUndecodable(
+            f"DICOM photometric interpretation {photometric or '(missing)'} is not supported",
+            photometric=photometric,
+        )
+    _ensure_transfer_syntax(ds)
+    return (
+        ImageHeader(width=columns, height=rows, bit_depth=bits_stored, photometric=photometric),
+        ds,
+    )
+
+
+def decode_dicom(ds: Dataset, header: ImageHeader, size: int) -> DecodedPixels:
+    """Decode the first frame and describe its values in modality units, bright = dense.
+
+    ``size`` is the model input size, which lets JPEG frames decode at reduced size.
+    The model input range is mapped to the min..max of the frame's values after the
+    modality LUT: stored ranges differ by vendor and BitsStored (10, 12, 14, 16 bits,
+    signed or not, with or without a rescale to HU-like units), so a fixed maximum as
+    for PNG would leave most images dark or clipped.
+    """
+    stored, decode_scale = _decode_first_frame(ds, header, size)
+    if stored.ndim == 3:
+        # pixel_array has already converted YBR to RGB.
+        stored = cv2.cvtColor(_cv2_compatible(stored), cv2.COLOR_RGB2GRAY)
+
+    if "ModalityLUTSequence" in ds:
+        # A lookup table is not affine, so it has to run on every pixel (rare for CXR).
+        stored = apply_modality_lut(stored, ds).astype(np.float32)
+        slope, intercept = 1.0, 0.0
+    else:
+        slope = float(ds.get("RescaleSlope") or 1.0)
+        intercept = float(ds.get("RescaleIntercept") or 0.0)
+    stored_min, stored_max = float(stored.min()), float(stored.max())
+    ends = (stored_min * slope + intercept, stored_max * slope + intercept)
+    low, high = min(ends), max(ends)
+    gain, offset = slope, intercept
+    if header.photometric == "MONOCHROME1":
+        # MONOCHROME1 shows low values bright; mirroring within the value range makes
+        # bright mean dense, like every other input.
+        gain, offset = -slope, low + high - intercept
+    return DecodedPixels(
+        pixels=stored, gain=gain, offset=offset, low=low, high=high, decode_scale=decode_scale
+    )
+
+
+def _decode_first_frame(ds: Dataset, header: ImageHeader, size: int) -> tuple[np.ndarray, int]:
+    """Return the first frame's stored values and the DCT reduction used (1 if none).
+
+    Fast paths handle the common RLE and JPEG Baseline layouts; pydicom's decoders
+    handle everything else.
+    """
+    _check_native_length(ds, header)
+    jpeg = decode_jpeg_frame(ds, header, size)
+    if jpeg is not None:
+        return jpeg
+    try:
+        fast = decode_rle_frame(ds)
+        stored = fast if fast is not None else pixel_array(ds, index=0)
+    except (ValueError, EOFError, RuntimeError) as exc:
+        if _encapsulated_incomplete(ds):
+            raise ImageTruncated(f"the DICOM pixel data ends early: {exc}") from exc
+        raise ImageUndecodable(f"the DICOM pixel data could not be decoded: {exc}") from exc
+    if stored.shape[:2] != (header.height, header.width):
+        raise ImageUndecodable(
+            f"the DICOM frame decoded to shape {stored.shape}, expected "
+            f"{header.height}x{header.width}"
+        )
+    return stored, 1
+
+
+def _positive_int(ds: Dataset, keyword: str) -> int:
+    value: Any = ds.get(keyword)
+    if value is None or int(value) <= 0:
+        raise ImageUndecodable(f"the DICOM {keyword} element is missing or not positive")
+    return int(value)
+
+
+def _ensure_transfer_syntax(ds: Dataset) -> None:
+    """Check that the pixel data's encoding can be decoded here.
+
+    Data sets without file meta (no preamble) carry no Transfer Syntax UID; pydicom
+    worked out how it read them, and for such files that is the native encoding.
+    """
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    if syntax is None:
+        implicit, little = ds.original_encoding
+        if implicit:
+            syntax = ImplicitVRLittleEndian
+        else:
+            syntax = ExplicitVRLittleEndian if little is not False else ExplicitVRBigEndian
+        ds.file_meta.TransferSyntaxUID = syntax
+    uid = UID(str(syntax))
+    try:
+        available = get_decoder(uid).is_available
+    except NotImplementedError:
+        available = False
+    if not available:
+        raise DicomUnsupportedTransferSyntax(
+            f"no decoder is installed for transfer syntax {uid} ({uid.name})",
+            transfer_syntax=str(uid),
+        )
+
+
+def _check_native_length(ds: Dataset, header: ImageHeader) -> None:
+    """Refuse native pixel data shorter than one frame: that is a cut-off upload."""
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        return
+    samples = int(ds.get("SamplesPerPixel") or 1)
+    bits = int(ds.BitsAllocated)
+    needed = (header.pixels * samples * bits + 7) // 8
+    available = len(ds.PixelData)
+    if available < needed:
+        raise ImageTruncated(
+            f"the DICOM pixel data has {available} bytes, one frame needs {needed}"
+        )
+
+
+def _encapsulated_incomplete(ds: Dataset) -> bool:
+    """True when compressed pixel data ends without its JPEG/RLE stream being complete."""
+    if not ds.file_meta.TransferSyntaxUID.is_compressed:
+        return False
+    value = ds.PixelData
+    # Each JPEG fragment must end with EOI; a missing one means the file was cut.
+    return isinstance(value, bytes) and not value.rstrip(b"\x00").endswith(b"\xff\xd9")
+
+
+def _cv2_compatible(pixels: np.ndarray) -> np.ndarray:
+    # cvtColor takes 8/16-bit unsigned and float32 only.
+    if pixels.dtype in (np.uint8, np.uint16, np.float32):
+        return pixels
+    return pixels.astype(np.float32)

@@ -1,0 +1,138 @@
+"""JPEG: frame-header parsing and decoding at reduced size through DCT scaling."""
+
+from __future__ import annotations
+
+import io
+from typing import Final
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from radstream.errors import ImageTooLarge, ImageTruncated, ImageUndecodable
+from radstream.imaging.decoded import DecodedPixels, ImageHeader
+
+_EOI: Final = b"\xff\xd9"
+_SOS: Final = 0xDA
+# Start-of-frame markers SOF0..SOF15, less DHT (C4), JPG (C8) and DAC (CC) which share
+# the range but are not frame headers.
+_SOF_MARKERS: Final = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Markers without a length field.
+_STANDALONE_MARKERS: Final = frozenset({0x01, *range(0xD0, 0xD8)})
+_SCALES: Final = (8, 4, 2, 1)
+_CV2_REDUCED_FLAGS: Final = {
+    1: cv2.IMREAD_GRAYSCALE,
+    2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
+    4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+    8: cv2.IMREAD_REDUCED_GRAYSCALE_8,
+}
+
+
+def read_jpeg_header(data: bytes) -> tuple[ImageHeader, int]:
+    """Walk the JPEG markers up to the frame header (SOFn) and read its dimensions.
+
+    Returns the header and the offset of the frame header, after which the end-of-image
+    marker must appear. Parsing by hand is microseconds and, unlike ``Image.open``, is
+    not subject to Pillow's global decompression-bomb settings.
+    """
+    end = len(data)
+    pos = 2  # after SOI
+    while True:
+        if pos >= end:
+            raise ImageTruncated("the JPEG ends before its frame header")
+        if data[pos] != 0xFF:
+            raise ImageUndecodable(f"the JPEG has no marker where one is due (offset {pos})")
+        while pos < end and data[pos] == 0xFF:  # fill bytes may precede a marker
+            pos += 1
+        if pos >= end:
+            raise ImageTruncated("the JPEG ends before its frame header")
+        marker = data[pos]
+        pos += 1
+        if marker in _STANDALONE_MARKERS:
+            continue
+        if marker == _SOS or marker == _EOI[1]:
+            raise ImageUndecodable("the JPEG has no frame header before its image data")
+        if pos + 2 > end:
+            raise ImageTruncated("the JPEG ends inside a marker segment")
+        length = int.from_bytes(data[pos : pos + 2], "big")
+        if length < 2:
+            raise ImageUndecodable(f"the JPEG has a marker segment of length {length}")
+        if marker in _SOF_MARKERS:
+            if pos + 8 > end:
+                raise ImageTruncated("the JPEG ends inside its frame header")
+            precision = data[pos + 2]
+            height = int.from_bytes(data[pos + 3 : pos + 5], "big")
+            width = int.from_bytes(data[pos + 5 : pos + 7], "big")
+            if width == 0 or height == 0:
+                # Height 0 defers it to a DNL marker, which no common decoder supports.
+                raise ImageUndecodable(f"the JPEG declares an empty image ({width}x{height})")
+            return ImageHeader(width=width, height=height, bit_depth=precision), pos
+        pos += length
+
+
+def choose_decode_scale(header: ImageHeader, size: int) -> int:
+    """Largest DCT reduction in {1, 2, 4, 8} that keeps the short side at least ``size``.
+
+    libjpeg rounds reduced dimensions up, hence the ceiling division.
+    """
+    short = min(header.width, header.height)
+    for scale in _SCALES:
+        if -(-short // scale) >= size:
+            return scale
+    return 1
+
+
+def decode_jpeg(data: bytes, header: ImageHeader, frame_offset: int, size: int) -> DecodedPixels:
+    """Decode a JPEG to grayscale at the reduced size chosen for model size ``size``.
+
+    The reduction happens inside the IDCT, so a 2000x2500 image destined for 224x224 is
+    decoded as 250x313 for a fraction of the cost. OpenCV is the fast path, used only
+    when the stream ends with the EOI marker, because some libjpeg builds let it pad a
+    cut-off stream with gray instead of failing. Anything else goes through Pillow.
+    """
+    scale = choose_decode_scale(header, size)
+    expected = (-(-header.height // scale), -(-header.width // scale))
+    pixels: np.ndarray | None = None
+    # EOI in the last 4 bytes: DICOM pads odd-length frames with a zero byte.
+    if data.rfind(_EOI, max(0, len(data) - 4)) >= 0:
+        pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _cv2_flags(scale))
+    if pixels is None or pixels.size == 0:
+        if data.find(_EOI, frame_offset) < 0:
+            raise ImageTruncated("the JPEG stream ends early (no end-of-image marker)")
+        pixels = _decode_with_pillow(data, header, scale)
+    if pixels.shape != expected:
+        raise ImageUndecodable(
+            f"the JPEG decoded to {pixels.shape[1]}x{pixels.shape[0]} at 1/{scale}, "
+            f"expected {expected[1]}x{expected[0]}"
+        )
+    # 12-bit JPEG (rare, from some DICOM exports) decodes to uint16 when supported.
+    maxval = 255.0 if pixels.dtype == np.uint8 else float((1 << header.bit_depth) - 1)
+    return DecodedPixels(
+        pixels=pixels, gain=1.0, offset=0.0, low=0.0, high=maxval, decode_scale=scale
+    )
+
+
+def _cv2_flags(scale: int) -> int:
+    # Orientation is ignored so that decoded dimensions always match the frame header.
+    return _CV2_REDUCED_FLAGS[scale] | cv2.IMREAD_IGNORE_ORIENTATION
+
+
+def _decode_with_pillow(data: bytes, header: ImageHeader, scale: int) -> np.ndarray:
+    """Pillow path for streams OpenCV declined: bytes after EOI, CMYK, corrupt data.
+
+    Pillow raises on a stream that ends early only while ``LOAD_TRUNCATED_IMAGES`` is
+    False, a process-wide switch other code may flip; the EOI check in `decode_jpeg`
+    therefore refuses cut-off streams before they get here.
+    """
+    try:
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
+            image.draft("L", (header.width // scale, header.height // scale))
+            gray = image if image.mode == "L" else image.convert("L")
+            gray.load()
+            return np.asarray(gray)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"Pillow refused the JPEG as too large: {exc}") from exc
+    except OSError as exc:
+        if "truncated" in str(exc):
+            raise ImageTruncated(f"the JPEG stream ends early: {exc}") from exc
+        raise ImageUndecodable(f"the JPEG could not be decoded: {exc}") from exc

@@ -1,0 +1,80 @@
+"""Decoded pixels to model input: centre crop, two-step area resize, value scaling."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import cv2
+import numpy as np
+
+from radstream.imaging.decoded import DecodedPixels
+from radstream.imaging.options import Preprocessing
+
+# JPEG blocks are 8x8 pixels; see centre_square for why crops snap to them.
+BLOCK: Final = 8
+
+
+def centre_square(pixels: np.ndarray, side: int, grid: int = 1) -> np.ndarray:
+    """Return a view of a ``side`` x ``side`` square from the centre of a 2-D array.
+
+    Offsets are rounded down to a multiple of ``grid``. A JPEG decoded at 1/k size
+    averages 8/k-pixel-aligned blocks; cropping on that grid keeps the square aligned
+    with the same full-resolution pixels whatever the decode scale, so one image gives
+    the same tensor as JPEG at 1/8 or as lossless PNG (a half-block shift of the crop
+    would otherwise move every edge by half an output pixel).
+    """
+    height, width = pixels.shape[:2]
+    top = (height - side) // 2 // grid * grid
+    left = (width - side) // 2 // grid * grid
+    return pixels[top : top + side, left : left + side]
+
+
+def area_resize(pixels: np.ndarray, size: int, *, decode_scale: int = 1) -> np.ndarray:
+    """Centre-crop to a square and shrink it to ``size`` x ``size`` by area averaging.
+
+    Returns float32. First an integer block mean by ``f = short_side // size`` (when
+    f >= 2), then a fractional area resize to the exact size. OpenCV's INTER_AREA has a
+    fast path for exact integer ratios only, so the square is cropped to a multiple of
+    f (losing under f pixels); the expensive full-size pass then takes that path and
+    the fractional pass runs on an image just above model size. ``decode_scale`` is the
+    JPEG reduction the pixels were decoded at, which sets the crop grid.
+    """
+    short = min(pixels.shape[:2])
+    factor = short // size
+    side = short - short % factor if factor >= 2 else short
+    grid = max(1, BLOCK // decode_scale)
+    # float32 before averaging so block means keep their fractions instead of being
+    # rounded back to the stored integer type.
+    work: np.ndarray = centre_square(pixels, side, grid).astype(np.float32)
+    if factor >= 2:
+        reduced = side // factor
+        work = cv2.resize(work, (reduced, reduced), interpolation=cv2.INTER_AREA)
+    if work.shape[0] != size:
+        work = cv2.resize(work, (size, size), interpolation=cv2.INTER_AREA)
+    return work
+
+
+def to_model_input(decoded: DecodedPixels, preprocessing: Preprocessing) -> np.ndarray:
+    """Build the float32 ``[1, channels, size, size]`` C-contiguous model input.
+
+    Display values ``low``..``high`` map linearly to ``input_min``..``input_max``: with
+    ``low = 0`` and ``high = maxval`` and the range [-1024, 1024] this is TorchXRayVision's
+    ``(2 * x / maxval - 1) * 1024``. The whole value chain (rescale, inversion, scaling)
+    is one affine map applied after resizing, which is exact because resizing is linear.
+    """
+    square = area_resize(decoded.pixels, preprocessing.size, decode_scale=decoded.decode_scale)
+    span = decoded.high - decoded.low
+    out_span = preprocessing.input_max - preprocessing.input_min
+    # A constant image has no range to stretch; it maps to input_min rather than to
+    # a division by zero.
+    per_unit = out_span / span if span > 0 else 0.0
+    gain = np.float32(decoded.gain * per_unit)
+    bias = np.float32((decoded.offset - decoded.low) * per_unit + preprocessing.input_min)
+    square *= gain
+    square += bias
+    # float32 rounding can overshoot the range by an ulp; consumers may rely on it.
+    np.clip(square, preprocessing.input_min, preprocessing.input_max, out=square)
+    image = square.reshape(1, 1, preprocessing.size, preprocessing.size)
+    if preprocessing.channels > 1:
+        image = np.repeat(image, preprocessing.channels, axis=1)
+    return np.ascontiguousarray(image, dtype=np.float32)

@@ -1,0 +1,94 @@
+"""Upload studies into the pipeline: image first, then its sidecar (the trigger).
+
+The uploader never decides validity: a sidecar it cannot parse is uploaded all the same,
+under the file stem as study folder, so that the pipeline records the failure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from radstream.schema.sidecar import is_safe_study_id
+from radstream.stages.ports import ObjectInfo, ObjectStore
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".dcm", ".dicom"})
+IMAGES_BUCKET = "images"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+@dataclass(frozen=True)
+class StudyFiles:
+    """An image and its sidecar on disk (``image`` is None for an orphan sidecar)."""
+
+    image: Path | None
+    sidecar: Path
+
+
+def find_studies(paths: Iterable[Path]) -> tuple[list[StudyFiles], list[Path]]:
+    """Pairs ``{stem}.{png,jpg,dcm}`` + ``{stem}.json`` under files or folders.
+
+    Returns the studies, and the images that have no sidecar (nothing to trigger them).
+    A sidecar with no image is still a study: the pipeline reports it as ``IMAGE_MISSING``.
+    """
+    files: list[Path] = []
+    for path in paths:
+        files.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
+    sidecars = {p.with_suffix(""): p for p in files if p.suffix.lower() == ".json"}
+    images = {p.with_suffix(""): p for p in files if p.suffix.lower() in IMAGE_SUFFIXES}
+    studies = [StudyFiles(image=images.get(stem), sidecar=sc) for stem, sc in sidecars.items()]
+    orphans = [img for stem, img in images.items() if stem not in sidecars]
+    return studies, orphans
+
+
+def study_folder_for(sidecar: bytes, fallback_stem: str) -> str:
+    """The upload folder: the sidecar's study_id if it is readable and safe, else the stem."""
+    try:
+        study_id = json.loads(sidecar.decode("utf-8")).get("study_id")
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        study_id = None
+    if isinstance(study_id, str) and is_safe_study_id(study_id):
+        return study_id
+    return _UNSAFE.sub("_", fallback_stem)[:64] or "study"
+
+
+def upload_study(
+    store: ObjectStore,
+    *,
+    folder: str,
+    image_name: str,
+    image: bytes | None,
+    sidecar: bytes,
+) -> ObjectInfo:
+    """Put the image (unless None), then the sidecar named after the image's stem.
+
+    Returns the sidecar's object info: its key and ETag identify the execution.
+    """
+    stem = (
+        Path(image_name).stem if Path(image_name).suffix.lower() in IMAGE_SUFFIXES else image_name
+    )
+    if image is not None:
+        store.put(IMAGES_BUCKET, f"incoming/{folder}/{image_name}", image)
+    return store.put(IMAGES_BUCKET, f"incoming/{folder}/{stem}.json", sidecar)
+
+
+def upload_files(store: ObjectStore, studies: Iterable[StudyFiles]) -> Iterator[ObjectInfo]:
+    """Upload studies found on disk, yielding each sidecar's object info."""
+    for study in studies:
+        sidecar = study.sidecar.read_bytes()
+        folder = study_folder_for(sidecar, study.sidecar.stem)
+        if study.image is None:
+            yield upload_study(
+                store, folder=folder, image_name=study.sidecar.stem, image=None, sidecar=sidecar
+            )
+            continue
+        yield upload_study(
+            store,
+            folder=folder,
+            image_name=study.image.name,
+            image=study.image.read_bytes(),
+            sidecar=sidecar,
+        )

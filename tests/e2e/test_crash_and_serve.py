@@ -1,0 +1,121 @@
+"""Crash safety (SIGKILL mid-run) and `radstream serve` picking up another process's upload."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from radstream.bench.outcomes import collect_outcomes
+from radstream.lake.parquet_sink import read_lake
+from radstream.loadgen.bad_inputs import make_bad_study
+from radstream.loadgen.synthetic import make_study
+from radstream.loadgen.uploader import upload_study
+from radstream.local.engine import LocalEngine
+from radstream.local.pool import WorkerPool
+from radstream.settings import Settings
+from radstream.stages.ports import ObjectInfo
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_sigkill_mid_run_loses_and_duplicates_nothing(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(lease_s=2.0)
+    rng = np.random.default_rng(5)
+    studies = [make_study(f"k-{i:02d}", "png", rng, width=1400, height=1700) for i in range(16)]
+    studies += [make_bad_study("sidecar_missing_field", "k-bad", rng)]
+    with LocalEngine.open(settings) as engine:
+        pool = WorkerPool(settings).start()
+        pool.wait_ready(engine.executor)
+        uploads: list[ObjectInfo] = [
+            upload_study(
+                engine.store,
+                folder=s.study_id,
+                image_name=s.image_name,
+                image=s.image,
+                sidecar=s.sidecar,
+            )
+            for s in studies
+        ]
+        # Kill a worker while it holds a lease, after some studies are done.
+        _wait(lambda: engine.executor.counts()["succeeded"] >= 2, 120, "first results")
+        _wait(lambda: engine.executor.counts()["running"] >= 1, 60, "a running execution")
+        victim = pool.processes[0]
+        assert victim.pid is not None
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join(10)
+        assert victim.exitcode == -signal.SIGKILL
+        pool.stop()
+
+        # Restart: the survivors' and the victim's leftovers all complete.
+        restart = WorkerPool(settings, until_idle=True).start()
+        assert restart.wait(timeout=240)
+        assert restart.exit_codes == [0, 0]
+
+        counts = engine.executor.counts()
+        assert counts["pending"] == counts["running"] == 0
+        assert counts["succeeded"] + counts["failed"] == len(studies)
+        outcomes = collect_outcomes(engine.executor, engine.store, uploads)
+        assert Counter(o.status for o in outcomes) == {"succeeded": 16, "failed": 1}
+        # Exactly one outcome object per study, in exactly one of results/ or failed/.
+        objects = engine.store.list("results", "results/") + engine.store.list("results", "failed/")
+        folders = Counter(key.split("/")[1] for key in objects)
+        assert folders == Counter({s.study_id: 1 for s in studies})
+
+
+def test_serve_picks_up_an_upload_from_another_process(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings()
+    env = {
+        **os.environ,
+        "RADSTREAM_DATA_DIR": str(settings.data_dir),
+        "RADSTREAM_MODEL__PATH": str(settings.model.path),
+        "RADSTREAM_ENGINE__WORKERS": "1",
+        "RADSTREAM_TELEMETRY__FLUSH_S": "30",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "radstream.cli", "serve"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        with LocalEngine.open(settings) as engine:
+            _wait(lambda: _live_workers(engine) == 1, 120, "serve's worker")
+            study = make_study("served", "jpeg", np.random.default_rng(6), width=600, height=700)
+            upload_study(
+                engine.store,
+                folder="served",
+                image_name=study.image_name,
+                image=study.image,
+                sidecar=study.sidecar,
+            )
+            result = f"results/served/{study.image_name.rsplit('.', 1)[0]}.json"
+            _wait(lambda: engine.store.exists("results", result), 60, "the result object")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=60)[0].decode()
+    assert server.returncode == 0, output
+    # A clean shutdown flushes telemetry that the 30 s timer had not yet written.
+    assert read_lake(settings.lake_dir).num_rows == 4
+
+
+def _live_workers(engine: LocalEngine) -> int:
+    row = engine.conn.execute("SELECT COUNT(*) FROM workers WHERE stopped_at IS NULL").fetchone()
+    return int(row[0])

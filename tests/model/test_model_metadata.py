@@ -1,0 +1,199 @@
+"""Tests for radstream.model.metadata and OnnxModel error paths, on tiny ONNX models."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from radstream.errors import ModelFileInvalid, ModelOutputInvalid
+from radstream.model import ModelClient, OnnxModel, read_model_info
+from radstream.model.metadata import REQUIRED_KEYS, write_metadata
+
+LABELS = ("Alpha", "Beta", "Gamma")
+SIZE = 8
+
+
+def tiny_model(
+    *,
+    classes: int = 3,
+    output_dims: tuple[str | int, ...] = ("N", 3),
+    weight_value: float | None = None,
+    op: str = "GlobalAveragePool",
+) -> onnx.ModelProto:
+    """[N, 1, 8, 8] -> pool -> flatten -> Gemm -> [N, classes]: small enough to build per test."""
+    weight = np.arange(classes, dtype=np.float32).reshape(classes, 1) / 10
+    if weight_value is not None:
+        weight[:] = weight_value
+    nodes = [
+        helper.make_node(op, ["x"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "w", "b"], ["y"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, SIZE, SIZE])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(output_dims))],
+        initializer=[
+            numpy_helper.from_array(weight, "w"),
+            numpy_helper.from_array(np.zeros(classes, np.float32), "b"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def tag(model: onnx.ModelProto, labels: tuple[str, ...] = LABELS) -> onnx.ModelProto:
+    write_metadata(
+        model,
+        name="tiny",
+        version="3",
+        labels=labels,
+        input_size=SIZE,
+        input_min=-1024,
+        input_max=1024.5,
+        channels=1,
+    )
+    return model
+
+
+def save(model: onnx.ModelProto, path: Path) -> Path:
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    model = tiny_model()
+    model.metadata_props.add(key="other.tool", value="kept")
+    path = save(tag(model), tmp_path / "tiny.onnx")
+    info = read_model_info(path)
+    assert info.name == "tiny"
+    assert info.version == "3"
+    assert info.labels == LABELS
+    assert info.input_size == SIZE
+    assert (info.input_min, info.input_max) == (-1024.0, 1024.5)
+    assert info.channels == 1
+    assert (info.input_name, info.output_name) == ("x", "y")
+    assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert info.path == str(path)
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert props["radstream.input_range"] == "-1024,1024.5"
+    assert props["radstream.labels"] == '["Alpha", "Beta", "Gamma"]'
+    assert props["other.tool"] == "kept"
+
+
+def test_rewriting_metadata_replaces_keys() -> None:
+    model = tag(tag(tiny_model()), labels=("A", "B", "C"))
+    keys = [p.key for p in model.metadata_props]
+    assert len(keys) == len(set(keys)) == len(REQUIRED_KEYS)
+
+
+@pytest.mark.parametrize("key", REQUIRED_KEYS)
+def test_missing_key_is_named(tmp_path: Path, key: str) -> None:
+    model = tag(tiny_model())
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key != key]
+    del model.metadata_props[:]
+    for k, v in kept:
+        model.metadata_props.add(key=k, value=v)
+    path = save(model, tmp_path / "m.onnx")
+    with pytest.raises(ModelFileInvalid, match=key.replace(".", r"\.")) as caught:
+        read_model_info(path)
+    assert caught.value.code == "MODEL_FILE_INVALID"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("radstream.labels", "Alpha,Beta,Gamma"),
+        ("radstream.labels", "[]"),
+        ("radstream.labels", '["A", "A", "B"]'),
+        ("radstream.input_size", "big"),
+        ("radstream.input_size", "-3"),
+        ("radstream.channels", "0"),
+        ("radstream.input_range", "1024,-1024"),
+        ("radstream.input_range", "-1024"),
+        ("radstream.input_range", "nan,1"),
+        ("radstream.name", "  "),
+    ],
+)
+def test_malformed_key_is_named(tmp_path: Path, key: str, value: str) -> None:
+    model = tag(tiny_model())
+    for prop in model.metadata_props:
+        if prop.key == key:
+            prop.value = value
+    path = save(model, tmp_path / "m.onnx")
+    with pytest.raises(ModelFileInvalid, match=key.replace(".", r"\.")):
+        read_model_info(path)
+
+
+def test_write_metadata_refuses_bad_values() -> None:
+    with pytest.raises(ValueError, match="input_range"):
+        write_metadata(
+            tiny_model(),
+            name="t",
+            version="1",
+            labels=LABELS,
+            input_size=8,
+            input_min=1,
+            input_max=0,
+            channels=1,
+        )
+
+
+def test_metadata_contradicting_graph(tmp_path: Path) -> None:
+    path = save(tag(tiny_model(classes=4, output_dims=("N", 4))), tmp_path / "m.onnx")
+    with pytest.raises(ModelFileInvalid, match="3 labels"):
+        read_model_info(path)
+
+
+@pytest.mark.parametrize("content", [None, b"", b"this is not onnx at all \xff\x00"])
+def test_unusable_files(tmp_path: Path, content: bytes | None) -> None:
+    path = tmp_path / "model.onnx"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ModelFileInvalid, match=r"model\.onnx"):
+        read_model_info(path)
+    with pytest.raises(ModelFileInvalid):
+        OnnxModel.load(path)
+
+
+def test_runtime_rejects_graph_it_cannot_run(tmp_path: Path) -> None:
+    path = save(tag(tiny_model(op="NoSuchOperator")), tmp_path / "m.onnx")
+    read_model_info(path)  # the metadata itself is fine
+    with pytest.raises(ModelFileInvalid, match="cannot load"):
+        OnnxModel.load(path)
+
+
+def test_tiny_model_runs_and_satisfies_protocol(tmp_path: Path) -> None:
+    model = OnnxModel.load(save(tag(tiny_model()), tmp_path / "m.onnx"))
+    assert isinstance(model, ModelClient)
+    batch = np.full((2, 1, SIZE, SIZE), 10.0, dtype=np.float64)  # float64 is cast
+    logits = model.predict_logits(batch)  # type: ignore[arg-type]
+    assert logits.dtype == np.float32
+    np.testing.assert_allclose(logits, [[0.0, 1.0, 2.0]] * 2, atol=1e-6)
+
+
+def test_non_finite_output_is_model_output_invalid(tmp_path: Path) -> None:
+    model = OnnxModel.load(save(tag(tiny_model(weight_value=np.inf)), tmp_path / "m.onnx"))
+    with pytest.raises(ModelOutputInvalid, match="non-finite"):
+        model.predict_logits(np.ones((1, 1, SIZE, SIZE), np.float32))
+
+
+def test_wrong_output_width_is_model_output_invalid(tmp_path: Path) -> None:
+    # A symbolic output width passes the load-time check; the real width is caught per call.
+    path = save(tag(tiny_model(classes=4, output_dims=("N", "M"))), tmp_path / "m.onnx")
+    model = OnnxModel.load(path)
+    with pytest.raises(ModelOutputInvalid, match=r"expected \[1, 3\]"):
+        model.predict_logits(np.ones((1, 1, SIZE, SIZE), np.float32))
+
+
+def test_thread_count_is_validated(tmp_path: Path) -> None:
+    path = save(tag(tiny_model()), tmp_path / "m.onnx")
+    with pytest.raises(ValueError, match="intra_op_threads"):
+        OnnxModel.load(path, intra_op_threads=-1)
