@@ -138,9 +138,9 @@ def _print_summary(p: dict[str, Any]) -> None:
         table.add_row(f"  {code}", str(count))
     table.add_row(
         "end-to-end p50 / p95 / p99",
-        f"{p['p50_ms']} / {p['p95_ms']} / {p['p99_ms']} ms (upload → outcome, queueing included)",
+        f"{p['p50_ms']} / {p['p95_ms']} / {p['p99_ms']} ms (successful studies, upload → result, queueing included)",
     )
-    table.add_row("throughput", f"{p['throughput_per_s']} studies/s")
+    table.add_row("throughput", f"{p['throughput_per_s']} successful studies/s")
     table.add_row("data dir", p["data_dir"])
     out.print(table)
     for line in p["unexpected_outcomes"]:

@@ -101,20 +101,27 @@ class OutcomeSummary:
 
 
 def summarise(outcomes: list[Outcome]) -> OutcomeSummary:
-    """Aggregate outcomes. Throughput: terminal outcomes / (last finish - first upload)."""
-    done = [o for o in outcomes if o.status != "lost"]
+    """Aggregate outcomes.
+
+    Latency and throughput are over successful studies: a failure is not work done, and a
+    study that fails by design after a bounded wait (``IMAGE_MISSING``) would otherwise
+    stretch the time window. Throughput = successes / (last finish - first upload).
+    """
+    done = [o for o in outcomes if o.status == "succeeded"]
     latencies = [o.latency_s for o in done if o.latency_s is not None]
     throughput = None
-    if len(done) >= 2:
-        start = min(o.created_at for o in done if o.created_at is not None)
-        end = max(o.finished_at for o in done if o.finished_at is not None)
-        throughput = round(len(done) / (end - start), 3) if end > start else None
+    created = [o.created_at for o in done if o.created_at is not None]
+    finished = [o.finished_at for o in done if o.finished_at is not None]
+    if len(done) >= 2 and created and finished and max(finished) > min(created):
+        throughput = round(len(done) / (max(finished) - min(created)), 3)
     return OutcomeSummary(
         studies=len(outcomes),
         succeeded=sum(o.status == "succeeded" for o in outcomes),
         failed=sum(o.status == "failed" for o in outcomes),
         lost=sum(o.status == "lost" for o in outcomes),
-        failures_by_code=dict(sorted(Counter(o.error_code for o in done if o.error_code).items())),
+        failures_by_code=dict(
+            sorted(Counter(o.error_code for o in outcomes if o.error_code).items())
+        ),
         latency_ms=percentiles_ms(latencies),
         throughput_per_s=throughput,
     )
