@@ -24,8 +24,8 @@ app = typer.Typer(
 model_app = typer.Typer(help="Build and inspect model files.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 DataDir = Annotated[
     Path | None,
@@ -249,6 +249,26 @@ def status(
     for state, count in counts.items():
         table.add_row(state, str(count))
     out.print(table)
+
+
+@app.command()
+def reconcile(
+    older_than: Annotated[float, typer.Option(help="Only images older than this (seconds)")] = 60.0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """List uploaded images whose sidecar never arrived (they trigger nothing)."""
+    from radstream.local.engine import LocalEngine
+    from radstream.local.reconcile import orphan_images
+
+    with LocalEngine.open(_settings(data_dir)) as engine:
+        orphans = orphan_images(engine.store, older_than_s=older_than)
+    if as_json:
+        out.print_json(json.dumps([{"key": o.key, "age_s": o.age_s} for o in orphans]))
+        return
+    for orphan in orphans:
+        out.print(f"{orphan.key}  (no sidecar for {orphan.age_s:.0f}s)")
+    console.print(f"{len(orphans)} image(s) without a sidecar")
 
 
 @app.command()

@@ -77,3 +77,15 @@ def test_puts_from_two_stores_reach_one_event_log(tmp_path: Path) -> None:
     FolderStore(tmp_path / "buckets", listener=b).put("images", "incoming/t/y.json", b"{}")
     assert a.route() == 2
     assert b.counts()["pending"] == 2
+
+
+def test_reconcile_finds_images_without_sidecar(tmp_path: Path) -> None:
+    from radstream.local.reconcile import orphan_images
+
+    store = FolderStore(tmp_path)
+    store.put("images", "incoming/a/x.png", b"img")
+    store.put("images", "incoming/a/x.json", b"{}")
+    store.put("images", "incoming/b/y.JPG", b"img")
+    found = orphan_images(store, older_than_s=0)
+    assert [o.key for o in found] == ["incoming/b/y.JPG"]
+    assert orphan_images(store, older_than_s=3600) == []

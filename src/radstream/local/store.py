@@ -96,6 +96,13 @@ class FolderStore:
             bucket=bucket, key=key, etag=etag_of(data), size=len(data), modified=mtime
         )
 
+    def size(self, bucket: str, key: str) -> int | None:
+        """Size in bytes from the file system, without reading the object."""
+        try:
+            return self.path(bucket, key).stat().st_size
+        except FileNotFoundError:
+            return None
+
     def exists(self, bucket: str, key: str) -> bool:
         """True if the object exists."""
         return self.path(bucket, key).is_file()

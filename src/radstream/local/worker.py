@@ -61,16 +61,16 @@ def _loop(
 ) -> None:
     last_reap = 0.0
     while not stop.is_set():
+        now = time.monotonic()
+        if now - last_reap >= _REAP_EVERY_S:
+            # Also while busy: a dead peer's executions should not wait for its lease.
+            last_reap = now
+            engine.executor.reap_dead_workers()
         claim = engine.executor.claim(worker_id)
         if claim is not None:
             runner.run(claim)
             continue
         sink.maybe_flush()
-        now = time.monotonic()
-        if now - last_reap >= _REAP_EVERY_S:
-            last_reap = now
-            if engine.executor.reap_dead_workers():
-                continue
         if until_idle and engine.executor.idle():
             return
         stop.wait(poll_s)

@@ -37,6 +37,10 @@ class ObjectStore(Protocol):
         """Return the object's metadata, or None when absent."""
         ...
 
+    def size(self, bucket: str, key: str) -> int | None:
+        """The object's size in bytes without reading it, or None when absent."""
+        ...
+
     def list(self, bucket: str, prefix: str = "") -> list[str]:
         """Keys under ``prefix``, sorted."""
         ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from radstream.errors import ImageFileTooLarge
 from radstream.imaging import ImagingLimits, PreparedImage, Preprocessing, prepare_image
 from radstream.stages.ports import ObjectStore
 
@@ -28,6 +29,14 @@ def prepare(
     limits: ImagingLimits,
 ) -> PreparedStudy:
     """Read ``bucket/image_key`` and preprocess it as the model declares."""
+    size = store.size(bucket, image_key)
+    if size is not None and size > limits.max_file_bytes:
+        # Refuse before reading: a multi-gigabyte upload must not be pulled into memory.
+        raise ImageFileTooLarge(
+            f"the image file has {size} bytes, the limit is {limits.max_file_bytes}",
+            file_bytes=size,
+            max_file_bytes=limits.max_file_bytes,
+        )
     data = store.get(bucket, image_key)
     image = prepare_image(
         data,
