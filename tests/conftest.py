@@ -22,7 +22,7 @@ def standin_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_settings(tmp_path: Path, standin_model: Path) -> Callable[..., Settings]:
     """Settings for a fresh data dir, tuned so that waits and leases are short."""
 
-    def make(**engine: Any) -> Settings:
+    def make(telemetry: dict[str, Any] | None = None, **engine: Any) -> Settings:
         return Settings(
             data_dir=tmp_path / "data",
             model={"path": standin_model},
@@ -34,7 +34,7 @@ def make_settings(tmp_path: Path, standin_model: Path) -> Callable[..., Settings
                 "retry_max_s": 0.3,
                 **engine,
             },
-            telemetry={"flush_s": 0.2},
+            telemetry={"flush_s": 0.2, **(telemetry or {})},
         )
 
     return make

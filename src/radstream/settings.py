@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -63,6 +63,15 @@ class TelemetrySettings(BaseModel):
     pseudonym_key: str = Field(default="", description="HMAC key; required when pseudonymising")
     config_id: str = "default"
     variant: str | None = None
+
+    @model_validator(mode="after")
+    def _key_when_pseudonymising(self) -> TelemetrySettings:
+        if self.pseudonymise and not self.pseudonym_key:
+            raise ValueError(
+                "telemetry.pseudonymise needs telemetry.pseudonym_key "
+                "(set RADSTREAM_TELEMETRY__PSEUDONYM_KEY to a secret)"
+            )
+        return self
 
 
 class Settings(BaseSettings):

@@ -19,6 +19,7 @@ from radstream.local.pool import WorkerPool
 from radstream.pipeline.definition import PIPELINE
 from radstream.settings import Settings
 from radstream.stages.ports import ObjectInfo
+from radstream.stages.telemetry import pseudonym
 
 FORMATS = ("png", "png16", "jpeg", "dicom", "dicom-rle", "dicom-jpeg")
 
@@ -98,7 +99,7 @@ def test_valid_succeed_bad_fail_with_their_codes(make_settings: Callable[..., Se
 
 
 def test_telemetry_rows_are_stages_times_executions(make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings()
+    settings = make_settings(telemetry={"pseudonymise": True, "pseudonym_key": "secret"})
     rng = np.random.default_rng(2)
     studies = [make_study(f"t-{i}", "jpeg", rng, width=600, height=700) for i in range(6)]
     with LocalEngine.open(settings) as engine:
@@ -110,6 +111,8 @@ def test_telemetry_rows_are_stages_times_executions(make_settings: Callable[...,
     pairs = Counter((r["execution_id"], r["stage"]) for r in rows)
     assert set(pairs.values()) == {1}
     assert {r["stage"] for r in rows} == set(PIPELINE.names)
+    # Pseudonymised: no real study id reaches the lake.
+    assert {r["study_id"] for r in rows} == {pseudonym(s.study_id, "secret") for s in studies}
 
 
 def test_same_study_uploaded_twice_gives_one_execution(

@@ -135,6 +135,10 @@ class ExecutionRunner:
                     queue_wait = None
                     continue
                 self._record(claim, context, scratch, stage, StageStatus.OK, start, queue_wait)
+                # Kept in the checkpoint, so a result resumed after a crash still has them.
+                context.setdefault("stage_ms", {})[stage] = round(
+                    scratch.records[-1].duration_ms, 3
+                )
                 queue_wait = None
                 definition = self._pipeline.stage(stage)
                 if definition.next is None:
@@ -214,7 +218,7 @@ class ExecutionRunner:
 
     def _result(self, claim: Claim, context: dict[str, Any], scratch: _Scratch) -> Result:
         info = self._model.info
-        stage_ms = {r.stage: round(r.duration_ms, 3) for r in scratch.records if r.status == "ok"}
+        stage_ms = dict(context.get("stage_ms", {}))
         return Result(
             execution_id=claim.execution_id,
             study_id=context["study_id"],

@@ -39,10 +39,16 @@ def parse_upload_key(key: str) -> UploadKey:
 
 
 def study_folder(key: str) -> str:
-    """Best-effort study folder of a key, for naming failure objects of unparseable sidecars."""
+    """Best-effort study folder of a key, for naming failure objects of unparseable sidecars.
+
+    An unsafe folder name is replaced by ``invalid-{hash}``: still distinct per folder, so
+    two such uploads never share (and overwrite) one failure object.
+    """
     parts = key.split("/")
-    folder = parts[1] if len(parts) >= 3 else "unknown"
-    return folder if is_safe_study_id(folder) else "invalid-study-id"
+    folder = parts[1] if len(parts) >= 3 else key
+    if is_safe_study_id(folder):
+        return folder
+    return "invalid-" + hashlib.sha256(folder.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
