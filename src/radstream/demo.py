@@ -83,14 +83,13 @@ def run_demo(
 
 def _upload(engine: LocalEngine, study: Study, run: str) -> ObjectInfo:
     # A per-run prefix keeps repeated demos in one data directory apart.
-    folder = f"demo-{run}-{study.study_id}"
-    sidecar = study.sidecar.replace(f'"{study.study_id}"'.encode(), f'"{folder}"'.encode(), 1)
+    study = study.renamed(f"demo-{run}-{study.study_id}")
     return upload_study(
         engine.store,
-        folder=folder,
+        folder=study.study_id,
         image_name=study.image_name or study.study_id,
         image=study.image if study.image_name else None,
-        sidecar=sidecar,
+        sidecar=study.sidecar,
     )
 
 

@@ -33,6 +33,18 @@ class Study:
     sidecar: bytes
     expected_code: str | None
 
+    def renamed(self, study_id: str) -> Study:
+        """The same files under another study id: a distinct upload, identical pixels.
+
+        The sidecar's ``"study_id"`` value is rewritten in place (bytes, not re-encoded),
+        so bad sidecars stay exactly as bad; the image stem follows the new id when it
+        was the old id.
+        """
+        sidecar = self.sidecar.replace(f'"{self.study_id}"'.encode(), f'"{study_id}"'.encode(), 1)
+        stem, dot, ext = self.image_name.rpartition(".")
+        image_name = f"{study_id}.{ext}" if dot and stem == self.study_id else self.image_name
+        return Study(study_id, image_name, self.image, sidecar, self.expected_code)
+
 
 def check_format(fmt: str) -> EncodeFormat:
     """Return ``fmt`` typed as an encoder format, or raise ValueError."""
