@@ -226,6 +226,8 @@ def _run_pool(settings: Settings, *, until_idle: bool) -> None:
     except KeyboardInterrupt:
         console.print("stopping…")
         pool.stop()
+    if pool.restarts:
+        console.print(f"[yellow]{pool.restarts} worker(s) died and were replaced[/yellow]")
     codes = pool.exit_codes
     if any(code not in (0, None) for code in codes):
         console.print(f"[red]worker exit codes[/red] {codes}")

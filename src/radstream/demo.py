@@ -75,7 +75,7 @@ def run_demo(
             uploads.append(info)
             expected[info.key] = study.expected_code
             report("upload", i + 1, len(made))
-        _wait_terminal(engine, uploads, report, timeout_s or 60.0 + 5.0 * len(made))
+        _wait_terminal(engine, pool, uploads, report, timeout_s or 60.0 + 5.0 * len(made))
     with LocalEngine.open(settings) as engine:
         outcomes = collect_outcomes(engine.executor, engine.store, uploads)
     return DemoReport(summary=summarise(outcomes), outcomes=outcomes, expected=expected)
@@ -94,7 +94,11 @@ def _upload(engine: LocalEngine, study: Study, run: str) -> ObjectInfo:
 
 
 def _wait_terminal(
-    engine: LocalEngine, uploads: list[ObjectInfo], report: Progress, timeout_s: float
+    engine: LocalEngine,
+    pool: WorkerPool,
+    uploads: list[ObjectInfo],
+    report: Progress,
+    timeout_s: float,
 ) -> None:
     ids = [execution_id(u.bucket, u.key, u.etag) for u in uploads]
     deadline = time.monotonic() + timeout_s
@@ -103,4 +107,5 @@ def _wait_terminal(
         report("process", done, len(ids))
         if done >= len(ids) or time.monotonic() > deadline:
             return
+        pool.supervise()
         time.sleep(0.05)

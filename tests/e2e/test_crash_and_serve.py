@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -53,18 +54,32 @@ def test_sigkill_mid_run_loses_and_duplicates_nothing(
         ]
         # Kill a worker while it holds a lease, after some studies are done.
         _wait(lambda: engine.executor.counts()["succeeded"] >= 2, 120, "first results")
-        _wait(lambda: engine.executor.counts()["running"] >= 1, 60, "a running execution")
-        victim = pool.processes[0]
+        owners: list[str] = []
+
+        def leased() -> bool:
+            rows = engine.conn.execute(
+                "SELECT lease_owner FROM executions WHERE state = 'running'"
+            ).fetchall()
+            owners[:] = [r[0] for r in rows if r[0] in pool.worker_ids]
+            return bool(owners)
+
+        _wait(leased, 60, "a worker holding a lease")
+        victim = pool.processes[pool.worker_ids.index(owners[0])]
         assert victim.pid is not None
         os.kill(victim.pid, signal.SIGKILL)
         victim.join(10)
         assert victim.exitcode == -signal.SIGKILL
-        pool.stop()
 
-        # Restart: the survivors' and the victim's leftovers all complete.
-        restart = WorkerPool(settings, until_idle=True).start()
-        assert restart.wait(timeout=240)
-        assert restart.exit_codes == [0, 0]
+        # The pool replaces the dead worker; its execution is taken over and finished.
+        def all_done() -> bool:
+            pool.supervise()
+            counts = engine.executor.counts()
+            return counts["succeeded"] + counts["failed"] == len(studies)
+
+        _wait(all_done, 240, "every study to finish after the kill")
+        assert pool.restarts == 1
+        pool.stop()
+        assert pool.exit_codes == [0, 0]
 
         counts = engine.executor.counts()
         assert counts["pending"] == counts["running"] == 0
@@ -75,6 +90,38 @@ def test_sigkill_mid_run_loses_and_duplicates_nothing(
         objects = engine.store.list("results", "results/") + engine.store.list("results", "failed/")
         folders = Counter(key.split("/")[1] for key in objects)
         assert folders == Counter({s.study_id: 1 for s in studies})
+
+
+def test_a_study_that_keeps_killing_workers_is_abandoned(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(max_takeovers=0, lease_s=60.0)
+    study = make_study("poison", "png16", np.random.default_rng(9), width=2000, height=2500)
+    with LocalEngine.open(settings) as engine:
+        pool = WorkerPool(settings, workers=1).start()
+        pool.wait_ready(engine.executor)
+        upload_study(
+            engine.store,
+            folder="poison",
+            image_name=study.image_name,
+            image=study.image,
+            sidecar=study.sidecar,
+        )
+        _wait(lambda: engine.executor.counts()["running"] == 1, 60, "the study to start")
+        pid = pool.processes[0].pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # stands in for a decoder crash or an OOM kill
+
+        def failed() -> bool:
+            pool.supervise()
+            return engine.executor.counts()["failed"] == 1
+
+        # Found dead at once (not after the 60 s lease); no takeovers allowed: abandoned.
+        _wait(failed, 60, "the execution to be abandoned")
+        pool.stop()
+        failure = json.loads(engine.store.get("results", "failed/poison/poison.json"))
+        assert failure["error"]["code"] == "EXECUTION_ABANDONED"
+        assert not engine.store.exists("results", "results/poison/poison.json")
 
 
 def test_serve_picks_up_an_upload_from_another_process(

@@ -119,3 +119,43 @@ def test_dead_worker_process_releases_its_lease_at_once(executor: Executor) -> N
     assert executor.reap_dead_workers() == 1
     claim = executor.claim("w2")
     assert claim is not None and claim.takeovers == 1
+
+
+def test_sidecar_put_again_after_failure_reruns_but_not_after_success(
+    executor: Executor, clock: Clock
+) -> None:
+    executor.object_created(_event("incoming/s/a.json"))
+    first = executor.claim("w")
+    assert first is not None
+    executor.finish(first, "w", succeeded=False, outcome_key="failed/s/a.json", error_code="X")
+    clock.now += 1
+    executor.object_created(_event("incoming/s/a.json"))  # the user fixed the image
+    assert executor.route() == 1
+    rerun = executor.claim("w")
+    assert rerun is not None and rerun.execution_id != first.execution_id
+    trigger = execution_id("images", "incoming/s/a.json", "e1")
+    assert executor.latest([trigger])[trigger]["id"] == rerun.execution_id
+    executor.finish(rerun, "w", succeeded=True, outcome_key="results/s/a.json")
+    clock.now += 1
+    executor.object_created(_event("incoming/s/a.json"))
+    assert executor.route() == 0
+    assert executor.terminal_count([trigger]) == 1
+
+
+def test_takeovers_are_not_starved_by_new_uploads(executor: Executor, clock: Clock) -> None:
+    executor.object_created(_event("incoming/s/old.json"))
+    stuck = executor.claim("dead")
+    assert stuck is not None
+    clock.now += 11
+    executor.object_created(_event("incoming/s/new.json"))
+    claim = executor.claim("w")
+    assert claim is not None and claim.key == "incoming/s/old.json"
+    assert claim.queue_wait_s is None  # a takeover's wait is not queueing
+
+
+def test_retry_delay_never_overflows() -> None:
+    from radstream.pipeline.definition import RetryPolicy
+
+    policy = RetryPolicy(base_s=0.2, max_s=5.0)
+    assert policy.delay(1, 0.0) == pytest.approx(0.1)
+    assert policy.delay(100_000, 0.99) <= 5.0

@@ -67,6 +67,10 @@ def test_unknown_keys_are_kept_not_trusted() -> None:
         (_sidecar(study_id="../etc"), "STUDY_ID_INVALID"),
         (_sidecar(study_id="a/b"), "STUDY_ID_INVALID"),
         (_sidecar(study_id="x" * 65), "STUDY_ID_INVALID"),
+        (_sidecar(study_id="S1\nS2"), "STUDY_ID_INVALID"),
+        (b'{"study_id": "a", "n": ' + b"1" * 5000 + b"}", "SIDECAR_INVALID_JSON"),
+        (_sidecar(timestamp="9999-12-31T23:59:59-05:00"), "SIDECAR_INVALID_FIELD"),
+        (_sidecar(timestamp="0001-01-01T00:00:00+05:00"), "SIDECAR_INVALID_FIELD"),
     ],
 )
 def test_bad_sidecars_get_specific_codes(data: bytes, code: str) -> None:
@@ -102,3 +106,10 @@ def test_arbitrary_bytes_give_only_typed_errors(data: bytes) -> None:
 def test_arbitrary_json_gives_only_typed_errors(value: object) -> None:
     with contextlib.suppress(RadStreamError):
         parse_sidecar(json.dumps(value).encode())
+
+
+def test_study_id_check_rejects_a_trailing_newline() -> None:
+    from radstream.schema import is_safe_study_id
+
+    assert is_safe_study_id("S1")
+    assert not is_safe_study_id("S1\n")

@@ -57,7 +57,9 @@ def test_missing_object(tmp_path: Path) -> None:
     assert store.head("images", "nope") is None
 
 
-@pytest.mark.parametrize("key", ["../x", "a/../../x", "/etc/passwd", "a//b", "", "a/./b", "a\\b"])
+@pytest.mark.parametrize(
+    "key", ["../x", "a/../../x", "/etc/passwd", "a//b", "", "a/./b", "a\\b", "a\n/b", "a/b\n"]
+)
 def test_unsafe_keys_are_refused(tmp_path: Path, key: str) -> None:
     store = FolderStore(tmp_path)
     with pytest.raises(StoreKeyInvalid):
@@ -89,3 +91,27 @@ def test_reconcile_finds_images_without_sidecar(tmp_path: Path) -> None:
     found = orphan_images(store, older_than_s=0)
     assert [o.key for o in found] == ["incoming/b/y.JPG"]
     assert orphan_images(store, older_than_s=3600) == []
+
+
+def test_an_outcome_replaces_the_opposite_outcome_of_an_earlier_upload(tmp_path: Path) -> None:
+    from outcome_samples import sample_failure, sample_result
+
+    from radstream.stages.store import failure_key, record_failure, result_key, store_result
+
+    store = FolderStore(tmp_path)
+    record_failure(store, sample_failure("st", "img"))
+    assert store.exists("results", failure_key("st", "img"))
+    store_result(store, sample_result("st", "img"))
+    assert store.exists("results", result_key("st", "img"))
+    assert not store.exists("results", failure_key("st", "img"))
+    record_failure(store, sample_failure("st", "img"))
+    assert not store.exists("results", result_key("st", "img"))
+
+
+def test_uploader_survives_hostile_sidecars() -> None:
+    from radstream.loadgen.uploader import study_folder_for
+
+    assert study_folder_for(b"[" * 200_000, "stem") == "stem"
+    assert study_folder_for(b'{"study_id": "../x"}', "a b") == "a_b"
+    assert study_folder_for(b'{"study_id": "ok-1"}', "stem") == "ok-1"
+    assert study_folder_for(b'{"study_id": "S1\n"}', "stem") == "stem"

@@ -41,7 +41,7 @@ def collect_outcomes(
     executor: Executor, store: ObjectStore, uploads: list[ObjectInfo]
 ) -> list[Outcome]:
     """One :class:`Outcome` per uploaded sidecar, checked against the stored objects."""
-    rows = {r["id"]: r for r in executor.executions()}
+    rows = executor.latest([execution_id(u.bucket, u.key, u.etag) for u in uploads])
     outcomes = []
     for info in uploads:
         row = rows.get(execution_id(info.bucket, info.key, info.etag))

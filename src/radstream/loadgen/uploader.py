@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from radstream.schema.sidecar import is_safe_study_id
+from radstream.schema.sidecar_parse import MAX_SIDECAR_BYTES, MAX_SIDECAR_DEPTH, json_depth
 from radstream.stages.ports import ObjectInfo, ObjectStore
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".dcm", ".dicom"})
@@ -47,8 +48,15 @@ def find_studies(paths: Iterable[Path]) -> tuple[list[StudyFiles], list[Path]]:
 def study_folder_for(sidecar: bytes, fallback_stem: str) -> str:
     """The upload folder: the sidecar's study_id if it is readable and safe, else the stem."""
     try:
-        study_id = json.loads(sidecar.decode("utf-8")).get("study_id")
-    except (UnicodeDecodeError, ValueError, AttributeError):
+        text = sidecar.decode("utf-8-sig")
+        # The same limits as the pipeline, so a hostile file cannot crash the uploader.
+        parsed = (
+            json.loads(text)
+            if len(sidecar) <= MAX_SIDECAR_BYTES and json_depth(text) <= MAX_SIDECAR_DEPTH
+            else None
+        )
+        study_id = parsed.get("study_id") if isinstance(parsed, dict) else None
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
         study_id = None
     if isinstance(study_id, str) and is_safe_study_id(study_id):
         return study_id

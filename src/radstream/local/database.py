@@ -34,7 +34,11 @@ CREATE TABLE IF NOT EXISTS router (
 );
 INSERT OR IGNORE INTO router (id, last_id) VALUES (1, 0);
 CREATE TABLE IF NOT EXISTS executions (
-    id            TEXT PRIMARY KEY,   -- sha256(bucket, key, etag): a duplicate event is a no-op
+    id            TEXT PRIMARY KEY,
+    -- sha256(bucket, key, etag): the same upload always has this trigger id, so a duplicate
+    -- event is a no-op. The first execution's id equals it; a re-run (the sidecar put again
+    -- after a failure) gets its own id and the same trigger.
+    trigger_id    TEXT NOT NULL,
     bucket        TEXT NOT NULL,
     key           TEXT NOT NULL,
     etag          TEXT NOT NULL,
@@ -56,6 +60,7 @@ CREATE TABLE IF NOT EXISTS executions (
 );
 CREATE INDEX IF NOT EXISTS executions_runnable ON executions (state, not_before);
 CREATE INDEX IF NOT EXISTS executions_finished ON executions (finished_at);
+CREATE INDEX IF NOT EXISTS executions_trigger ON executions (trigger_id, created_at);
 CREATE TABLE IF NOT EXISTS workers (
     id         TEXT PRIMARY KEY,
     pid        INTEGER NOT NULL,

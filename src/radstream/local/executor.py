@@ -4,8 +4,10 @@ State lives in SQLite (see :mod:`radstream.local.database`). The life of an exec
 
 1. A put into the store appends an event (:meth:`Executor.object_created`).
 2. The router turns events that match the trigger rule (images bucket, ``incoming/``,
-   ``.json``) into executions. The id is derived from bucket, key and ETag, so a duplicate
-   event changes nothing and a re-upload with new content is a new execution.
+   ``.json``) into executions. The trigger id is derived from bucket, key and ETag, so a
+   duplicate event, or the same study uploaded twice, changes nothing, while a re-upload
+   with new content is a new execution. Putting the same sidecar again *after its
+   execution failed* is a retry request (the user fixed the image) and starts a re-run.
 3. A worker claims a runnable execution under a lease, runs stages, and checkpoints after
    the stages the pipeline definition marks. Every write is fenced by the lease, so a
    worker whose lease was taken over cannot overwrite the new owner's progress.
@@ -39,8 +41,14 @@ STATES = ("pending", "running", "succeeded", "failed")
 
 
 def execution_id(bucket: str, key: str, etag: str) -> str:
-    """Deterministic execution id for one version of one sidecar object."""
+    """Deterministic trigger id of one version of one sidecar object (and the id of its
+    first execution)."""
     return hashlib.sha256(f"{bucket}\n{key}\n{etag}".encode()).hexdigest()[:32]
+
+
+def rerun_id(trigger_id: str, event_id: int) -> str:
+    """Id of a re-run of ``trigger_id``, started by event ``event_id``."""
+    return hashlib.sha256(f"{trigger_id}\n{event_id}".encode()).hexdigest()[:32]
 
 
 def matches_trigger(bucket: str, key: str) -> bool:
@@ -66,7 +74,7 @@ class Claim:
     claims: int
     takeovers: int
     created_at: float
-    queue_wait_s: float
+    queue_wait_s: float | None
 
 
 class Executor:
@@ -117,25 +125,41 @@ class Executor:
         started = 0
         for row in rows:
             if matches_trigger(row["bucket"], row["key"]):
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO executions (id, bucket, key, etag, state, stage, "
-                    "context, not_before, created_at, ready_at) "
-                    "VALUES (?, ?, ?, ?, 'pending', ?, '{}', ?, ?, ?)",
-                    (
-                        execution_id(row["bucket"], row["key"], row["etag"]),
-                        row["bucket"],
-                        row["key"],
-                        row["etag"],
-                        self._pipeline.start,
-                        row["created_at"],
-                        row["created_at"],
-                        row["created_at"],
-                    ),
-                )
-                started += cur.rowcount
+                started += self._start(conn, row)
         if rows:
             conn.execute("UPDATE router SET last_id = ? WHERE id = 1", (rows[-1]["id"],))
         return started
+
+    def _start(self, conn: sqlite3.Connection, event: sqlite3.Row) -> int:
+        trigger = execution_id(event["bucket"], event["key"], event["etag"])
+        latest = conn.execute(
+            "SELECT state, finished_at FROM executions WHERE trigger_id = ? "
+            "ORDER BY created_at DESC LIMIT 1",
+            (trigger,),
+        ).fetchone()
+        if latest is None:
+            new_id = trigger
+        elif latest["state"] == "failed" and latest["finished_at"] < event["created_at"]:
+            new_id = rerun_id(trigger, event["id"])
+        else:
+            return 0  # duplicate event, or the same upload while it runs or after success
+        conn.execute(
+            "INSERT INTO executions (id, trigger_id, bucket, key, etag, state, stage, "
+            "context, not_before, created_at, ready_at) "
+            "VALUES (?, ?, ?, ?, ?, 'pending', ?, '{}', ?, ?, ?)",
+            (
+                new_id,
+                trigger,
+                event["bucket"],
+                event["key"],
+                event["etag"],
+                self._pipeline.start,
+                event["created_at"],
+                event["created_at"],
+                event["created_at"],
+            ),
+        )
+        return 1
 
     def route(self) -> int:
         """Turn new events into executions; returns how many executions were started."""
@@ -162,17 +186,13 @@ class Executor:
             return None
         with self._write() as conn:
             self._route(conn)
+            # Oldest first, whether pending or abandoned by a dead worker, so that
+            # takeovers are not starved by a steady stream of new uploads.
             row = conn.execute(
-                "SELECT * FROM executions WHERE state = 'pending' AND not_before <= ? "
-                "ORDER BY not_before, created_at LIMIT 1",
-                (now,),
+                "SELECT * FROM executions WHERE (state = 'pending' AND not_before <= ?) "
+                "OR (state = 'running' AND lease_expires < ?) ORDER BY created_at LIMIT 1",
+                (now, now),
             ).fetchone()
-            if row is None:
-                row = conn.execute(
-                    "SELECT * FROM executions WHERE state = 'running' AND lease_expires < ? "
-                    "ORDER BY lease_expires LIMIT 1",
-                    (now,),
-                ).fetchone()
             if row is None:
                 return None
             takeover = row["state"] == "running"
@@ -201,7 +221,6 @@ class Executor:
                     row["id"],
                 ),
             )
-        ready = row["ready_at"] if not takeover else row["lease_expires"]
         return Claim(
             execution_id=row["id"],
             bucket=row["bucket"],
@@ -213,7 +232,8 @@ class Executor:
             claims=claims,
             takeovers=takeovers,
             created_at=row["created_at"],
-            queue_wait_s=max(0.0, now - ready),
+            # A takeover's wait is mostly the dead worker's time, not queueing: not reported.
+            queue_wait_s=None if takeover else max(0.0, now - row["ready_at"]),
         )
 
     # --- progress -------------------------------------------------------------------
@@ -239,6 +259,17 @@ class Executor:
             "stage = ?, context = ?, stage_attempt = 0, lease_expires = ?",
             (next_stage, json.dumps(context), self._clock() + self._lease_s),
         )
+
+    def renew(self, claim: Claim, worker_id: str) -> bool:
+        """Extend the lease. False if it was lost (stop work: another worker owns it)."""
+        return self._fenced_update(
+            claim, worker_id, "lease_expires = ?", (self._clock() + self._lease_s,)
+        )
+
+    @property
+    def lease_s(self) -> float:
+        """Length of a lease in seconds."""
+        return self._lease_s
 
     def retry_later(
         self,
@@ -330,18 +361,23 @@ class Executor:
         )
         return {state: int(found.get(state, 0)) for state in STATES}
 
-    def terminal_count(self, execution_ids: list[str]) -> int:
-        """How many of ``execution_ids`` have reached a terminal state."""
-        done = 0
-        for start in range(0, len(execution_ids), 500):
-            chunk = execution_ids[start : start + 500]
+    def latest(self, trigger_ids: list[str]) -> dict[str, sqlite3.Row]:
+        """The newest execution of each trigger id that has one."""
+        found: dict[str, sqlite3.Row] = {}
+        for start in range(0, len(trigger_ids), 500):
+            chunk = trigger_ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            done += self._conn.execute(
-                f"SELECT COUNT(*) FROM executions WHERE state IN ('succeeded', 'failed') "
-                f"AND id IN ({marks})",
+            for row in self._conn.execute(
+                f"SELECT * FROM executions WHERE trigger_id IN ({marks}) ORDER BY created_at",
                 chunk,
-            ).fetchone()[0]
-        return int(done)
+            ):
+                found[row["trigger_id"]] = row
+        return found
+
+    def terminal_count(self, trigger_ids: list[str]) -> int:
+        """How many of ``trigger_ids`` have a latest execution in a terminal state."""
+        rows = self.latest(trigger_ids).values()
+        return sum(row["state"] in ("succeeded", "failed") for row in rows)
 
     def idle(self) -> bool:
         """True when nothing is pending, running or waiting to be routed."""

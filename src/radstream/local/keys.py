@@ -6,7 +6,7 @@ import re
 
 from radstream.errors import StoreKeyInvalid
 
-_SEGMENT_RE = re.compile(r"^[^\x00-\x1f/\\]+$")
+_SEGMENT_RE = re.compile(r"[^\x00-\x1f/\\]+")
 
 
 def check_key(key: str) -> str:
@@ -14,7 +14,7 @@ def check_key(key: str) -> str:
     if not key or len(key) > 1024 or key.startswith("/"):
         raise StoreKeyInvalid(f"object key {key!r} is empty, too long or absolute")
     for segment in key.split("/"):
-        if segment in ("", ".", "..") or not _SEGMENT_RE.match(segment):
+        if segment in ("", ".", "..") or not _SEGMENT_RE.fullmatch(segment):
             raise StoreKeyInvalid(f"object key {key!r} has an unsafe segment {segment!r}")
     return key
 

@@ -15,34 +15,71 @@ from radstream.settings import Settings
 
 
 class WorkerPool:
-    """Start N worker processes; stop them cleanly (each flushes its telemetry)."""
+    """Start N worker processes, replace any that die, stop them cleanly.
 
-    def __init__(self, settings: Settings, *, workers: int | None = None, until_idle: bool = False):
+    A worker that dies (killed, out of memory, a crash in a decoder) is replaced, so one
+    poisonous study cannot take the whole pool down: its execution is taken over, and after
+    ``engine.max_takeovers`` deaths it fails with ``EXECUTION_ABANDONED``. Replacements are
+    capped (``max_restarts``) so that a worker that cannot even start (a broken model file)
+    does not restart forever.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        workers: int | None = None,
+        until_idle: bool = False,
+        max_restarts: int | None = None,
+    ):
         self._settings = settings
+        self._settings_json = settings.model_dump_json()
         self._count = workers or settings.engine.workers
         self._until_idle = until_idle
+        self._max_restarts = (
+            max_restarts if max_restarts is not None else 2 * (settings.engine.max_takeovers + 1)
+        )
         # spawn, not fork: ONNX Runtime and SQLite handles must not be inherited.
         self._ctx = mp.get_context("spawn")
         self._stop = self._ctx.Event()
+        self._run = uuid.uuid4().hex[:6]
+        self._spawned = 0
+        self.restarts = 0
         self.processes: list[BaseProcess] = []
         self.worker_ids: list[str] = []
 
+    def _spawn(self) -> tuple[BaseProcess, str]:
+        worker_id = f"w{os.getpid()}-{self._run}-{self._spawned}"
+        self._spawned += 1
+        proc = self._ctx.Process(
+            target=worker_main,
+            args=(self._settings_json, worker_id, self._stop, self._until_idle, os.getpid()),
+            name=f"radstream-{worker_id}",
+            daemon=False,
+        )
+        proc.start()
+        return proc, worker_id
+
     def start(self) -> WorkerPool:
         """Start the workers and return self."""
-        settings_json = self._settings.model_dump_json()
-        run = uuid.uuid4().hex[:6]
-        for index in range(self._count):
-            worker_id = f"w{os.getpid()}-{run}-{index}"
-            proc = self._ctx.Process(
-                target=worker_main,
-                args=(settings_json, worker_id, self._stop, self._until_idle),
-                name=f"radstream-{worker_id}",
-                daemon=False,
-            )
-            proc.start()
+        for _ in range(self._count):
+            proc, worker_id = self._spawn()
             self.processes.append(proc)
             self.worker_ids.append(worker_id)
         return self
+
+    def supervise(self) -> int:
+        """Replace workers that died abnormally; returns how many were replaced now."""
+        if self._stop.is_set():
+            return 0
+        replaced = 0
+        for slot, proc in enumerate(self.processes):
+            if proc.exitcode in (None, 0) or self.restarts >= self._max_restarts:
+                continue
+            self.processes[slot], self.worker_ids[slot] = self._spawn()
+            self.restarts += 1
+            replaced += 1
+        return replaced
 
     def wait_ready(self, executor: Executor, timeout: float = 120.0) -> None:
         """Block until every worker has loaded its model and registered."""
@@ -58,10 +95,14 @@ class WorkerPool:
             time.sleep(0.05)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for every worker to exit; True if all did."""
-        for proc in self.processes:
-            proc.join(timeout)
-        return all(not p.is_alive() for p in self.processes)
+        """Wait for every worker to exit, replacing dead ones meanwhile; True if all did."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while any(p.is_alive() for p in self.processes) or self.supervise():
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            for proc in self.processes:
+                proc.join(0.1)
+        return True
 
     def stop(self, timeout: float = 30.0) -> None:
         """Ask workers to finish their current execution and exit; kill stragglers."""

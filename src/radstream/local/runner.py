@@ -39,6 +39,10 @@ from radstream.stages.ports import ObjectStore, TelemetrySink
 from radstream.stages.telemetry import pseudonym, stage_record
 
 
+class LeaseLost(Exception):
+    """Raised inside a stage when the lease was taken over; the worker drops the execution."""
+
+
 @dataclass
 class _Scratch:
     """Per-attempt, in-memory state that is not checkpointed (the tensor)."""
@@ -85,6 +89,7 @@ class ExecutionRunner:
             max_file_bytes=settings.imaging.max_file_bytes,
         )
         self._cold = True
+        self._lease_deadline = 0.0
 
     def run(self, claim: Claim) -> None:
         """Drive ``claim`` until it is terminal, handed back for a retry, or its lease is lost."""
@@ -93,14 +98,19 @@ class ExecutionRunner:
         stage: str | None = claim.stage
         resume_stage = claim.stage
         queue_wait: float | None = claim.queue_wait_s
+        self._lease_deadline = time.time() + self._executor.lease_s
         try:
             while stage is not None:
+                if not self._keep_lease(claim):
+                    return  # lease lost: the new owner carries on
                 if stage == self._pipeline.failure_stage:
                     self._fail(claim, context, scratch)
                     return
                 start = time.time()
                 try:
                     self._run_stage(stage, claim, context, scratch)
+                except LeaseLost:
+                    return
                 except Exception as exc:  # every error is routed, none escapes the worker
                     err = error_from_exception(exc)
                     if self._should_retry(err, claim, resume_stage):
@@ -151,11 +161,23 @@ class ExecutionRunner:
                         claim, self._worker_id, definition.next, context
                     ):
                         return  # lease lost: the new owner carries on
+                    self._lease_deadline = time.time() + self._executor.lease_s
                     resume_stage = definition.next
                 stage = definition.next
         finally:
             self._sink.emit(scratch.records)
             self._cold = False
+
+    def _keep_lease(self, claim: Claim, *, force: bool = False) -> bool:
+        # Renew once half the lease is used (a slow stage must not let a peer take over
+        # mid-work); checkpoints renew it too. Forced before outcome objects are written.
+        now = time.time()
+        if not force and now < self._lease_deadline - self._executor.lease_s / 2:
+            return True
+        if not self._executor.renew(claim, self._worker_id):
+            return False
+        self._lease_deadline = now + self._executor.lease_s
+        return True
 
     def _should_retry(self, err: RadStreamError, claim: Claim, resume_stage: str) -> bool:
         if not err.retryable:
@@ -210,9 +232,10 @@ class ExecutionRunner:
             context["raw_outputs"] = result.raw_outputs
             context["probabilities"] = result.probabilities
         elif stage == STORE:
-            context["outcome_key"] = store_stage.store_result(
-                self._store, self._result(claim, context, scratch)
-            )
+            outcome = self._result(claim, context, scratch)
+            if not self._keep_lease(claim, force=True):
+                raise LeaseLost(claim.execution_id)
+            context["outcome_key"] = store_stage.store_result(self._store, outcome)
         else:
             raise RuntimeError(f"unknown stage {stage!r}")
 
@@ -263,6 +286,8 @@ class ExecutionRunner:
             failed_at=datetime.now(UTC),
             pipeline_version=PIPELINE_VERSION,
         )
+        if not self._keep_lease(claim, force=True):
+            return  # the new owner records the outcome
         key = store_stage.record_failure(self._store, failure)
         self._record(
             claim,

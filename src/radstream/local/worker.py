@@ -18,11 +18,15 @@ from radstream.settings import Settings
 _REAP_EVERY_S = 0.5
 
 
-def worker_main(settings_json: str, worker_id: str, stop: Event, until_idle: bool) -> None:
+def worker_main(
+    settings_json: str, worker_id: str, stop: Event, until_idle: bool, parent_pid: int
+) -> None:
     """Entry point of a worker process (spawned by :class:`~radstream.local.pool.WorkerPool`)."""
-    # The pool's parent decides when to stop; a Ctrl-C in the terminal reaches every
-    # process of the group, and must not kill a worker halfway through a stage.
+    # The pool's parent decides when to stop; a Ctrl-C in the terminal or a service
+    # manager's SIGTERM reaches every process of the group, and must not kill a worker
+    # halfway through a stage or lose its telemetry buffer.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     settings = Settings.model_validate_json(settings_json)
     model = OnnxModel.load(
         resolve_model_path(settings), intra_op_threads=settings.model.intra_op_threads
@@ -44,7 +48,16 @@ def worker_main(settings_json: str, worker_id: str, stop: Event, until_idle: boo
         )
         engine.executor.register_worker(worker_id, os.getpid())
         try:
-            _loop(engine, runner, sink, worker_id, stop, until_idle, settings.engine.poll_s)
+            _loop(
+                engine,
+                runner,
+                sink,
+                worker_id,
+                stop,
+                until_idle,
+                settings.engine.poll_s,
+                parent_pid,
+            )
         finally:
             sink.close()
             engine.executor.unregister_worker(worker_id)
@@ -58,9 +71,11 @@ def _loop(
     stop: Event,
     until_idle: bool,
     poll_s: float,
+    parent_pid: int,
 ) -> None:
     last_reap = 0.0
-    while not stop.is_set():
+    # A worker whose parent died (SIGKILL) has nobody to stop it: it exits by itself.
+    while not stop.is_set() and os.getppid() == parent_pid:
         now = time.monotonic()
         if now - last_reap >= _REAP_EVERY_S:
             # Also while busy: a dead peer's executions should not wait for its lease.

@@ -27,7 +27,9 @@ class RetryPolicy:
 
     def delay(self, attempt: int, jitter: float) -> float:
         """Delay before retry number ``attempt`` (1-based); ``jitter`` is uniform in [0, 1)."""
-        ceiling = min(self.max_s, self.base_s * self.rate ** (attempt - 1))
+        # The exponent is capped: self-bounded waits retry without an attempt limit, and
+        # 2.0 ** 1024 would overflow long after the delay stopped growing anyway.
+        ceiling = min(self.max_s, self.base_s * self.rate ** min(attempt - 1, 64))
         # Full jitter spreads retries of many executions that failed together.
         return ceiling * (0.5 + 0.5 * jitter)
 

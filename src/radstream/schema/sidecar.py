@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 STUDY_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-_STUDY_ID_RE = re.compile(STUDY_ID_PATTERN)
+# fullmatch, not match: Python's "$" also matches before a trailing newline.
+_STUDY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 # Fields that identify a patient. They may appear in sidecars (and are kept in the
 # study's own result), but never leave in telemetry or logs.
@@ -45,7 +46,7 @@ class ImageSize(BaseModel):
 
 def is_safe_study_id(value: str) -> bool:
     """True if ``value`` is a valid study id: 1-64 of ``[A-Za-z0-9_-]`` (no path characters)."""
-    return bool(_STUDY_ID_RE.match(value))
+    return bool(_STUDY_ID_RE.fullmatch(value))
 
 
 class Sidecar(BaseModel):
@@ -73,7 +74,10 @@ class Sidecar(BaseModel):
     def _utc(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:59-05:00 is past the end of time in UTC
+            raise ValueError("timestamp is out of range once converted to UTC") from None
 
     def expected_size(self) -> tuple[int | None, int | None] | None:
         """The (width, height) the sidecar declares, or None when it declares none."""

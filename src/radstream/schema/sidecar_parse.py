@@ -48,6 +48,9 @@ def parse_sidecar(
         raise SidecarInvalidJson(
             f"sidecar is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from exc
+    except (ValueError, RecursionError) as exc:
+        # e.g. an integer literal longer than Python's 4300-digit conversion limit
+        raise SidecarInvalidJson(f"sidecar JSON cannot be read: {exc}") from exc
     if not isinstance(raw, dict):
         raise SidecarNotObject(f"sidecar must be a JSON object, got {type(raw).__name__}")
     return validate_sidecar_dict(raw)

@@ -45,6 +45,10 @@ class ObjectStore(Protocol):
         """Keys under ``prefix``, sorted."""
         ...
 
+    def delete(self, bucket: str, key: str) -> None:
+        """Remove an object; absent objects are fine."""
+        ...
+
 
 class TelemetrySink(Protocol):
     """Where telemetry records go: a Parquet lake locally, Kinesis on AWS."""

@@ -23,14 +23,22 @@ def _encode(model: Result | Failure) -> bytes:
 
 
 def store_result(store: ObjectStore, result: Result) -> str:
-    """Write the result (idempotent: the same inputs write the same object)."""
+    """Write the result, and remove a failure left by an earlier upload of the same image.
+
+    Written before the stale failure is removed, so a reader never sees neither.
+    """
     key = result_key(result.study_id, result.image_id)
     store.put(RESULTS_BUCKET, key, _encode(result))
+    store.delete(RESULTS_BUCKET, failure_key(result.study_id, result.image_id))
     return key
 
 
 def record_failure(store: ObjectStore, failure: Failure) -> str:
-    """Write the failure object of an execution that cannot succeed."""
+    """Write the failure, and remove a result left by an earlier upload of the same image.
+
+    The latest upload of an image decides its outcome: one image, one outcome object.
+    """
     key = failure_key(failure.study_id, failure.image_id)
     store.put(RESULTS_BUCKET, key, _encode(failure))
+    store.delete(RESULTS_BUCKET, result_key(failure.study_id, failure.image_id))
     return key

@@ -10,11 +10,12 @@ from radstream.errors import (
     ImageAmbiguous,
     ImageMissing,
     ImageNotYetPresent,
+    SidecarTooLarge,
     StudyIdInvalid,
     StudyIdMismatch,
 )
 from radstream.schema.sidecar import is_safe_study_id
-from radstream.schema.sidecar_parse import parse_sidecar
+from radstream.schema.sidecar_parse import MAX_SIDECAR_BYTES, parse_sidecar
 from radstream.stages.ports import ObjectStore
 
 INCOMING = "incoming"
@@ -92,6 +93,10 @@ def validate(
     (``ImageMissing``).
     """
     upload = parse_upload_key(key)
+    size = store.size(bucket, key)
+    if size is not None and size > MAX_SIDECAR_BYTES:
+        # Checked before reading: a multi-gigabyte "sidecar" must not reach memory.
+        raise SidecarTooLarge(f"sidecar is {size} bytes; the limit is {MAX_SIDECAR_BYTES}")
     data = store.get(bucket, key)
     sidecar = parse_sidecar(data)
     if sidecar.study_id != upload.folder:
