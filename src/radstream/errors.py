@@ -139,7 +139,10 @@ class ImageMissing(InvalidInputError):
     """The image never arrived within the bounded wait."""
 
     code = "IMAGE_MISSING"
-    hint = "Upload the image under the same incoming/{study_id}/ folder and stem as the sidecar."
+    hint = (
+        "Upload the image under the same incoming/{study_id}/ folder and stem as the sidecar, "
+        "then put the sidecar again: that retries the study."
+    )
 
 
 class ImageAmbiguous(InvalidInputError):
@@ -153,7 +156,7 @@ class ImageEmpty(InvalidInputError):
     """The image file has zero bytes."""
 
     code = "IMAGE_EMPTY"
-    hint = "The upload was empty; upload the image again."
+    hint = "The upload was empty; upload the image again, then its sidecar (that retries it)."
 
 
 class ImageFileTooLarge(InvalidInputError):
@@ -188,7 +191,7 @@ class ImageTruncated(InvalidInputError):
     """The image stream ends early."""
 
     code = "IMAGE_TRUNCATED"
-    hint = "The file is incomplete; upload it again."
+    hint = "The file is incomplete; upload it again, then its sidecar (that retries it)."
 
 
 class ImageUndecodable(InvalidInputError):

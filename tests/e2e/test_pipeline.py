@@ -139,3 +139,35 @@ def test_sidecar_before_image_waits_then_succeeds(make_settings: Callable[..., S
         engine.store.put("images", f"incoming/late/{study.image_name}", study.image)
         assert pool.wait(timeout=120)
         assert engine.executor.counts()["succeeded"] == 1
+
+
+def test_fixing_the_image_and_putting_the_sidecar_again_retries(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    study = make_study("fixme", "jpeg", np.random.default_rng(10), width=600, height=700)
+    with LocalEngine.open(settings) as engine:
+        upload_study(
+            engine.store,
+            folder="fixme",
+            image_name=study.image_name,
+            image=study.image[: len(study.image) // 3],
+            sidecar=study.sidecar,
+        )
+        _run_until_idle(settings)
+        failure = json.loads(engine.store.get("results", "failed/fixme/fixme.json"))
+        assert failure["error"]["code"] == "IMAGE_TRUNCATED"
+
+        info = upload_study(
+            engine.store,
+            folder="fixme",
+            image_name=study.image_name,
+            image=study.image,
+            sidecar=study.sidecar,
+        )
+        _run_until_idle(settings)
+        [outcome] = collect_outcomes(engine.executor, engine.store, [info])
+        assert outcome.status == "succeeded"
+        assert engine.store.exists("results", "results/fixme/fixme.json")
+        assert not engine.store.exists("results", "failed/fixme/fixme.json")
+        assert engine.executor.counts() == {"pending": 0, "running": 0, "succeeded": 1, "failed": 1}
