@@ -172,7 +172,13 @@ def upload(
         console.print(f"uploaded {len(infos)} studies to {settings.data_dir}")
         if no_wait or not infos:
             return
-        console.print("waiting for outcomes (run `radstream serve` or `radstream run` to process)")
+        if not engine.executor.live_workers():
+            console.print(
+                "no worker is running: start `radstream serve`, or run "
+                "`radstream run --until-idle`, to process them"
+            )
+            return
+        console.print("waiting for outcomes")
         ids = [execution_id(i.bucket, i.key, i.etag) for i in infos]
         import time
 

@@ -108,4 +108,4 @@ def _wait_terminal(
         if done >= len(ids) or time.monotonic() > deadline:
             return
         pool.supervise()
-        time.sleep(0.05)
+        time.sleep(0.1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -113,6 +114,9 @@ def test_dead_worker_process_releases_its_lease_at_once(executor: Executor) -> N
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     executor.register_worker("dead", proc.pid)
+    assert executor.live_workers() == 0
+    executor.register_worker("me", os.getpid())
+    assert executor.live_workers() == 1
     executor.object_created(_event("incoming/s/a.json"))
     assert executor.claim("dead") is not None
     assert executor.claim("w2") is None

@@ -59,6 +59,10 @@ CREATE TABLE IF NOT EXISTS executions (
     outcome_key   TEXT
 );
 CREATE INDEX IF NOT EXISTS executions_runnable ON executions (state, not_before);
+-- Claims pick the oldest runnable execution: partial indexes keep that cheap however many
+-- finished executions the table holds.
+CREATE INDEX IF NOT EXISTS executions_pending ON executions (created_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS executions_running ON executions (created_at) WHERE state = 'running';
 CREATE INDEX IF NOT EXISTS executions_finished ON executions (finished_at);
 CREATE INDEX IF NOT EXISTS executions_trigger ON executions (trigger_id, created_at);
 CREATE TABLE IF NOT EXISTS workers (

@@ -187,14 +187,24 @@ class Executor:
         with self._write() as conn:
             self._route(conn)
             # Oldest first, whether pending or abandoned by a dead worker, so that
-            # takeovers are not starved by a steady stream of new uploads.
-            row = conn.execute(
-                "SELECT * FROM executions WHERE (state = 'pending' AND not_before <= ?) "
-                "OR (state = 'running' AND lease_expires < ?) ORDER BY created_at LIMIT 1",
-                (now, now),
-            ).fetchone()
-            if row is None:
+            # takeovers are not starved by a steady stream of new uploads. Two queries,
+            # each on its partial index, rather than one OR that scans the table.
+            candidates = [
+                conn.execute(
+                    "SELECT * FROM executions WHERE state = 'pending' AND not_before <= ? "
+                    "ORDER BY created_at LIMIT 1",
+                    (now,),
+                ).fetchone(),
+                conn.execute(
+                    "SELECT * FROM executions WHERE state = 'running' AND lease_expires < ? "
+                    "ORDER BY created_at LIMIT 1",
+                    (now,),
+                ).fetchone(),
+            ]
+            found = [r for r in candidates if r is not None]
+            if not found:
                 return None
+            row = min(found, key=lambda r: r["created_at"])
             takeover = row["state"] == "running"
             takeovers = row["takeovers"] + (1 if takeover else 0)
             stage, context = row["stage"], json.loads(row["context"])
@@ -334,6 +344,11 @@ class Executor:
         ).fetchone()
         return int(row[0])
 
+    def live_workers(self) -> int:
+        """Registered, not stopped, and whose process still exists on this machine."""
+        rows = self._conn.execute("SELECT pid FROM workers WHERE stopped_at IS NULL").fetchall()
+        return sum(_pid_alive(r["pid"]) for r in rows)
+
     def reap_dead_workers(self) -> int:
         """Expire leases held by worker processes that no longer exist on this machine."""
         rows = self._conn.execute(
@@ -361,23 +376,29 @@ class Executor:
         )
         return {state: int(found.get(state, 0)) for state in STATES}
 
+    _LATEST = (
+        "SELECT {columns} FROM executions e WHERE e.trigger_id IN ({marks}) AND e.created_at = "
+        "(SELECT MAX(created_at) FROM executions WHERE trigger_id = e.trigger_id)"
+    )
+
     def latest(self, trigger_ids: list[str]) -> dict[str, sqlite3.Row]:
         """The newest execution of each trigger id that has one."""
         found: dict[str, sqlite3.Row] = {}
-        for start in range(0, len(trigger_ids), 500):
-            chunk = trigger_ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self._conn.execute(
-                f"SELECT * FROM executions WHERE trigger_id IN ({marks}) ORDER BY created_at",
-                chunk,
-            ):
+        for chunk in _chunks(trigger_ids):
+            sql = self._LATEST.format(columns="*", marks=",".join("?" * len(chunk)))
+            for row in self._conn.execute(sql, chunk):
                 found[row["trigger_id"]] = row
         return found
 
     def terminal_count(self, trigger_ids: list[str]) -> int:
         """How many of ``trigger_ids`` have a latest execution in a terminal state."""
-        rows = self.latest(trigger_ids).values()
-        return sum(row["state"] in ("succeeded", "failed") for row in rows)
+        done = 0
+        for chunk in _chunks(trigger_ids):
+            sql = self._LATEST.format(columns="COUNT(*)", marks=",".join("?" * len(chunk)))
+            done += self._conn.execute(
+                sql + " AND e.state IN ('succeeded', 'failed')", chunk
+            ).fetchone()[0]
+        return int(done)
 
     def idle(self) -> bool:
         """True when nothing is pending, running or waiting to be routed."""
@@ -391,6 +412,12 @@ class Executor:
     def executions(self) -> list[sqlite3.Row]:
         """Every execution row (for status, demo statistics and tests)."""
         return self._conn.execute("SELECT * FROM executions ORDER BY created_at").fetchall()
+
+
+def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
+    # SQLite caps the number of bound parameters per statement.
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _pid_alive(pid: int) -> bool:
