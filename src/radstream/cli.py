@@ -261,22 +261,47 @@ def status(
 
 @app.command()
 def reconcile(
-    older_than: Annotated[float, typer.Option(help="Only images older than this (seconds)")] = 60.0,
+    older_than: Annotated[
+        float, typer.Option(help="Only uploads older than this (seconds)")
+    ] = 60.0,
+    requeue_unrouted: Annotated[
+        bool, typer.Option("--requeue", help="Start executions for sidecars that have none")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """List uploaded images whose sidecar never arrived (they trigger nothing)."""
+    """List images whose sidecar never arrived, and sidecars that started no execution."""
     from radstream.local.engine import LocalEngine
-    from radstream.local.reconcile import orphan_images
+    from radstream.local.reconcile import reconcile as find_strays
+    from radstream.local.reconcile import requeue
 
     with LocalEngine.open(_settings(data_dir)) as engine:
-        orphans = orphan_images(engine.store, older_than_s=older_than)
+        found = find_strays(engine.store, engine.executor, older_than_s=older_than)
+        requeued = (
+            requeue(engine.store, engine.executor, found.unrouted_sidecars)
+            if (requeue_unrouted)
+            else 0
+        )
     if as_json:
-        out.print_json(json.dumps([{"key": o.key, "age_s": o.age_s} for o in orphans]))
+        out.print_json(
+            json.dumps(
+                {
+                    "orphan_images": [vars(s) for s in found.orphan_images],
+                    "unrouted_sidecars": [vars(s) for s in found.unrouted_sidecars],
+                    "requeued": requeued,
+                }
+            )
+        )
         return
-    for orphan in orphans:
-        out.print(f"{orphan.key}  (no sidecar for {orphan.age_s:.0f}s)")
-    console.print(f"{len(orphans)} image(s) without a sidecar")
+    for stray in found.orphan_images:
+        out.print(f"image without sidecar   {stray.key}  ({stray.age_s:.0f}s)")
+    for stray in found.unrouted_sidecars:
+        out.print(f"sidecar, no execution   {stray.key}  ({stray.age_s:.0f}s)")
+    console.print(
+        f"{len(found.orphan_images)} image(s) without a sidecar, "
+        f"{len(found.unrouted_sidecars)} sidecar(s) without an execution"
+        + (f"; requeued {requeued}" if requeue_unrouted else "")
+    )
 
 
 @app.command()

@@ -81,16 +81,25 @@ def test_puts_from_two_stores_reach_one_event_log(tmp_path: Path) -> None:
     assert b.counts()["pending"] == 2
 
 
-def test_reconcile_finds_images_without_sidecar(tmp_path: Path) -> None:
-    from radstream.local.reconcile import orphan_images
+def test_reconcile_finds_strays_and_requeues_unrouted_sidecars(tmp_path: Path) -> None:
+    from radstream.local.reconcile import reconcile, requeue
 
-    store = FolderStore(tmp_path)
+    executor = Executor(connect(tmp_path / "engine.db"))
+    store = FolderStore(tmp_path / "buckets", listener=executor)
     store.put("images", "incoming/a/x.png", b"img")
     store.put("images", "incoming/a/x.json", b"{}")
     store.put("images", "incoming/b/y.JPG", b"img")
-    found = orphan_images(store, older_than_s=0)
-    assert [o.key for o in found] == ["incoming/b/y.JPG"]
-    assert orphan_images(store, older_than_s=3600) == []
+    # A put whose process died before its event was recorded: no listener.
+    FolderStore(tmp_path / "buckets").put("images", "incoming/c/z.json", b"{}")
+    executor.route()
+    found = reconcile(store, executor, older_than_s=0)
+    assert [s.key for s in found.orphan_images] == ["incoming/b/y.JPG"]
+    assert [s.key for s in found.unrouted_sidecars] == ["incoming/c/z.json"]
+    assert reconcile(store, executor, older_than_s=3600).orphan_images == []
+    assert requeue(store, executor, found.unrouted_sidecars) == 1
+    executor.route()
+    assert reconcile(store, executor, older_than_s=0).unrouted_sidecars == []
+    assert executor.counts()["pending"] == 2
 
 
 def test_an_outcome_replaces_the_opposite_outcome_of_an_earlier_upload(tmp_path: Path) -> None:
