@@ -63,6 +63,7 @@ def run_demo(
     report = progress or (lambda _phase, _done, _total: None)
     rng = np.random.default_rng(seed)
     run = uuid.uuid4().hex[:6]
+    report("generate", 0, studies)
     made = make_studies(studies, invalid, formats=DEMO_FORMATS, rng=rng, width=width, height=height)
     report("generate", len(made), len(made))
     resolve_model_path(settings)  # build the stand-in once, before the workers race for it
