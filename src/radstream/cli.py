@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +25,10 @@ app = typer.Typer(
 )
 model_app = typer.Typer(help="Build and inspect model files.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+lake_app = typer.Typer(
+    help="Telemetry lake: Glue schema, compaction, pruning.", no_args_is_help=True
+)
+app.add_typer(lake_app, name="lake")
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -362,6 +368,117 @@ def model_info(
             }
         )
     )
+
+
+class OutputFormat(StrEnum):
+    """How query results are printed."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def query(
+    name: Annotated[str | None, typer.Argument(help="A named query (see --list)")] = None,
+    list_queries: Annotated[bool, typer.Option("--list", help="List the named queries")] = False,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="name=value (repeatable)")
+    ] = None,
+    sql: Annotated[str | None, typer.Option("--sql", help="Ad-hoc Athena SQL")] = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
+    data_dir: DataDir = None,
+) -> None:
+    """Run Athena SQL over the telemetry lake (DuckDB locally): named queries or --sql."""
+    from radstream.lake.duckdb_runner import LocalQueryRunner
+    from radstream.lake.queries import named_queries
+
+    if list_queries:
+        for q in named_queries().values():
+            takes = ", ".join(f"{p}={q.defaults.get(p, '?')}" for p in q.params)
+            out.print(f"[bold]{q.name}[/bold]  {q.description}  [dim]({takes})[/dim]")
+        return
+    if (name is None) == (sql is None):
+        raise typer.BadParameter("give a query NAME, or --sql, or --list")
+    params = dict(_split_param(p) for p in param or [])
+    settings = _settings(data_dir)
+    try:
+        with LocalQueryRunner(settings.lake_dir) as runner:
+            result = runner.run_named(name, params) if name else runner.run_sql(sql or "", params)
+    except RadStreamError as exc:
+        _fail(exc)
+        return
+    _print_rows(result.columns, result.rows, fmt)
+
+
+def _split_param(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise typer.BadParameter(f"--param {text!r}: expected name=value")
+    return key, value
+
+
+def _print_rows(columns: list[str], rows: list[tuple[Any, ...]], fmt: OutputFormat) -> None:
+    if fmt is OutputFormat.json:
+        sys.stdout.write(
+            json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str) + "\n"
+        )
+    elif fmt is OutputFormat.csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+        out.print(table)
+
+
+@lake_app.command("glue-schema")
+def lake_glue_schema(
+    fmt: Annotated[str, typer.Option("--format", help="json (Glue TableInput) or ddl")] = "json",
+    location: Annotated[
+        str, typer.Option(help="S3 prefix of the telemetry table")
+    ] = "s3://radstream-telemetry/telemetry/",
+) -> None:
+    """Print the Glue table of radstream.telemetry, derived from the telemetry model."""
+    from radstream.lake.glue import DATABASE, create_table_ddl, table_input
+
+    if fmt == "ddl":
+        sys.stdout.write(create_table_ddl(location) + ";\n")
+    elif fmt == "json":
+        doc = {"DatabaseName": DATABASE, "TableInput": table_input(location)}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        raise typer.BadParameter("--format is json or ddl")
+
+
+@lake_app.command("compact")
+def lake_compact(data_dir: DataDir = None) -> None:
+    """Merge each partition's small Parquet files into one, atomically."""
+    from radstream.lake.compact import compact_lake
+
+    report = compact_lake(_settings(data_dir).lake_dir)
+    out.print(
+        f"{report.partitions} partitions: {report.files_before} files → {report.files_after}, "
+        f"{report.rows} rows rewritten"
+    )
+
+
+@lake_app.command("prune")
+def lake_prune(
+    older_than: Annotated[str, typer.Option(help="Age such as 30d")] = "30d",
+    data_dir: DataDir = None,
+) -> None:
+    """Delete partitions older than the given number of days."""
+    from datetime import timedelta
+
+    from radstream.lake.compact import prune
+
+    if not older_than.endswith("d") or not older_than[:-1].isdigit():
+        raise typer.BadParameter("--older-than takes days, such as 30d")
+    removed = prune(_settings(data_dir).lake_dir, older_than=timedelta(days=int(older_than[:-1])))
+    out.print(f"removed {len(removed)} day(s): {', '.join(removed) or '-'}")
 
 
 def main() -> None:

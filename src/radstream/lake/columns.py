@@ -49,3 +49,14 @@ def arrow_schema() -> pa.Schema:
             for name, field in TelemetryRecord.model_fields.items()
         ]
     )
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` in ``schema``: columns a file written before they existed become nulls."""
+    columns = [
+        table.column(f.name).cast(f.type)
+        if f.name in table.column_names
+        else pa.nulls(table.num_rows, type=f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)

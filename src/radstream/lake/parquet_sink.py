@@ -18,7 +18,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from radstream.lake.columns import arrow_schema
+from radstream.lake.columns import arrow_schema, conform
+from radstream.lake.files import visible_files
 from radstream.schema.telemetry import TelemetryRecord
 
 
@@ -88,9 +89,7 @@ class ParquetSink:
 
 
 def read_lake(lake_dir: Path) -> pa.Table:
-    """Every telemetry row in the lake, with ``dt``/``hour`` columns from the paths."""
-    files = sorted(p for p in lake_dir.rglob("*.parquet") if not p.name.startswith("."))
-    if not files:
-        return arrow_schema().empty_table()
-    dataset = pq.ParquetDataset(files, partitioning="hive")
-    return dataset.read()
+    """Every telemetry row in the lake (as compaction leaves it visible), current schema."""
+    schema = arrow_schema()
+    tables = [conform(pq.read_table(p), schema) for p in visible_files(lake_dir)]
+    return pa.concat_tables(tables) if tables else schema.empty_table()
