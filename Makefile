@@ -23,6 +23,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline_vs_limit.py
+	$(BIN)/python benchmarks/lake_queries.py
 
 clean:
 	rm -rf $(VENV) .radstream .pytest_cache .mypy_cache .ruff_cache
