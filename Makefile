@@ -19,6 +19,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
+	bash scripts/install-chromium.sh
 	$(BIN)/pytest -q
 
 bench: $(STAMP)

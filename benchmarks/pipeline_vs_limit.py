@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -27,69 +25,18 @@ from pathlib import Path
 
 import numpy as np
 
+from radstream.bench.limit import measure_limit
 from radstream.bench.outcomes import percentiles_ms
-from radstream.imaging import Preprocessing, prepare_image
 from radstream.loadgen.synthetic import Study, make_study
 from radstream.loadgen.uploader import upload_study
 from radstream.local.engine import LocalEngine
 from radstream.local.executor import execution_id
 from radstream.local.pool import WorkerPool
-from radstream.model import OnnxModel, ensure_standin
+from radstream.model import ensure_standin
 from radstream.settings import Settings
 from radstream.stages.ports import ObjectInfo
 
 UNIQUE_IMAGES = 24
-
-
-def _limit_worker(
-    model_path: str, images: list[bytes], names: list[str], start: float, queue: mp.Queue
-) -> None:  # type: ignore[type-arg]
-    model = OnnxModel.load(Path(model_path), intra_op_threads=1)
-    info = model.info
-    pre = Preprocessing(info.input_size, info.input_min, info.input_max, info.channels)
-    for data, name in zip(images[:3], names[:3], strict=True):  # warm-up, not timed
-        model.predict_logits(prepare_image(data, filename=name, preprocessing=pre).tensor)
-    while time.time() < start:
-        time.sleep(0.001)
-    t0 = time.perf_counter()
-    per_image = []
-    for data, name in zip(images, names, strict=True):
-        t = time.perf_counter()
-        model.predict_logits(prepare_image(data, filename=name, preprocessing=pre).tensor)
-        per_image.append(time.perf_counter() - t)
-    queue.put((time.perf_counter() - t0, per_image))
-
-
-def measure_limit(model_path: Path, studies: list[Study], workers: int) -> dict[str, float]:
-    """Images per second with one in-memory process per core, and seconds per image."""
-    ctx = mp.get_context("spawn")
-    queue: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
-    shares = [studies[i::workers] for i in range(workers)]
-    start = time.time() + 8.0  # every process loaded and warm before the clock starts
-    procs = [
-        ctx.Process(
-            target=_limit_worker,
-            args=(
-                str(model_path),
-                [s.image for s in share],
-                [s.image_name for s in share],
-                start,
-                queue,
-            ),
-        )
-        for share in shares
-    ]
-    for p in procs:
-        p.start()
-    results = [queue.get() for _ in procs]
-    for p in procs:
-        p.join()
-    wall = max(r[0] for r in results)
-    per_image = [t for r in results for t in r[1]]
-    return {
-        "images_per_s": len(studies) / wall,
-        "ms_per_image": 1000.0 * statistics.mean(per_image),
-    }
 
 
 def _settings(data_dir: Path, model_path: Path, workers: int) -> Settings:
@@ -194,11 +141,15 @@ def main() -> int:
         studies = [unique[i % UNIQUE_IMAGES].renamed(f"b{i:05d}") for i in range(args.studies)]
         # The limit is measured before and after the pipeline and averaged, so that a
         # machine that speeds up or slows down during the run does not bias the ratio.
-        before = measure_limit(model_path, studies, args.workers)
+        images = [(s.image_name, s.image) for s in studies]
+        before = measure_limit(model_path, images, args.workers)
         settings = _settings(root / "data", model_path, args.workers)
-        pipe = measure_pipeline(settings, studies, rate=before["images_per_s"] / 2)
-        after = measure_limit(model_path, studies, args.workers)
-        limit = {k: (before[k] + after[k]) / 2 for k in before}
+        pipe = measure_pipeline(settings, studies, rate=before.images_per_s / 2)
+        after = measure_limit(model_path, images, args.workers)
+        limit = {
+            "images_per_s": (before.images_per_s + after.images_per_s) / 2,
+            "ms_per_image": (before.ms_per_image + after.ms_per_image) / 2,
+        }
 
     latency = pipe["latency"]
     assert isinstance(latency, dict)
@@ -208,11 +159,11 @@ def main() -> int:
         "studies": args.studies,
         "workers": args.workers,
         "limit_images_per_s": round(limit["images_per_s"], 2),
-        "limit_before_after": [round(before["images_per_s"], 2), round(after["images_per_s"], 2)],
+        "limit_before_after": [round(before.images_per_s, 2), round(after.images_per_s, 2)],
         "pipeline_images_per_s": round(float(pipe["throughput_per_s"]), 2),  # type: ignore[arg-type]
         "ratio": round(float(pipe["throughput_per_s"]) / limit["images_per_s"], 3),  # type: ignore[arg-type]
         "in_memory_ms_per_image": round(limit["ms_per_image"], 1),
-        "half_rate_per_s": round(before["images_per_s"] / 2, 2),
+        "half_rate_per_s": round(before.images_per_s / 2, 2),
         "half_rate_latency_ms": latency,
         "half_rate_p95_over_in_memory": round(latency["p95_ms"] / limit["ms_per_image"], 2),
         "late_sends": pipe["late_sends"],

@@ -6,6 +6,7 @@ import csv
 import json
 import signal
 import sys
+import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -158,23 +159,65 @@ def _print_summary(p: dict[str, Any]) -> None:
 
 @app.command()
 def upload(
-    paths: Annotated[list[Path], typer.Argument(exists=True, help="Files or folders")],
+    paths: Annotated[
+        list[Path] | None, typer.Argument(exists=True, help="Files or folders of image+sidecar")
+    ] = None,
+    synthetic: Annotated[
+        int | None, typer.Option(min=1, help="Generate N synthetic studies instead of PATHs")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="png|png16|jpeg|dicom|mix")] = "mix",
+    size: Annotated[str, typer.Option(help="Synthetic image size WxH")] = "2000x2500",
+    invalid_ratio: Annotated[
+        float, typer.Option(min=0.0, max=0.99, help="Share of bad studies")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Generator seed")] = 1,
+    rate: Annotated[float | None, typer.Option(help="Open loop: studies per second")] = None,
+    poisson: Annotated[bool, typer.Option("--poisson", help="Poisson arrivals at --rate")] = False,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Closed loop: studies in flight")
+    ] = None,
+    shape: Annotated[
+        str | None, typer.Option(help="step:R/S,R/S… | burst:N/S | ramp:R0-R1/S")
+    ] = None,
+    trace: Annotated[Path | None, typer.Option(exists=True, help="CSV of send offsets (s)")] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not wait for outcomes")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for outcomes")] = 300.0,
     data_dir: DataDir = None,
 ) -> None:
-    """Upload image+sidecar pairs (image first, sidecar last) under incoming/{study_id}/."""
+    """Upload studies (image first, sidecar last) under incoming/{study_id}/: files, or
+    synthetic ones at a chosen load shape."""
     from radstream.bench.outcomes import collect_outcomes
-    from radstream.loadgen.uploader import find_studies, upload_files
     from radstream.local.engine import LocalEngine
     from radstream.local.executor import execution_id
 
     settings = _settings(data_dir)
-    studies, orphans = find_studies(paths)
-    for image in orphans:
-        console.print(f"[yellow]skipped[/yellow] {image}: no sidecar {image.with_suffix('.json')}")
+    if (paths is None) == (synthetic is None):
+        raise typer.BadParameter("give PATHs or --synthetic N")
     with LocalEngine.open(settings) as engine:
-        infos = list(upload_files(engine.store, studies))
+        if synthetic is not None:
+            infos = _upload_synthetic(
+                engine,
+                synthetic,
+                fmt,
+                size,
+                invalid_ratio,
+                seed,
+                rate,
+                poisson,
+                concurrency,
+                shape,
+                trace,
+                no_wait,
+            )
+        else:
+            from radstream.loadgen.uploader import find_studies, upload_files
+
+            studies, orphans = find_studies(paths or [])
+            for image in orphans:
+                console.print(
+                    f"[yellow]skipped[/yellow] {image}: no sidecar {image.with_suffix('.json')}"
+                )
+            infos = list(upload_files(engine.store, studies))
         console.print(f"uploaded {len(infos)} studies to {settings.data_dir}")
         if no_wait or not infos:
             return
@@ -186,13 +229,90 @@ def upload(
             return
         console.print("waiting for outcomes")
         ids = [execution_id(i.bucket, i.key, i.etag) for i in infos]
-        import time
-
         deadline = time.monotonic() + timeout
         while engine.executor.terminal_count(ids) < len(ids) and time.monotonic() < deadline:
             time.sleep(0.1)
         for outcome in collect_outcomes(engine.executor, engine.store, infos):
             out.print(f"{outcome.status:<9} {outcome.error_code or '':<28} {outcome.sidecar_key}")
+
+
+def _upload_synthetic(
+    engine: Any,
+    count: int,
+    fmt: str,
+    size: str,
+    invalid_ratio: float,
+    seed: int,
+    rate: float | None,
+    poisson: bool,
+    concurrency: int | None,
+    shape: str | None,
+    trace: Path | None,
+    no_wait: bool,
+) -> list[Any]:
+    import uuid
+
+    from radstream.bench.completions import CompletionWatcher
+    from radstream.bench.runner import BenchConfig, generate, schedule
+    from radstream.loadgen.driver import LoadDriver
+    from radstream.loadgen.uploader import upload_study
+
+    width, height = _size(size)
+    if not (rate or shape or trace or concurrency):
+        shape = f"burst:{count}/1"  # no load shape given: send everything at once
+    cfg = BenchConfig(
+        studies=count,
+        rate=rate,
+        concurrency=concurrency,
+        poisson=poisson,
+        shape=shape,
+        trace=trace,
+        format=fmt,
+        width=width,
+        height=height,
+        invalid_ratio=invalid_ratio,
+        warmup=0,
+        seed=seed,
+    )
+    try:
+        cfg.validate()
+        with _progress() as bar:
+            task = bar.add_task("generate", total=count)
+            _, studies = generate(cfg, uuid.uuid4().hex[:6])
+            bar.update(task, completed=count)
+            infos = []
+
+            def send(study: Any) -> str:
+                info = upload_study(
+                    engine.store,
+                    folder=study.study_id,
+                    image_name=study.image_name or study.study_id,
+                    image=study.image if study.image_name else None,
+                    sidecar=study.sidecar,
+                )
+                infos.append(info)
+                return str(info.key)
+
+            sending = bar.add_task("upload", total=count)
+            watcher = CompletionWatcher(engine.conn) if concurrency else None
+            driver = LoadDriver(
+                send, watcher, progress=lambda d, t: bar.update(sending, completed=d)
+            )
+            if concurrency:
+                driver.closed_loop(studies, concurrency)
+            else:
+                driver.open_loop(studies, schedule(cfg, count), wait=False)
+            bar.update(sending, completed=len(infos))
+    except RadStreamError as exc:
+        _fail(exc)
+    return infos
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise typer.BadParameter(f"--size {text!r}: expected WxH such as 2000x2500")
+    return int(width), int(height)
 
 
 @app.command()
@@ -368,6 +488,116 @@ def model_info(
             }
         )
     )
+
+
+@app.command()
+def bench(
+    studies: Annotated[int, typer.Option(min=2, help="Measured studies (after warm-up)")] = 60,
+    rate: Annotated[float | None, typer.Option(help="Open loop: studies per second")] = None,
+    poisson: Annotated[bool, typer.Option("--poisson", help="Poisson arrivals at --rate")] = False,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Closed loop: studies in flight")
+    ] = None,
+    shape: Annotated[
+        str | None, typer.Option(help="step:R/S,R/S… | burst:N/S | ramp:R0-R1/S")
+    ] = None,
+    trace: Annotated[Path | None, typer.Option(exists=True, help="CSV of send offsets (s)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="png|png16|jpeg|dicom|mix")] = "jpeg",
+    size: Annotated[str, typer.Option(help="Image size WxH")] = "2000x2500",
+    invalid_ratio: Annotated[float, typer.Option(min=0.0, max=0.99)] = 0.0,
+    warmup: Annotated[int, typer.Option(min=0, help="Unmeasured studies sent first")] = 4,
+    seed: Annotated[int, typer.Option()] = 1,
+    baseline: Annotated[
+        bool, typer.Option("--baseline", help="Also measure the in-memory limit: efficiency")
+    ] = False,
+    slo: Annotated[
+        list[str] | None, typer.Option("--slo", help="NAME=VALUE target override (repeatable)")
+    ] = None,
+    pricing: Annotated[Path | None, typer.Option(exists=True, help="Pricing JSON override")] = None,
+    memory_mb: Annotated[int, typer.Option(help="Lambda memory for the cost model")] = 2048,
+    arch: Annotated[str, typer.Option(help="Lambda architecture: x86_64 or arm64")] = "x86_64",
+    storage_class: Annotated[str, typer.Option(help="standard or express")] = "standard",
+    report: Annotated[Path | None, typer.Option(help="Write a self-contained HTML report")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout")] = False,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes")] = None,
+    model: ModelPath = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Measure the pipeline under a load: latency from intended send time, throughput, cost,
+    and an SLO verdict (exit status 1 on any breach)."""
+    from radstream.bench.runner import BenchConfig, run_bench
+
+    width, height = _size(size)
+    cfg = BenchConfig(
+        studies=studies,
+        rate=rate,
+        concurrency=concurrency,
+        poisson=poisson,
+        shape=shape,
+        trace=trace,
+        format=fmt,
+        width=width,
+        height=height,
+        invalid_ratio=invalid_ratio,
+        warmup=warmup,
+        seed=seed,
+        baseline=baseline,
+        slo=slo or [],
+        pricing=pricing,
+        memory_mb=memory_mb,
+        architecture=arch,
+        storage_class=storage_class,
+    )
+    settings = _settings(data_dir, model, workers=workers, image_wait_s=5.0)
+    with _progress() as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done)
+
+        try:
+            result = run_bench(settings, cfg, progress)
+        except RadStreamError as exc:
+            _fail(exc)
+            return
+    if report is not None:
+        from radstream.bench.report_html import render_report
+
+        render_report(result, report)
+        console.print(f"report written to {report}")
+    if as_json:
+        public = {k: v for k, v in result.items() if k != "series"}
+        sys.stdout.write(json.dumps(public, default=str) + "\n")
+    else:
+        _print_bench(result)
+    if not all(target["pass"] for target in result["slo"].values()):
+        raise typer.Exit(1)
+
+
+def _print_bench(r: dict[str, Any]) -> None:
+    table = Table(title="RadStream benchmark", show_header=False)
+    table.add_row("studies measured (valid)", str(r["n"]))
+    table.add_row(
+        "end-to-end p50 / p95 / p99 / max",
+        f"{r['p50_ms']} / {r['p95_ms']} / {r['p99_ms']} / {r['max_ms']} ms (from intended send)",
+    )
+    late = r["late_sends"]
+    table.add_row("late sends", f"{late['count']} (max {late['max_ms']} ms)")
+    table.add_row(
+        "throughput", f"{r['throughput_per_min']} /min ({'stable' if r['stable'] else 'UNSTABLE'})"
+    )
+    table.add_row("success rate", f"{r['success_rate']}")
+    table.add_row("cost per image", f"${r['cost_per_image_usd']}")
+    if r.get("efficiency") is not None:
+        table.add_row("efficiency (vs in-memory limit)", f"{r['efficiency']}")
+    for stage, stats in r["stages"].items():
+        table.add_row(f"  {stage} p50 / p95", f"{stats['p50_ms']} / {stats['p95_ms']} ms")
+    for name, slo in r["slo"].items():
+        mark = "[green]pass[/green]" if slo["pass"] else "[red]FAIL[/red]"
+        table.add_row(f"SLO {name} {slo['op']} {slo['limit']}", f"{slo['value']}  {mark}")
+    out.print(table)
 
 
 class OutputFormat(StrEnum):
