@@ -57,9 +57,10 @@ class Throughput:
 
 
 def steady_throughput(run: DriveResult, measured: list[Sent]) -> Throughput:
-    """Rate over [first measured study due, last measured outcome].
+    """Rate over the steady window: from the later of the first measured study's due time
+    and the last warm-up outcome, to the last measured outcome.
 
-    Warm-up studies are excluded. For stability the completions are cut into equal-count
+    Warm-up studies are excluded, and so is the time the pipeline spent on them. For stability the completions are cut into equal-count
     windows, each timed from the previous window's last completion to its own (so a
     constant rate gives equal windows, with no quantisation at window edges); the run is
     ``stable`` when the last three windows' rates are within 10% of their mean.
@@ -69,7 +70,15 @@ def steady_throughput(run: DriveResult, measured: list[Sent]) -> Throughput:
     )
     if len(done) < 2:
         return Throughput(None, None, False, [])
-    start = min(s.intended for s in measured)
+    warm_done = [
+        run.completions[s.sidecar_key].at
+        for s in run.sent
+        if s.warmup and s.sidecar_key in run.completions
+    ]
+    start = max([min(s.intended for s in measured), *warm_done])
+    done = [t for t in done if t > start]
+    if len(done) < 2:
+        return Throughput(None, None, False, [])
     span = done[-1] - start
     if span <= 0:
         return Throughput(None, None, False, [])
