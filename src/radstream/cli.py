@@ -514,9 +514,22 @@ def bench(
         list[str] | None, typer.Option("--slo", help="NAME=VALUE target override (repeatable)")
     ] = None,
     pricing: Annotated[Path | None, typer.Option(exists=True, help="Pricing JSON override")] = None,
-    memory_mb: Annotated[int, typer.Option(help="Lambda memory for the cost model")] = 2048,
-    arch: Annotated[str, typer.Option(help="Lambda architecture: x86_64 or arm64")] = "x86_64",
-    storage_class: Annotated[str, typer.Option(help="standard or express")] = "standard",
+    memory_mb: Annotated[
+        int | None, typer.Option(help="Lambda memory for the cost model [cost.memory_mb]")
+    ] = None,
+    arch: Annotated[str | None, typer.Option(help="x86_64 or arm64 [cost.architecture]")] = None,
+    storage_class: Annotated[
+        str | None, typer.Option(help="standard or express [cost.storage_class]")
+    ] = None,
+    state_machine: Annotated[
+        str | None, typer.Option(help="STANDARD or EXPRESS [cost.state_machine]")
+    ] = None,
+    model_backend: Annotated[
+        str, typer.Option(help="lambda, or endpoint: add the endpoint's instance-hours")
+    ] = "lambda",
+    endpoint_hourly: Annotated[
+        float | None, typer.Option(help="Endpoint instance price per hour (USD)")
+    ] = None,
     report: Annotated[Path | None, typer.Option(help="Write a self-contained HTML report")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout")] = False,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes")] = None,
@@ -543,12 +556,27 @@ def bench(
         seed=seed,
         baseline=baseline,
         slo=slo or [],
-        pricing=pricing,
-        memory_mb=memory_mb,
-        architecture=arch,
-        storage_class=storage_class,
+        model_backend=model_backend,
+        endpoint_hourly_usd=endpoint_hourly,
     )
-    settings = _settings(data_dir, model, workers=workers, image_wait_s=5.0)
+    # Injected "image never arrives" studies would otherwise hold the run for the full wait.
+    settings = _settings(
+        data_dir, model, workers=workers, image_wait_s=5.0 if invalid_ratio else None
+    )
+    overrides = {
+        "memory_mb": memory_mb,
+        "architecture": arch,
+        "storage_class": storage_class,
+        "state_machine": state_machine,
+        "pricing": pricing,
+    }
+    try:
+        cost = type(settings.cost).model_validate(
+            settings.cost.model_dump() | {k: v for k, v in overrides.items() if v is not None}
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    settings = settings.model_copy(update={"cost": cost})
     with _progress() as bar:
         tasks: dict[str, Any] = {}
 

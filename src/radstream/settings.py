@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import (
@@ -74,6 +74,16 @@ class TelemetrySettings(BaseModel):
         return self
 
 
+class CostSettings(BaseModel):
+    """How the work would be deployed on AWS, for the cost column and the benchmark."""
+
+    memory_mb: int = Field(default=2048, ge=128, le=10240, description="Lambda memory")
+    architecture: Literal["x86_64", "arm64"] = "x86_64"
+    storage_class: Literal["standard", "express"] = "standard"
+    state_machine: Literal["STANDARD", "EXPRESS"] = "STANDARD"
+    pricing: Path | None = Field(default=None, description="pricing JSON; default: shipped")
+
+
 class Settings(BaseSettings):
     """Everything RadStream can be told."""
 
@@ -86,6 +96,7 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    cost: CostSettings = Field(default_factory=CostSettings)
 
     @classmethod
     def settings_customise_sources(

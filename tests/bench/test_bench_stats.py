@@ -39,7 +39,14 @@ def test_shapes() -> None:
     assert parse_shape("burst:3/5", 7) == [0, 0, 0, 5, 5, 5, 10]
     ramp = parse_shape("ramp:1-10/10", 80)
     gaps = np.diff(ramp)
-    assert gaps[0] == pytest.approx(1.0) and gaps[-1] == pytest.approx(0.1)
+    # 1*t + 0.45*t^2 = 1 for the second send; 10/s once the ramp is over.
+    assert gaps[0] == pytest.approx((-1 + np.sqrt(2.8)) / 0.9) and gaps[-1] == pytest.approx(0.1)
+    # From 0/s: the integral of the rate decides, not 1/rate (which would be infinite).
+    from_zero = parse_shape("ramp:0-10/10", 50)
+    assert from_zero[1] == pytest.approx(np.sqrt(2), rel=1e-6)  # 10/10 * t^2 / 2 = 1
+    assert from_zero[-1] == pytest.approx(np.sqrt(98))  # t^2 / 2 = 49
+    with pytest.raises(ShapeInvalid):
+        parse_shape("ramp:10-0/2", 30)  # only 10 sends fit in a ramp down to 0
     arrivals = poisson(50, 5000, np.random.default_rng(1))
     assert 5000 / arrivals[-1] == pytest.approx(50, rel=0.05)
     for bad in ("zigzag:1", "step:fast/1", "burst:3", "ramp:1-2/0"):

@@ -51,7 +51,8 @@ def _e2e_by_execution(rows: list[dict[str, Any]]) -> dict[str, tuple[float, bool
         first = min(rs, key=lambda r: r["start_ts"])
         span = (max(r["end_ts"] for r in rs) - first["start_ts"]) / timedelta(milliseconds=1)
         ok = any(r["stage"] == "store" and r["status"] == "ok" for r in rs)
-        out[eid] = ((first["queue_wait_ms"] or 0.0) + span, ok)
+        waits = [r["queue_wait_ms"] for r in rs if r["attempt"] == 1 and r["queue_wait_ms"]]
+        out[eid] = ((waits[0] if waits else 0.0) + span, ok)
     return out
 
 

@@ -436,3 +436,53 @@ def estimate_cost(inputs: CostInputs, pricing: Pricing) -> CostEstimate:
         pricing_as_of=pricing.as_of.isoformat(),
         assumptions=assumptions,
     )
+
+
+# What each stage does on AWS besides running its Lambda: S3 requests by kind. The upload
+# (image and sidecar PUTs) and the execution's start transition are charged to validate,
+# the first stage, so that a study's records add up to what estimate_cost counts for it.
+_STAGE_S3 = {
+    "validate": {"put": 2, "get": 1, "list": 1},
+    "prepare": {"put": 1, "get": 1, "list": 0},
+    "infer": {"put": 0, "get": 1, "list": 0},
+    "store": {"put": 1, "get": 0, "list": 0},
+    "record_failure": {"put": 1, "get": 0, "list": 0},
+}
+
+
+def stage_cost_usd(
+    stage: str,
+    duration_ms: float,
+    pricing: Pricing,
+    *,
+    memory_mb: int = 2048,
+    architecture: Architecture = "x86_64",
+    storage_class: StorageClass = "standard",
+    state_machine: StateMachine = "STANDARD",
+    record_bytes: float = 600.0,
+) -> float:
+    """AWS cost of one stage attempt: its Lambda, its transition(s), its S3 requests and
+    its own telemetry record. This fills the telemetry ``cost_usd`` column, so SQL over the
+    lake can sum costs per day, variant or stage."""
+    lam = pricing.lambda_
+    gb_price = lam.x86_64_per_gb_second if architecture == "x86_64" else lam.arm64_per_gb_second
+    usd = billed_lambda_ms(duration_ms, lam.duration_increment_ms) / 1000 * memory_mb / 1024
+    usd = usd * gb_price.usd + _per(lam.requests_per_million, 1_000_000)
+    sfn = pricing.step_functions
+    first = stage == "validate"
+    if state_machine == "STANDARD":
+        usd += (2 if first else 1) * _per(sfn.standard_per_thousand_transitions, 1_000)
+    elif first:
+        usd += _per(sfn.express_requests_per_million, 1_000_000)
+    s3 = pricing.s3.standard if storage_class == "standard" else pricing.s3.express
+    requests = _STAGE_S3.get(stage, {"put": 0, "get": 0, "list": 0})
+    usd += (requests["put"] + requests["list"]) * _per(s3.put_per_thousand, 1_000)
+    usd += requests["get"] * _per(s3.get_per_thousand, 1_000)
+    kinesis = pricing.kinesis
+    usd += kinesis_payload_units(record_bytes, kinesis.payload_unit_bytes) * _per(
+        kinesis.put_payload_units_per_million, 1_000_000
+    )
+    firehose = pricing.firehose
+    billed = firehose_billed_bytes(record_bytes, firehose.record_increment_bytes)
+    usd += billed / GB * firehose.ingested_per_gb.usd
+    return usd

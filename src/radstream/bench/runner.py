@@ -45,7 +45,7 @@ from radstream.settings import Settings
 from radstream.stages.ports import ObjectInfo
 
 FORMAT_MIXES: dict[str, tuple[str, ...]] = {
-    "mix": ("png", "jpeg", "dicom"),
+    "mix": ("png", "png16", "jpeg", "dicom"),
     "png": ("png",),
     "png16": ("png16",),
     "jpeg": ("jpeg",),
@@ -73,11 +73,8 @@ class BenchConfig:
     seed: int = 1
     baseline: bool = False
     slo: list[str] = field(default_factory=list)
-    pricing: Path | None = None
-    memory_mb: int = 2048
-    architecture: str = "x86_64"
-    storage_class: str = "standard"
-    state_machine: str = "STANDARD"
+    model_backend: str = "lambda"
+    endpoint_hourly_usd: float | None = None
     timeout_s: float = 900.0
 
     def validate(self) -> None:
@@ -96,6 +93,8 @@ class BenchConfig:
             raise ConfigInvalid("--invalid-ratio must be in [0, 1)")
         if self.studies < 2:
             raise ConfigInvalid("--studies must be at least 2")
+        if self.model_backend not in ("lambda", "endpoint"):
+            raise ConfigInvalid("--model-backend must be lambda or endpoint")
 
 
 def generate(cfg: BenchConfig, run_tag: str) -> tuple[list[Study], list[Study]]:
@@ -139,7 +138,7 @@ def run_bench(
     """Run the benchmark and return its report (the ``--json`` object plus raw series)."""
     cfg.validate()
     report_progress = progress or (lambda _phase, _done, _total: None)
-    pricing = load_pricing(cfg.pricing)
+    pricing = load_pricing(settings.cost.pricing)
     targets = targets_with(cfg.slo)
     model_path = resolve_model_path(settings)
     info = read_model_info(model_path)
@@ -191,6 +190,11 @@ def run_bench(
         report["efficiency"] = (
             round(throughput / 60.0 / limit.images_per_s, 3) if throughput else None
         )
+        if not report["saturated"]:
+            report["efficiency_note"] = (
+                "the load did not keep every worker busy, so efficiency measures the load, "
+                "not the pipeline; use --concurrency >= 2x workers or a rate above capacity"
+            )
         report_progress("baseline", 1, 1)
     return report
 
@@ -216,22 +220,28 @@ def _report(
     info: Any,
 ) -> dict[str, Any]:
     valid = [s for s in measured if s.expected_code is None]
-    latencies = latency_ms(run, valid)
+    latencies, censored = latency_ms(run, valid)
     throughput = steady_throughput(run, valid)
-    outcomes = outcome_counts(run, measured)
-    stages, stage_series, records = _stages(settings, measured, uploads)
+    planned_invalid = sum(1 for s in studies if s.expected_code is not None)
+    outcomes = outcome_counts(
+        run, measured, planned_valid=len(studies) - planned_invalid, planned_invalid=planned_invalid
+    )
+    stages, stage_series, billed_ms, records = _stages(settings, measured, uploads)
+    aws = settings.cost
     cost = estimate_cost(
         CostInputs(
             executions=len(measured),
             succeeded=outcomes["succeeded"],
-            # Queue wait is time in the queue, not Lambda time: not billed.
-            stage_ms={k: v for k, v in stage_series.items() if k != "queue_wait"},
+            # Every attempt is billed, retries and errors included; queue wait is not.
+            stage_ms=billed_ms,
             telemetry_records=records,
             image_bytes_mean=float(np.mean([len(s.image) for s in studies])) if studies else 0.0,
-            lambda_memory_mb=cfg.memory_mb,
-            architecture=cfg.architecture,  # type: ignore[arg-type]
-            storage_class=cfg.storage_class,  # type: ignore[arg-type]
-            state_machine=cfg.state_machine,  # type: ignore[arg-type]
+            lambda_memory_mb=aws.memory_mb,
+            architecture=aws.architecture,
+            storage_class=aws.storage_class,
+            state_machine=aws.state_machine,
+            model_backend=cfg.model_backend,  # type: ignore[arg-type]
+            endpoint_hourly_usd=cfg.endpoint_hourly_usd,
             throughput_per_s=throughput.per_min / 60.0 if throughput.per_min else None,
         ),
         pricing,
@@ -245,8 +255,10 @@ def _report(
     }
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
     config["workers"] = settings.engine.workers
+    in_flight = [sent - done for _, sent, done in run.timeline]
     return {
         "n": len(valid),
+        "n_without_outcome": censored,
         **summary,
         "late_sends": late_sends(measured),
         "queue_wait_ms": stages.get("queue_wait", {}).get("p95_ms"),
@@ -261,6 +273,8 @@ def _report(
         "stages": stages,
         "slo": verdict(values, targets),
         "efficiency": None,
+        # Efficiency means something only if the pipeline was kept busy.
+        "saturated": bool(in_flight) and float(np.median(in_flight)) >= settings.engine.workers,
         "timed_out": run.timed_out,
         "load": {
             "mode": "closed" if cfg.concurrency is not None else "open",
@@ -285,8 +299,11 @@ def _report(
 
 def _stages(
     settings: Settings, measured: list[Sent], uploads: dict[str, ObjectInfo]
-) -> tuple[dict[str, dict[str, float | int | None]], dict[str, list[float]], int]:
-    """Per-stage p50/p95 of successful attempts, and queue wait, from the telemetry lake."""
+) -> tuple[
+    dict[str, dict[str, float | int | None]], dict[str, list[float]], dict[str, list[float]], int
+]:
+    """From the telemetry lake: per-stage p50/p95 of successful attempts and queue wait,
+    their raw series, the durations of every attempt (for billing), and the row count."""
     wanted = {
         execution_id(i.bucket, i.key, i.etag) for s in measured if (i := uploads.get(s.sidecar_key))
     }
@@ -295,8 +312,10 @@ def _stages(
     keep = [i for i, eid in enumerate(ids) if eid in wanted]
     rows = table.take(keep).to_pylist()
     series: dict[str, list[float]] = {}
+    billed: dict[str, list[float]] = {}
     waits: list[float] = []
     for row in rows:
+        billed.setdefault(row["stage"], []).append(row["duration_ms"])
         if row["status"] == "ok":
             series.setdefault(row["stage"], []).append(row["duration_ms"])
         if row["queue_wait_ms"] is not None:
@@ -309,4 +328,4 @@ def _stages(
             "p50_ms": round(float(np.percentile(values, 50)), 3) if values else None,
             "p95_ms": round(float(np.percentile(values, 95)), 3) if values else None,
         }
-    return summary, series, len(rows)
+    return summary, series, billed, len(rows)

@@ -14,13 +14,23 @@ STABILITY_WINDOWS = 4
 STABILITY_TOLERANCE = 0.10
 
 
-def latency_ms(run: DriveResult, sent: list[Sent]) -> list[float]:
-    """End-to-end latency of each finished study, from when it was *due* to its outcome."""
-    return [
-        (run.completions[s.sidecar_key].at - s.intended) * 1000.0
-        for s in sent
-        if s.sidecar_key in run.completions
-    ]
+def latency_ms(run: DriveResult, sent: list[Sent]) -> tuple[list[float], int]:
+    """End-to-end latency of each study, from when it was *due* to its outcome.
+
+    A study with no outcome by the end of the run is not dropped (that would hide exactly
+    the tail): it counts with its time so far, a lower bound. Returns the latencies and how
+    many of them are such lower bounds.
+    """
+    end = max([run.started_at, *(t + run.started_at for t, _, _ in run.timeline)])
+    values, censored = [], 0
+    for s in sent:
+        completion = run.completions.get(s.sidecar_key)
+        if completion is None:
+            censored += 1
+            values.append((end - s.intended) * 1000.0)
+        else:
+            values.append((completion.at - s.intended) * 1000.0)
+    return values, censored
 
 
 def latency_summary(values_ms: list[float]) -> dict[str, float | None]:
@@ -65,8 +75,9 @@ def steady_throughput(run: DriveResult, measured: list[Sent]) -> Throughput:
     constant rate gives equal windows, with no quantisation at window edges); the run is
     ``stable`` when the last three windows' rates are within 10% of their mean.
     """
+    # Work done is results: a pipeline that fails fast must not look fast.
     done = sorted(
-        run.completions[s.sidecar_key].at for s in measured if s.sidecar_key in run.completions
+        c.at for s in measured if (c := run.completions.get(s.sidecar_key)) and c.kind == "result"
     )
     if len(done) < 2:
         return Throughput(None, None, False, [])
@@ -102,8 +113,14 @@ def steady_throughput(run: DriveResult, measured: list[Sent]) -> Throughput:
     return Throughput(round(60.0 * len(done) / span, 2), round(span, 3), stable, windows)
 
 
-def outcome_counts(run: DriveResult, measured: list[Sent]) -> dict[str, Any]:
-    """Success rate over valid studies; injected invalid studies reported on their own."""
+def outcome_counts(
+    run: DriveResult, measured: list[Sent], *, planned_valid: int, planned_invalid: int
+) -> dict[str, Any]:
+    """Success rate over valid studies; injected invalid studies reported on their own.
+
+    Denominators are the studies *planned*, so a study the run never got to send (a closed
+    loop that timed out) counts as lost rather than vanishing.
+    """
     valid = [s for s in measured if s.expected_code is None]
     invalid = [s for s in measured if s.expected_code is not None]
     kinds = {s.sidecar_key: run.completions.get(s.sidecar_key) for s in measured}
@@ -111,14 +128,15 @@ def outcome_counts(run: DriveResult, measured: list[Sent]) -> dict[str, Any]:
     failed = sum(1 for s in valid if (c := kinds[s.sidecar_key]) and c.kind == "failure")
     rejected = sum(1 for s in invalid if (c := kinds[s.sidecar_key]) and c.kind == "failure")
     return {
-        "valid": len(valid),
+        "valid": planned_valid,
+        "not_sent": planned_valid + planned_invalid - len(measured),
         "succeeded": succeeded,
         "failed": failed,
-        "lost": len(valid) - succeeded - failed,
-        "success_rate": succeeded / len(valid) if valid else None,
-        "invalid_injected": len(invalid),
+        "lost": planned_valid - succeeded - failed,
+        "success_rate": succeeded / planned_valid if planned_valid else None,
+        "invalid_injected": planned_invalid,
         "invalid_rejected": rejected,
-        "invalid_accepted_or_lost": len(invalid) - rejected,
+        "invalid_accepted_or_lost": planned_invalid - rejected,
     }
 
 

@@ -5,7 +5,9 @@
 -- `-- description:` line, and optionally `-- params:` with defaults (k=v, comma-separated).
 -- Parameters are written :name and bound as values, never spliced into the text.
 -- Date ranges filter on the `dt` partition (YYYY-MM-DD), so Athena reads only those days.
--- Latency figures use successful stage attempts (status = 'ok') only.
+-- Latency figures use successful stage attempts (status = 'ok') only. The first claim's
+-- queue wait is the one on its attempt-1 row; max() picks it the same way on both engines
+-- (min_by would not: Trino keeps a NULL that DuckDB's arg_min skips).
 
 -- name: stage_latency
 -- description: Per-stage latency p50/p95/p99 and count of successful stage attempts.
@@ -30,7 +32,7 @@ SELECT
   execution_id,
   arbitrary(study_id) AS study_id,
   max(CASE WHEN stage = 'store' AND status = 'ok' THEN 1 ELSE 0 END) AS succeeded,
-  coalesce(min_by(queue_wait_ms, start_ts), 0)
+  coalesce(max(CASE WHEN attempt = 1 THEN queue_wait_ms END), 0)
     + date_diff('millisecond', min(start_ts), max(end_ts)) AS e2e_ms
 FROM radstream.telemetry
 WHERE dt BETWEEN :start_date AND :end_date
@@ -45,7 +47,7 @@ WITH per_execution AS (
   SELECT
     execution_id,
     max(CASE WHEN stage = 'store' AND status = 'ok' THEN 1 ELSE 0 END) AS succeeded,
-    coalesce(min_by(queue_wait_ms, start_ts), 0)
+    coalesce(max(CASE WHEN attempt = 1 THEN queue_wait_ms END), 0)
       + date_diff('millisecond', min(start_ts), max(end_ts)) AS e2e_ms
   FROM radstream.telemetry
   WHERE dt BETWEEN :start_date AND :end_date
@@ -78,7 +80,7 @@ GROUP BY 1
 ORDER BY 1;
 
 -- name: success_rate
--- description: Finished executions, successes, failures and the success rate.
+-- description: Finished executions, successes, failures and the success rate (a re-run after a failure is its own execution).
 -- params: start_date=1970-01-01, end_date=9999-12-31
 SELECT
   count(DISTINCT CASE WHEN stage = 'store' THEN execution_id END) AS succeeded,
@@ -108,9 +110,9 @@ ORDER BY executions DESC, error_code;
 SELECT
   execution_id,
   arbitrary(study_id) AS study_id,
-  coalesce(min_by(queue_wait_ms, start_ts), 0)
+  coalesce(max(CASE WHEN attempt = 1 THEN queue_wait_ms END), 0)
     + date_diff('millisecond', min(start_ts), max(end_ts)) AS e2e_ms,
-  coalesce(min_by(queue_wait_ms, start_ts), 0) AS queue_wait_ms,
+  coalesce(max(CASE WHEN attempt = 1 THEN queue_wait_ms END), 0) AS queue_wait_ms,
   sum(CASE WHEN stage = 'validate' THEN duration_ms ELSE 0 END) AS validate_ms,
   sum(CASE WHEN stage = 'prepare' THEN duration_ms ELSE 0 END) AS prepare_ms,
   sum(CASE WHEN stage = 'infer' THEN duration_ms ELSE 0 END) AS infer_ms,
@@ -147,7 +149,7 @@ WITH per_execution AS (
     execution_id,
     arbitrary(variant) AS variant,
     max(CASE WHEN stage = 'store' AND status = 'ok' THEN 1 ELSE 0 END) AS succeeded,
-    coalesce(min_by(queue_wait_ms, start_ts), 0)
+    coalesce(max(CASE WHEN attempt = 1 THEN queue_wait_ms END), 0)
       + date_diff('millisecond', min(start_ts), max(end_ts)) AS e2e_ms
   FROM radstream.telemetry
   WHERE dt BETWEEN :start_date AND :end_date

@@ -14,10 +14,13 @@ A later run finishes or rolls back whatever a killed run left (:func:`recover`).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -78,15 +81,28 @@ def compact_partition(partition: Path, *, min_files: int = 2) -> tuple[int, int]
     return len(inputs), merged.num_rows
 
 
+@contextmanager
+def lake_lock(lake_dir: Path) -> Iterator[None]:
+    """One upkeep run at a time: two compactions of a partition could both commit its rows."""
+    lake_dir.mkdir(parents=True, exist_ok=True)
+    with open(lake_dir / ".upkeep.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def compact_lake(lake_dir: Path, *, min_files: int = 2) -> CompactionReport:
     """Compact every partition with at least ``min_files`` files."""
     before = after = rows = 0
-    parts = partitions(lake_dir)
-    for partition in parts:
-        count, merged_rows = compact_partition(partition, min_files=min_files)
-        before += count
-        rows += merged_rows
-        after += 1 if merged_rows else count
+    with lake_lock(lake_dir):
+        parts = partitions(lake_dir)
+        for partition in parts:
+            count, merged_rows = compact_partition(partition, min_files=min_files)
+            before += count
+            rows += merged_rows
+            after += 1 if merged_rows else count
     return CompactionReport(len(parts), before, after, rows)
 
 
@@ -94,12 +110,13 @@ def prune(lake_dir: Path, *, older_than: timedelta, today: date | None = None) -
     """Delete partitions whose day is older than ``older_than``. Returns the days removed."""
     cutoff = (today or datetime.now(UTC).date()) - older_than
     removed = []
-    for day in sorted(lake_dir.glob("dt=*")):
-        try:
-            day_date = date.fromisoformat(day.name.removeprefix("dt="))
-        except ValueError:
-            continue
-        if day_date < cutoff:
-            shutil.rmtree(day)
-            removed.append(day.name.removeprefix("dt="))
+    with lake_lock(lake_dir):
+        for day in sorted(lake_dir.glob("dt=*")):
+            try:
+                day_date = date.fromisoformat(day.name.removeprefix("dt="))
+            except ValueError:
+                continue
+            if day_date < cutoff:
+                shutil.rmtree(day)
+                removed.append(day.name.removeprefix("dt="))
     return removed

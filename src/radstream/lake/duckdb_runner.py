@@ -16,6 +16,7 @@ from radstream.lake.files import visible_files
 from radstream.lake.queries import get_query
 
 DATABASE = "radstream"
+_RETRIES = 3
 TABLE = "telemetry"
 
 
@@ -42,11 +43,16 @@ class LocalQueryRunner:
     """DuckDB in process, with the lake mounted as ``radstream.telemetry``."""
 
     def __init__(self, lake_dir: Path, *, threads: int | None = None) -> None:
+        self._lake_dir = lake_dir
         self._conn = duckdb.connect(":memory:")
         if threads:
             self._conn.execute(f"SET threads = {int(threads)}")
         self._conn.execute(f"CREATE SCHEMA {DATABASE}")
-        files = [str(p) for p in visible_files(lake_dir)]
+        self._mount()
+
+    def _mount(self) -> None:
+        self._conn.execute(f"DROP VIEW IF EXISTS {DATABASE}.{TABLE}")
+        files = [str(p) for p in visible_files(self._lake_dir)]
         if files:
             # union_by_name: files written before a column was added still read (as NULL).
             # Partition values stay strings, as in the Glue table.
@@ -61,16 +67,23 @@ class LocalQueryRunner:
             empty = arrow_schema().empty_table()
             for key in PARTITION_KEYS:
                 empty = empty.append_column(key, pa.array([], type=pa.string()))
-            self._conn.register("_empty_lake", empty)
+            self._conn.register("_empty_lake", empty)  # replaces an earlier registration
             self._conn.execute(f"CREATE VIEW {DATABASE}.{TABLE} AS SELECT * FROM _empty_lake")
 
     def run_sql(self, athena_sql: str, params: dict[str, str] | None = None) -> QueryResult:
         """Translate Athena SQL to DuckDB and run it with bound parameters."""
         sql = athena_to_duckdb(athena_sql)
-        try:
-            cursor = self._conn.execute(sql, params or None)
-        except duckdb.Error as exc:
-            raise QueryFailed(f"query failed: {exc}") from None
+        for attempt in range(_RETRIES):
+            try:
+                cursor = self._conn.execute(sql, params or None)
+                break
+            except duckdb.IOException as exc:
+                # A compaction finished meanwhile and removed files we had listed.
+                if attempt == _RETRIES - 1:
+                    raise QueryFailed(f"query failed: {exc}") from None
+                self._mount()
+            except duckdb.Error as exc:
+                raise QueryFailed(f"query failed: {exc}") from None
         columns = [d[0] for d in cursor.description or []]
         return QueryResult(columns=columns, rows=cursor.fetchall())
 

@@ -20,29 +20,43 @@ def partitions(lake_dir: Path) -> list[Path]:
     return sorted(p for p in lake_dir.glob("dt=*/hour=*") if p.is_dir())
 
 
-def superseded(partition: Path) -> set[str]:
-    """Names of files that committed compactions (whose output exists) have replaced."""
+def superseded(partition: Path, names: set[str] | None = None) -> set[str]:
+    """Names of files that committed compactions have replaced.
+
+    ``names`` is one listing of the partition: a compaction counts only if its output is in
+    that same listing, so a reader never pairs an old view of the journals with a newer
+    view of the files (which could show the output *and* its inputs).
+    """
+    listing = names if names is not None else {p.name for p in partition.iterdir()}
     gone: set[str] = set()
-    for journal in partition.glob(f"*{JOURNAL_SUFFIX}"):
-        if journal.name.startswith("."):
-            continue  # not committed yet
+    for name in listing:
+        if name.startswith(".") or not name.endswith(JOURNAL_SUFFIX):
+            continue  # not a committed journal
         try:
-            entry = json.loads(journal.read_text())
+            entry = json.loads((partition / name).read_text())
         except (OSError, ValueError):
             continue
-        if (partition / entry["output"]).exists():
+        if entry["output"] in listing:
             gone.update(entry["inputs"])
     return gone
 
 
 def visible_files(lake_dir: Path) -> list[Path]:
-    """Every Parquet file a reader should read, each row exactly once."""
+    """Every Parquet file a reader should read, each row exactly once.
+
+    A file listed here can still be deleted by a compaction finishing its cleanup before
+    the reader opens it; readers retry with a fresh listing (see the query runner).
+    """
     files: list[Path] = []
     for partition in partitions(lake_dir):
-        gone = superseded(partition)
+        try:
+            names = {p.name for p in partition.iterdir()}
+        except FileNotFoundError:  # pruned meanwhile
+            continue
+        gone = superseded(partition, names)
         files.extend(
-            p
-            for p in sorted(partition.glob("*.parquet"))
-            if not p.name.startswith(".") and p.name not in gone
+            partition / name
+            for name in sorted(names)
+            if name.endswith(".parquet") and not name.startswith(".") and name not in gone
         )
     return files

@@ -113,23 +113,26 @@ class LoadDriver:
         result = DriveResult(started_at=time.time())
         queue = list(studies)
         deadline = time.monotonic() + timeout_s
+        # In a closed loop a study is due when it is sent: there is no schedule to fall
+        # behind, and the few ms between a completion and the next send are not latency.
         for _ in range(min(concurrency, len(queue))):
-            self._do_send(result, queue.pop(0), time.time(), warmup=len(result.sent) < warmup)
+            self._do_send(result, queue.pop(0), None, warmup=len(result.sent) < warmup)
         while queue and time.monotonic() < deadline:
-            for completion in self._observe(result, len(studies)):
+            for _completion in self._observe(result, len(studies)):
                 if queue:
-                    # Due when its slot freed up: the completion that released it.
-                    self._do_send(
-                        result, queue.pop(0), completion.at, warmup=len(result.sent) < warmup
-                    )
+                    self._do_send(result, queue.pop(0), None, warmup=len(result.sent) < warmup)
             time.sleep(_IDLE_POLL_S)
         self._drain(result, len(studies), max(0.0, deadline - time.monotonic()))
         return result
 
-    def _do_send(self, result: DriveResult, study: Study, due: float, *, warmup: bool) -> None:
+    def _do_send(
+        self, result: DriveResult, study: Study, due: float | None, *, warmup: bool
+    ) -> None:
         actual = time.time()
         key = self._send(study)
-        result.sent.append(Sent(key, due, actual, study.expected_code, warmup))
+        result.sent.append(
+            Sent(key, actual if due is None else due, actual, study.expected_code, warmup)
+        )
 
     def _observe(self, result: DriveResult, total: int) -> list[Completion]:
         new = []

@@ -111,13 +111,24 @@ def _step(phases: list[tuple[float, float]], n: int) -> list[float]:
 
 
 def _ramp(start: float, end: float, over: float, n: int) -> list[float]:
+    # Send i goes out when the integral of the rate reaches i, so a ramp that starts (or
+    # ends) at 0/s is handled exactly instead of stepping by 1/rate.
     _positive(over, "ramp duration")
-    _positive(max(start, end), "ramp rate")
+    if start < 0 or end < 0 or max(start, end) <= 0:
+        raise ShapeInvalid("ramp rates must be >= 0 and not both 0")
+    slope = (end - start) / over
+    during = (start + end) / 2 * over  # sends due within the ramp
     offsets = []
-    t = 0.0
-    for _ in range(n):
+    for i in range(n):
+        if i <= during:
+            if slope == 0:
+                t = i / start
+            else:
+                # start*t + slope*t^2/2 = i
+                t = (-start + math.sqrt(start * start + 2 * slope * i)) / slope
+        elif end > 0:
+            t = over + (i - during) / end
+        else:
+            raise ShapeInvalid(f"ramp to 0/s ends after {int(during) + 1} sends; {n} are needed")
         offsets.append(t)
-        progress = min(t / over, 1.0)
-        rate = max(start + (end - start) * progress, 1e-3)
-        t += 1.0 / rate
     return offsets

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from radstream import PIPELINE_VERSION
+from radstream.bench.cost import stage_cost_usd
+from radstream.bench.pricing import load_pricing
 from radstream.errors import RadStreamError, TransientError, error_from_exception
 from radstream.imaging import ImagingLimits, Preprocessing
 from radstream.local.executor import Claim, Executor
@@ -90,6 +92,7 @@ class ExecutionRunner:
         )
         self._cold = True
         self._lease_deadline = 0.0
+        self._pricing = load_pricing(settings.cost.pricing)
 
     def run(self, claim: Claim) -> None:
         """Drive ``claim`` until it is terminal, handed back for a retry, or its lease is lost."""
@@ -325,6 +328,8 @@ class ExecutionRunner:
             PREPARE: context.get("image_bytes", 0),
         }.get(stage, 0)
         info = self._model.info
+        end = time.time()
+        cost = self._settings.cost
         scratch.records.append(
             stage_record(
                 execution_id=claim.execution_id,
@@ -332,7 +337,7 @@ class ExecutionRunner:
                 stage=stage,
                 status=status,
                 start_s=start,
-                end_s=time.time(),
+                end_s=end,
                 attempt=claim.claims,
                 worker_id=self._worker_id,
                 error_code=error_code,
@@ -344,6 +349,16 @@ class ExecutionRunner:
                 config_id=telemetry.config_id,
                 variant=telemetry.variant,
                 cold_start=self._cold,
+                memory_mb=cost.memory_mb,
+                cost_usd=stage_cost_usd(
+                    stage,
+                    (end - start) * 1000.0,
+                    self._pricing,
+                    memory_mb=cost.memory_mb,
+                    architecture=cost.architecture,
+                    storage_class=cost.storage_class,
+                    state_machine=cost.state_machine,
+                ),
             )
         )
 

@@ -41,6 +41,8 @@ def stage_record(
     variant: str | None = None,
     cold_start: bool = False,
     batch_size: int = 1,
+    memory_mb: int | None = None,
+    cost_usd: float | None = None,
 ) -> TelemetryRecord:
     """One telemetry row. Times are epoch seconds (``time.time()``)."""
     return TelemetryRecord(
@@ -64,5 +66,7 @@ def stage_record(
         variant=variant,
         worker_id=worker_id,
         cold_start=cold_start,
+        memory_mb=memory_mb,
+        cost_usd=cost_usd,
         pipeline_version=PIPELINE_VERSION,
     )
