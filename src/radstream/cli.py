@@ -688,7 +688,8 @@ def _print_rows(columns: list[str], rows: list[tuple[Any, ...]], fmt: OutputForm
     else:
         table = Table(*columns)
         for row in rows:
-            table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+            # 6 significant digits: latencies keep their ms, and costs of $0.00015 stay visible.
+            table.add_row(*(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row))
         out.print(table)
 
 

@@ -243,3 +243,14 @@ def test_adhoc_sql_and_query_file_parser() -> None:
     assert list(parsed) == ["a", "b"]
     assert parsed["b"].params == ["x"] and parsed["b"].defaults == {"x": "1"}
     assert parsed["b"].bind({}) == {"x": "1"}
+
+
+def test_cost_column_is_filled_by_the_pipeline(demo_lake: Path) -> None:
+    rows = _rows(demo_lake)
+    assert all(r["cost_usd"] and r["cost_usd"] > 0 for r in rows)
+    assert all(r["memory_mb"] == 2048 for r in rows)
+    with LocalQueryRunner(demo_lake) as runner:
+        [day] = runner.run_named("cost_per_image_daily").records()
+    assert day["cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in rows))
+    assert day["images"] == 9
+    assert day["cost_per_image_usd"] == pytest.approx(day["cost_usd"] / 9)
