@@ -344,7 +344,8 @@ def _run_pool(settings: Settings, *, until_idle: bool) -> None:
     from radstream.model.loading import resolve_model_path
 
     try:
-        resolve_model_path(settings)
+        if not settings.model.endpoint:
+            resolve_model_path(settings)  # build or check it once, not in every worker
     except RadStreamError as exc:
         _fail(exc)
     pool = WorkerPool(settings, until_idle=until_idle).start()
@@ -456,6 +457,145 @@ def model_build(
     path = ensure_standin(settings.models_dir, seed=seed)
     info = read_model_info(path)
     out.print(f"{path}  ({info.name} v{info.version}, sha256 {info.sha256[:16]}…)")
+
+
+@model_app.command("serve")
+def model_serve(
+    host: Annotated[
+        str, typer.Option(help="Address to bind (loopback unless told otherwise)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    name: Annotated[str, typer.Option(help="Model name in the URL")] = "radstream-densenet121",
+    max_batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    max_queue_delay_ms: Annotated[float, typer.Option(min=0.0)] = 5.0,
+    max_queue: Annotated[int, typer.Option(min=1, help="Beyond this: 503 + Retry-After")] = 64,
+    instances: Annotated[int, typer.Option(min=1, help="Worker processes (fixed)")] = 1,
+    autoscale: Annotated[
+        str | None, typer.Option(help="MIN:MAX instances, scaled on queue depth")
+    ] = None,
+    scale_up_delay: Annotated[float, typer.Option(help="Seconds of backlog before adding")] = 1.0,
+    scale_down_delay: Annotated[float, typer.Option(help="Idle seconds before removing")] = 10.0,
+    token: Annotated[
+        str | None, typer.Option(envvar="RADSTREAM_SERVE_TOKEN", help="Require this bearer token")
+    ] = None,
+    model: ModelPath = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Serve the model over KServe v2 / Open Inference Protocol (Triton-compatible)."""
+    from radstream.model.loading import resolve_model_path
+    from radstream.serving.server import ServeConfig, serve
+
+    scale: tuple[int, int] | None = None
+    if autoscale:
+        low, sep, high = autoscale.partition(":")
+        if not sep or not low.isdigit() or not high.isdigit():
+            raise typer.BadParameter("--autoscale takes MIN:MAX such as 1:2")
+        scale = (int(low), int(high))
+    if host not in ("127.0.0.1", "localhost", "::1") and not token:
+        console.print(
+            f"[yellow]warning[/yellow] binding {host} without --token: anyone who can reach "
+            "this address can use the model"
+        )
+    try:
+        config = ServeConfig(
+            model_path=resolve_model_path(_settings(data_dir, model)),
+            name=name,
+            host=host,
+            port=port,
+            max_batch_size=max_batch_size,
+            max_queue_delay_ms=max_queue_delay_ms,
+            max_queue=max_queue,
+            instances=instances,
+            autoscale=scale,
+            scale_up_delay_s=scale_up_delay,
+            scale_down_delay_s=scale_down_delay,
+            token=token,
+        )
+        serve(config, announce=lambda url: console.print(f"serving {name} at {url}/v2"))
+    except RadStreamError as exc:
+        _fail(exc)
+
+
+@model_app.command("import")
+def model_import(
+    src: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="ONNX file")],
+    labels: Annotated[
+        str, typer.Option(help="txrv18, a comma-separated list, or a file of one per line")
+    ] = "txrv18",
+    input_range: Annotated[str, typer.Option(help="MIN,MAX the model expects")] = "-1024,1024",
+    size: Annotated[int, typer.Option(min=1, help="Input side in pixels")] = 224,
+    name: Annotated[str | None, typer.Option(help="Model name [default: file stem]")] = None,
+    version: Annotated[str, typer.Option(help="Model version")] = "1",
+    data_dir: DataDir = None,
+) -> None:
+    """Register a real model: copy it under the data directory with its metadata."""
+    from radstream.model.importer import import_model
+
+    try:
+        low, high = (float(v) for v in input_range.split(","))
+    except ValueError:
+        raise typer.BadParameter("--input-range takes MIN,MAX such as -1024,1024") from None
+    settings = _settings(data_dir)
+    try:
+        path = import_model(
+            src,
+            settings.models_dir,
+            labels=labels,
+            input_range=(low, high),
+            size=size,
+            name=name,
+            version=version,
+        )
+    except (RadStreamError, ValueError) as exc:
+        if isinstance(exc, RadStreamError):
+            _fail(exc)
+        raise typer.BadParameter(str(exc)) from None
+    out.print(f"{path}\nuse it with --model {path} (or model.path in radstream.toml)")
+
+
+@model_app.command("export-txrv")
+def model_export_txrv(
+    out_path: Annotated[Path, typer.Option("--out", help="ONNX file to write")],
+    weights: Annotated[
+        Path | None, typer.Option(exists=True, help="TorchXRayVision weights (.pt)")
+    ] = None,
+) -> None:
+    """Export TorchXRayVision's DenseNet121 to ONNX (needs torch and torchxrayvision)."""
+    from radstream.model.export_txrv import export_txrv
+
+    try:
+        path = export_txrv(weights, out_path)
+    except RadStreamError as exc:
+        _fail(exc)
+        return
+    out.print(str(path))
+
+
+@model_app.command("predict")
+def model_predict(
+    image: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="PNG, JPEG or DICOM")],
+    sidecar: Annotated[Path | None, typer.Option(exists=True, help="Its JSON sidecar")] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="KServe v2 / Triton URL [default: in process]")
+    ] = None,
+    model: ModelPath = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Print the 14 CheXpert probabilities of one image, in process or through an endpoint."""
+    from radstream.model.loading import load_model_client
+    from radstream.model.predict import predict_image
+
+    settings = _settings(data_dir, model)
+    if endpoint:
+        settings = settings.model_copy(
+            update={"model": settings.model.model_copy(update={"endpoint": endpoint})}
+        )
+    try:
+        probabilities = predict_image(image, load_model_client(settings), sidecar_path=sidecar)
+    except RadStreamError as exc:
+        _fail(exc)
+        return
+    sys.stdout.write(json.dumps(probabilities, indent=2) + "\n")
 
 
 @model_app.command("info")

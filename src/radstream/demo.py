@@ -66,7 +66,8 @@ def run_demo(
     report("generate", 0, studies)
     made = make_studies(studies, invalid, formats=DEMO_FORMATS, rng=rng, width=width, height=height)
     report("generate", len(made), len(made))
-    resolve_model_path(settings)  # build the stand-in once, before the workers race for it
+    if not settings.model.endpoint:
+        resolve_model_path(settings)  # build the stand-in once, before the workers race for it
     with LocalEngine.open(settings) as engine, WorkerPool(settings) as pool:
         pool.wait_ready(engine.executor)
         uploads: list[ObjectInfo] = []

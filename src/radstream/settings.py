@@ -34,6 +34,16 @@ class ModelSettings(BaseModel):
         default=None, description="ONNX file; default: the stand-in built under data_dir/models"
     )
     intra_op_threads: int = Field(default=1, ge=1)
+    endpoint: str | None = Field(
+        default=None,
+        description="KServe v2 / Triton base URL (http://host:port); unset: run in process",
+    )
+    endpoint_model: str = Field(default="radstream-densenet121", description="model name there")
+    token: str | None = Field(default=None, description="bearer token for the endpoint")
+    timeout_s: float = Field(default=10.0, gt=0)
+    retries: int = Field(default=3, ge=0)
+    breaker_failures: int = Field(default=5, ge=1, description="failures that open the circuit")
+    breaker_reset_s: float = Field(default=10.0, gt=0)
 
 
 class EngineSettings(BaseModel):

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from radstream import PIPELINE_VERSION
 from radstream.bench.cost import stage_cost_usd
@@ -20,7 +21,7 @@ from radstream.bench.pricing import load_pricing
 from radstream.errors import RadStreamError, TransientError, error_from_exception
 from radstream.imaging import ImagingLimits, Preprocessing
 from radstream.local.executor import Claim, Executor
-from radstream.model import ModelClient
+from radstream.model import ModelClient, ModelInfo
 from radstream.pipeline.definition import (
     INFER,
     PIPELINE,
@@ -79,13 +80,9 @@ class ExecutionRunner:
             base_s=settings.engine.retry_base_s,
             max_s=settings.engine.retry_max_s,
         )
-        info = model.info
-        self._preprocessing = Preprocessing(
-            size=info.input_size,
-            input_min=info.input_min,
-            input_max=info.input_max,
-            channels=info.channels,
-        )
+        # Model metadata is fetched on first use, not here: with a remote endpoint that is
+        # down, the worker must still start, and the stage that needs it retries.
+        self._info: ModelInfo | None = None
         self._limits = ImagingLimits(
             max_pixels=settings.imaging.max_pixels,
             max_file_bytes=settings.imaging.max_file_bytes,
@@ -93,6 +90,9 @@ class ExecutionRunner:
         self._cold = True
         self._lease_deadline = 0.0
         self._pricing = load_pricing(settings.cost.pricing)
+        # Where inference ran: in this process, or the endpoint's address (no path, no token).
+        endpoint = settings.model.endpoint
+        self._backend = f"kserve:{urlsplit(endpoint).netloc}" if endpoint else "onnxruntime"
 
     def run(self, claim: Claim) -> None:
         """Drive ``claim`` until it is terminal, handed back for a retry, or its lease is lost."""
@@ -171,6 +171,21 @@ class ExecutionRunner:
             self._sink.emit(scratch.records)
             self._cold = False
 
+    def _model_info(self) -> ModelInfo:
+        if self._info is None:
+            self._info = self._model.info
+        return self._info
+
+    @property
+    def _preprocessing(self) -> Preprocessing:
+        info = self._model_info()
+        return Preprocessing(
+            size=info.input_size,
+            input_min=info.input_min,
+            input_max=info.input_max,
+            channels=info.channels,
+        )
+
     def _keep_lease(self, claim: Claim, *, force: bool = False) -> bool:
         # Renew once half the lease is used (a slow stage must not let a peer take over
         # mid-work); checkpoints renew it too. Forced before outcome objects are written.
@@ -243,7 +258,7 @@ class ExecutionRunner:
             raise RuntimeError(f"unknown stage {stage!r}")
 
     def _result(self, claim: Claim, context: dict[str, Any], scratch: _Scratch) -> Result:
-        info = self._model.info
+        info = self._model_info()
         stage_ms = dict(context.get("stage_ms", {}))
         return Result(
             execution_id=claim.execution_id,
@@ -256,7 +271,7 @@ class ExecutionRunner:
             probabilities=context["probabilities"],
             raw_outputs=context["raw_outputs"],
             model=ModelRef(
-                name=info.name, version=info.version, sha256=info.sha256, backend="onnxruntime"
+                name=info.name, version=info.version, sha256=info.sha256, backend=self._backend
             ),
             preprocessing=PreprocessingRef.model_validate(context["preprocessing"]),
             stage_ms=stage_ms,
@@ -327,7 +342,7 @@ class ExecutionRunner:
             VALIDATE: context.get("sidecar_bytes", 0),
             PREPARE: context.get("image_bytes", 0),
         }.get(stage, 0)
-        info = self._model.info
+        info = self._info  # only what is already known: telemetry must never call the model
         end = time.time()
         cost = self._settings.cost
         scratch.records.append(
@@ -343,9 +358,9 @@ class ExecutionRunner:
                 error_code=error_code,
                 queue_wait_s=queue_wait,
                 bytes_in=bytes_in,
-                model_name=info.name,
-                model_version=info.version,
-                backend="local",
+                model_name=info.name if info else None,
+                model_version=info.version if info else None,
+                backend=self._backend,
                 config_id=telemetry.config_id,
                 variant=telemetry.variant,
                 cold_start=self._cold,

@@ -10,8 +10,7 @@ from multiprocessing.synchronize import Event
 from radstream.lake.parquet_sink import ParquetSink
 from radstream.local.engine import LocalEngine
 from radstream.local.runner import ExecutionRunner
-from radstream.model import OnnxModel
-from radstream.model.loading import resolve_model_path
+from radstream.model.loading import load_model_client
 from radstream.settings import Settings
 
 # How often an idle worker looks for leases held by dead processes.
@@ -28,9 +27,7 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     settings = Settings.model_validate_json(settings_json)
-    model = OnnxModel.load(
-        resolve_model_path(settings), intra_op_threads=settings.model.intra_op_threads
-    )
+    model = load_model_client(settings)
     with LocalEngine.open(settings) as engine:
         sink = ParquetSink(
             settings.lake_dir,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from radstream.errors import ModelFileInvalid
 from radstream.model.builder import ensure_standin
+from radstream.model.client import ModelClient
 from radstream.settings import Settings
 
 
@@ -17,3 +18,31 @@ def resolve_model_path(settings: Settings) -> Path:
             raise ModelFileInvalid(f"model file {path} does not exist")
         return path
     return ensure_standin(settings.models_dir)
+
+
+def load_model_client(settings: Settings) -> ModelClient:
+    """The model the pipeline calls: a KServe v2 endpoint if configured, else ONNX Runtime.
+
+    With an endpoint, a local model file (``model.path``), when set, supplies the metadata a
+    server such as Triton does not publish (labels, input range).
+    """
+    model = settings.model
+    if model.endpoint:
+        from radstream.model.circuit import CircuitBreaker
+        from radstream.model.kserve_client import KServeModelClient
+        from radstream.model.metadata import read_model_info
+
+        return KServeModelClient(
+            model.endpoint,
+            model.endpoint_model,
+            token=model.token,
+            timeout_s=model.timeout_s,
+            retries=model.retries,
+            breaker=CircuitBreaker(
+                failure_threshold=model.breaker_failures, reset_after_s=model.breaker_reset_s
+            ),
+            fallback_info=read_model_info(model.path) if model.path else None,
+        )
+    from radstream.model.runtime import OnnxModel
+
+    return OnnxModel.load(resolve_model_path(settings), intra_op_threads=model.intra_op_threads)

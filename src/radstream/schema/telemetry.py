@@ -44,7 +44,10 @@ class TelemetryRecord(BaseModel):
     bytes_out: int = Field(default=0, ge=0)
     model_name: str | None = None
     model_version: str | None = None
-    backend: str = "local"
+    backend: str = Field(
+        default="onnxruntime",
+        description="where inference ran: onnxruntime (in process) or kserve:HOST:PORT",
+    )
     config_id: str = "default"
     variant: str | None = None
     worker_id: str

@@ -36,7 +36,7 @@ def stage_record(
     bytes_out: int = 0,
     model_name: str | None = None,
     model_version: str | None = None,
-    backend: str = "local",
+    backend: str = "onnxruntime",
     config_id: str = "default",
     variant: str | None = None,
     cold_start: bool = False,
