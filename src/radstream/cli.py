@@ -255,7 +255,7 @@ def _upload_synthetic(
     from radstream.bench.completions import CompletionWatcher
     from radstream.bench.runner import BenchConfig, generate, schedule
     from radstream.loadgen.driver import LoadDriver
-    from radstream.loadgen.uploader import upload_study
+    from radstream.loadgen.uploader import upload_generated
 
     width, height = _size(size)
     if not (rate or shape or trace or concurrency):
@@ -283,13 +283,7 @@ def _upload_synthetic(
             infos = []
 
             def send(study: Any) -> str:
-                info = upload_study(
-                    engine.store,
-                    folder=study.study_id,
-                    image_name=study.image_name or study.study_id,
-                    image=study.image if study.image_name else None,
-                    sidecar=study.sidecar,
-                )
+                info = upload_generated(engine.store, study)
                 infos.append(info)
                 return str(info.key)
 

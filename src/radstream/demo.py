@@ -11,7 +11,7 @@ import numpy as np
 
 from radstream.bench.outcomes import Outcome, OutcomeSummary, collect_outcomes, summarise
 from radstream.loadgen.synthetic import Study, make_studies
-from radstream.loadgen.uploader import upload_study
+from radstream.loadgen.uploader import upload_generated
 from radstream.local.engine import LocalEngine
 from radstream.local.executor import execution_id
 from radstream.local.pool import WorkerPool
@@ -86,13 +86,7 @@ def run_demo(
 def _upload(engine: LocalEngine, study: Study, run: str) -> ObjectInfo:
     # A per-run prefix keeps repeated demos in one data directory apart.
     study = study.renamed(f"demo-{run}-{study.study_id}")
-    return upload_study(
-        engine.store,
-        folder=study.study_id,
-        image_name=study.image_name or study.study_id,
-        image=study.image if study.image_name else None,
-        sidecar=study.sidecar,
-    )
+    return upload_generated(engine.store, study)
 
 
 def _wait_terminal(

@@ -13,7 +13,7 @@ from radstream.bench.outcomes import collect_outcomes
 from radstream.lake.parquet_sink import read_lake
 from radstream.loadgen.bad_inputs import BAD_KINDS, make_bad_study
 from radstream.loadgen.synthetic import Study, make_study
-from radstream.loadgen.uploader import upload_study
+from radstream.loadgen.uploader import upload_generated, upload_study
 from radstream.local.engine import LocalEngine
 from radstream.local.pool import WorkerPool
 from radstream.pipeline.definition import PIPELINE
@@ -25,13 +25,7 @@ FORMATS = ("png", "png16", "jpeg", "dicom", "dicom-rle", "dicom-jpeg")
 
 
 def _upload(engine: LocalEngine, study: Study) -> ObjectInfo:
-    return upload_study(
-        engine.store,
-        folder=study.study_id,
-        image_name=study.image_name or study.study_id,
-        image=study.image if study.image_name else None,
-        sidecar=study.sidecar,
-    )
+    return upload_generated(engine.store, study)
 
 
 def _run_until_idle(settings: Settings) -> None:

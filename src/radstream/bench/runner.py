@@ -35,7 +35,7 @@ from radstream.loadgen.driver import DriveResult, LoadDriver, Sent
 from radstream.loadgen.shapes import constant, parse_shape, poisson, read_trace
 from radstream.loadgen.study import Study
 from radstream.loadgen.synthetic import make_studies
-from radstream.loadgen.uploader import upload_study
+from radstream.loadgen.uploader import upload_generated
 from radstream.local.engine import LocalEngine
 from radstream.local.executor import execution_id
 from radstream.local.pool import WorkerPool
@@ -154,13 +154,7 @@ def run_bench(
         watcher = CompletionWatcher(engine.conn)
 
         def send(study: Study) -> str:
-            info = upload_study(
-                engine.store,
-                folder=study.study_id,
-                image_name=study.image_name or study.study_id,
-                image=study.image if study.image_name else None,
-                sidecar=study.sidecar,
-            )
+            info = upload_generated(engine.store, study)
             uploads[info.key] = info
             pool.supervise()
             return info.key

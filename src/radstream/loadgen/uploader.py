@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from radstream.loadgen.study import Study
 from radstream.schema.sidecar import is_safe_study_id
 from radstream.schema.sidecar_parse import MAX_SIDECAR_BYTES, MAX_SIDECAR_DEPTH, json_depth
 from radstream.stages.ports import ObjectInfo, ObjectStore
@@ -81,6 +82,18 @@ def upload_study(
     if image is not None:
         store.put(IMAGES_BUCKET, f"incoming/{folder}/{image_name}", image)
     return store.put(IMAGES_BUCKET, f"incoming/{folder}/{stem}.json", sidecar)
+
+
+def upload_generated(store: ObjectStore, study: Study) -> ObjectInfo:
+    """Upload a generated study under ``incoming/{study_id}/``; an empty ``image_name``
+    means its image never arrives (only the sidecar is put)."""
+    return upload_study(
+        store,
+        folder=study.study_id,
+        image_name=study.image_name or study.study_id,
+        image=study.image if study.image_name else None,
+        sidecar=study.sidecar,
+    )
 
 
 def upload_files(store: ObjectStore, studies: Iterable[StudyFiles]) -> Iterator[ObjectInfo]:
