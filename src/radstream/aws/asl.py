@@ -1,0 +1,170 @@
+"""The pipeline definition rendered as an Amazon States Language (ASL) state machine.
+
+The local executor and Step Functions run the same :data:`~radstream.pipeline.definition.PIPELINE`:
+one Task state per stage, in order, then ``Succeed``. Retry and catch follow the error
+classes of :mod:`radstream.errors`, so the two engines agree on what is transient:
+
+* every stage retries the codes of :class:`~radstream.errors.TransientError` subclasses
+  (and the Lambda service's own transient errors) with exponential backoff and full
+  jitter taken from a :class:`~radstream.pipeline.definition.RetryPolicy`;
+* any other error (invalid input, exhausted retries, a bug) is caught by ``States.ALL``
+  into the ``RecordFailure`` task, which writes ``failed/{study_id}/{stem}.json``, and then
+  into a ``Fail`` state. A failed study is therefore a FAILED execution, never SUCCEEDED.
+
+Contract for the Lambda handlers (``radstream.aws.handlers``):
+
+* A handler receives the state as its event and returns the next state. It **raises** on
+  failure (never returns ``success: false``), and the raised exception's Lambda error
+  type (``errorType``) is the RadStream error code, e.g. ``MODEL_UNAVAILABLE``: that is
+  the name the ``Retry`` rules match. Invalid-input codes appear in no ``Retry``.
+* The input of an execution is what the EventBridge rule's input transformer builds:
+  ``bucket``, ``key`` and ``etag`` of the sidecar, plus ``event_time`` and ``event_id``.
+  ``IMAGE_NOT_YET_PRESENT`` is self-bounded: ``validate`` measures its wait from
+  ``event_time`` and raises ``IMAGE_MISSING`` (not retried) when the wait is over, so its
+  retrier's ``MaxAttempts`` is only a backstop.
+* Large payloads go by reference. Step Functions limits a state to 256 KB, and the tensor
+  alone is 200 KB of float32. ``prepare`` therefore writes the tensor to the artifacts
+  bucket (``tensors/{execution}.npy``, or the S3 Express directory bucket when that is
+  deployed) and returns only its bucket and key; ``infer`` reads it from there. The
+  artifacts bucket's lifecycle rule expires tensors after a day.
+* Each Task keeps only the Lambda's ``Payload`` (``OutputPath``), not the invocation
+  metadata, so the state stays small.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from radstream.errors import TransientError, all_error_classes
+from radstream.pipeline.definition import PIPELINE, Pipeline, RetryPolicy
+
+LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+LAMBDA_SERVICE_ERRORS: tuple[str, ...] = (
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+)
+"""Transient errors of the Lambda service itself, which AWS recommends retrying."""
+FAILED_STATE = "StudyFailed"
+SUCCEEDED_STATE = "StudySucceeded"
+FAILURE_ERROR = "RadStream.StudyFailed"
+SELF_BOUNDED_MAX_ATTEMPTS = 60
+"""Backstop for self-bounded waits: the stage ends them itself (see the module doc)."""
+
+
+def state_name(stage: str) -> str:
+    """The ASL state name of a stage: ``record_failure`` → ``RecordFailure``."""
+    return "".join(part.capitalize() for part in stage.split("_"))
+
+
+def transient_codes(*, self_bounded: bool | None = None) -> list[str]:
+    """Codes of the retryable error classes, sorted; optionally only (non-)self-bounded."""
+    codes = {
+        cls.code
+        for cls in all_error_classes()
+        if issubclass(cls, TransientError)
+        and (self_bounded is None or cls.self_bounded == self_bounded)
+    }
+    return sorted(codes)
+
+
+def _retriers(retry: RetryPolicy) -> list[dict[str, Any]]:
+    # ASL wants whole seconds; a sub-second local base delay rounds up to one second.
+    base: dict[str, Any] = {
+        "IntervalSeconds": max(1, math.ceil(retry.base_s)),
+        "BackoffRate": max(1.0, float(retry.rate)),
+        "MaxDelaySeconds": max(1, math.ceil(retry.max_s)),
+        "JitterStrategy": "FULL",
+    }
+    retriers: list[dict[str, Any]] = []
+    bounded = transient_codes(self_bounded=True)
+    if bounded:
+        retriers.append(
+            {"ErrorEquals": bounded, **base, "MaxAttempts": SELF_BOUNDED_MAX_ATTEMPTS}
+        )
+    # RetryPolicy.max_attempts counts every attempt; ASL's MaxAttempts counts retries.
+    retriers.append(
+        {
+            "ErrorEquals": [*transient_codes(self_bounded=False), *LAMBDA_SERVICE_ERRORS],
+            **base,
+            "MaxAttempts": max(0, retry.max_attempts - 1),
+        }
+    )
+    return retriers
+
+
+def _task(function_arn: str, retry: RetryPolicy) -> dict[str, Any]:
+    return {
+        "Type": "Task",
+        "Resource": LAMBDA_INVOKE,
+        "Parameters": {"FunctionName": function_arn, "Payload.$": "$"},
+        "Retry": _retriers(retry),
+    }
+
+
+def render_state_machine(
+    pipeline: Pipeline = PIPELINE,
+    *,
+    function_arns: Mapping[str, str],
+    retry: RetryPolicy,
+    artifacts_bucket: str,
+) -> dict[str, Any]:
+    """The ASL definition of ``pipeline``; ``function_arns`` maps stage name → Lambda ARN.
+
+    ``artifacts_bucket`` is recorded in the ``Comment``: the tensor travels through it by
+    reference (see the module doc), never inline in the state.
+    """
+    needed = [*pipeline.names, pipeline.failure_stage]
+    missing = [name for name in needed if name not in function_arns]
+    if missing:
+        raise KeyError(f"no function ARN for stage(s) {', '.join(missing)}")
+    failure = state_name(pipeline.failure_stage)
+    states: dict[str, Any] = {}
+    for stage in pipeline.stages:
+        state = _task(function_arns[stage.name], retry)
+        state["Comment"] = stage.description
+        state["OutputPath"] = "$.Payload"
+        state["Catch"] = [
+            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": failure}
+        ]
+        state["Next"] = state_name(stage.next) if stage.next else SUCCEEDED_STATE
+        states[state_name(stage.name)] = state
+    record = _task(function_arns[pipeline.failure_stage], retry)
+    record["Comment"] = "write failed/{study_id}/{stem}.json with the error code"
+    # Keep the input (the state plus $.error) so the Fail state can name the error.
+    record["ResultPath"] = None
+    record["Next"] = FAILED_STATE
+    states[failure] = record
+    states[SUCCEEDED_STATE] = {"Type": "Succeed"}
+    states[FAILED_STATE] = {
+        "Type": "Fail",
+        "Comment": "the study failed; its failure object and telemetry carry the code",
+        "Error": FAILURE_ERROR,
+        "Cause": "see failed/{study_id}/{stem}.json in the results bucket",
+    }
+    return {
+        "Comment": (
+            "RadStream: one execution per study sidecar. Tensors travel by reference "
+            f"through {artifacts_bucket}, never inline."
+        ),
+        "StartAt": state_name(pipeline.start),
+        "States": states,
+    }
+
+
+def asl_json(
+    pipeline: Pipeline = PIPELINE,
+    *,
+    function_arns: Mapping[str, str],
+    retry: RetryPolicy,
+    artifacts_bucket: str,
+) -> str:
+    """:func:`render_state_machine` as indented JSON text."""
+    definition = render_state_machine(
+        pipeline, function_arns=function_arns, retry=retry, artifacts_bucket=artifacts_bucket
+    )
+    return json.dumps(definition, indent=2)
