@@ -52,6 +52,7 @@ from radstream.errors import (
     RadStreamError,
 )
 from radstream.model.circuit import CircuitBreaker
+from radstream.model.client import checked_batch, checked_logits
 from radstream.model.labels import TXRV_LABELS
 from radstream.model.metadata import (
     KEY_CHANNELS,
@@ -308,7 +309,7 @@ class KServeModelClient:
         ModelOutputInvalid when the answer is malformed, wrongly shaped or not finite.
         """
         info = self.info
-        array = self._check_batch(batch, info)
+        array = checked_batch(batch, info)
         body, headers = encode_infer_request(
             {info.input_name: array},
             outputs=[info.output_name],
@@ -333,7 +334,13 @@ class KServeModelClient:
                 f"(it sent {sorted(outputs)})",
                 endpoint=self.endpoint,
             )
-        return self._check_logits(outputs[info.output_name], array.shape[0], info)
+        return checked_logits(
+            outputs[info.output_name],
+            batch_size=array.shape[0],
+            labels=len(info.labels),
+            source=f"model endpoint {self.endpoint}",
+            endpoint=self.endpoint,
+        )
 
     def close(self) -> None:
         """Close the connection pool; the client cannot be used afterwards."""
@@ -547,47 +554,6 @@ class KServeModelClient:
         )
 
     # --- checks ------------------------------------------------------------------------
-
-    @staticmethod
-    def _check_batch(batch: npt.NDArray[Any], info: ModelInfo) -> npt.NDArray[np.float32]:
-        """Return ``batch`` as contiguous float32 after checking it fits the model input."""
-        array = np.asarray(batch)
-        if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-            raise ValueError(f"batch must hold float32 pixel values, got dtype {array.dtype}")
-        expected = (info.channels, info.input_size, info.input_size)
-        if array.ndim != 4 or array.shape[0] < 1 or array.shape[1:] != expected:
-            raise ValueError(
-                f"batch has shape {list(array.shape)}, but model {info.name} v{info.version} "
-                f"expects [N, {info.channels}, {info.input_size}, {info.input_size}] with N >= 1"
-            )
-        array = np.ascontiguousarray(array, dtype=np.float32)
-        if not np.isfinite(array).all():
-            raise ValueError("batch contains NaN or infinite pixel values")
-        return array
-
-    def _check_logits(
-        self, output: npt.NDArray[Any], batch_size: int, info: ModelInfo
-    ) -> npt.NDArray[np.float32]:
-        logits = np.asarray(output)
-        if not np.issubdtype(logits.dtype, np.floating):
-            raise ModelOutputInvalid(
-                f"model endpoint {self.endpoint} returned {logits.dtype} logits, expected float",
-                endpoint=self.endpoint,
-            )
-        expected = (batch_size, len(info.labels))
-        if logits.shape != expected:
-            raise ModelOutputInvalid(
-                f"model endpoint {self.endpoint} returned shape {list(logits.shape)}, "
-                f"expected {list(expected)} (batch size x {len(info.labels)} labels)",
-                endpoint=self.endpoint,
-            )
-        if not np.isfinite(logits).all():
-            bad = int(np.count_nonzero(~np.isfinite(logits)))
-            raise ModelOutputInvalid(
-                f"model endpoint {self.endpoint} returned {bad} non-finite logit(s)",
-                endpoint=self.endpoint,
-            )
-        return np.ascontiguousarray(logits, dtype=np.float32)
 
 
 __all__ = ["RETRY_STATUSES", "KServeModelClient", "ModelRequestRejected"]

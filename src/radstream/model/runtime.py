@@ -9,7 +9,8 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from radstream.errors import ModelFileInvalid, ModelOutputInvalid, ModelUnavailable
+from radstream.errors import ModelFileInvalid, ModelUnavailable
+from radstream.model.client import checked_batch, checked_logits
 from radstream.model.metadata import ModelInfo, read_model_file
 
 PROVIDER = "CPUExecutionProvider"
@@ -103,28 +104,6 @@ class OnnxModel:
         """Labels, input contract and identity of the loaded model."""
         return self._info
 
-    def _check_batch(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-        """Return ``batch`` as contiguous float32 after checking it fits the model input."""
-        info = self._info
-        array = np.asarray(batch)
-        expected = f"[N, {info.channels}, {info.input_size}, {info.input_size}]"
-        if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-            raise ValueError(f"batch must hold float32 pixel values, got dtype {array.dtype}")
-        if (
-            array.ndim != 4
-            or array.shape[0] < 1
-            or array.shape[1:] != (info.channels, info.input_size, info.input_size)
-        ):
-            raise ValueError(
-                f"batch has shape {list(array.shape)}, but model {info.name} v{info.version} "
-                f"expects {expected} with N >= 1"
-            )
-        array = np.ascontiguousarray(array, dtype=np.float32)
-        # A NaN pixel would come back as NaN logits and be blamed on the model.
-        if not np.isfinite(array).all():
-            raise ValueError("batch contains NaN or infinite pixel values")
-        return array
-
     def predict_logits(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Return float32 logits ``[N, len(info.labels)]`` for a batch ``[N, C, S, S]``.
 
@@ -133,8 +112,8 @@ class OnnxModel:
         if ONNX Runtime fails for a transient reason and ModelFileInvalid if it fails
         because of the graph.
         """
-        array = self._check_batch(batch)
         info = self._info
+        array = checked_batch(batch, info)
         try:
             outputs = self._session.run([info.output_name], {info.input_name: array})
         except _FILE_ERRORS as exc:
@@ -149,21 +128,13 @@ class OnnxModel:
                 path=info.path,
             ) from exc
 
-        logits = np.asarray(outputs[0])
-        expected = (array.shape[0], len(info.labels))
-        if logits.shape != expected:
-            raise ModelOutputInvalid(
-                f"model {info.name} v{info.version} returned shape {list(logits.shape)}, "
-                f"expected {list(expected)} (batch size x {len(info.labels)} labels)",
-                path=info.path,
-            )
-        if not np.isfinite(logits).all():
-            bad = int(np.count_nonzero(~np.isfinite(logits)))
-            raise ModelOutputInvalid(
-                f"model {info.name} v{info.version} returned {bad} non-finite logit(s)",
-                path=info.path,
-            )
-        return logits.astype(np.float32, copy=False)
+        return checked_logits(
+            outputs[0],
+            batch_size=array.shape[0],
+            labels=len(info.labels),
+            source=f"model {info.name} v{info.version}",
+            path=info.path,
+        )
 
     def __repr__(self) -> str:
         info = self._info
