@@ -26,6 +26,8 @@ app = typer.Typer(
 )
 model_app = typer.Typer(help="Build and inspect model files.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+aws_app = typer.Typer(help="AWS backend: CloudFormation template.", no_args_is_help=True)
+app.add_typer(aws_app, name="aws")
 lake_app = typer.Typer(
     help="Telemetry lake: Glue schema, compaction, pruning.", no_args_is_help=True
 )
@@ -872,6 +874,51 @@ def lake_prune(
         raise typer.BadParameter("--older-than takes days, such as 30d")
     removed = prune(_settings(data_dir).lake_dir, older_than=timedelta(days=int(older_than[:-1])))
     out.print(f"removed {len(removed)} day(s): {', '.join(removed) or '-'}")
+
+
+@aws_app.command("template")
+def aws_template(
+    stack: Annotated[str, typer.Option(help="Stack name (prefixes every resource name)")],
+    memory_mb: Annotated[int | None, typer.Option(help="Lambda memory [cost.memory_mb]")] = None,
+    architecture: Annotated[
+        str | None, typer.Option(help="x86_64 or arm64 [cost.architecture]")
+    ] = None,
+    state_machine: Annotated[
+        str | None, typer.Option(help="STANDARD or EXPRESS [cost.state_machine]")
+    ] = None,
+    express_artifacts: Annotated[
+        bool | None,
+        typer.Option("--express-artifacts/--standard-artifacts", help="S3 Express for tensors"),
+    ] = None,
+    model_endpoint: Annotated[
+        str | None, typer.Option(help="KServe v2 URL; unset: ONNX Runtime in Lambda")
+    ] = None,
+    kms: Annotated[bool, typer.Option("--kms", help="SSE-KMS with a key from the stack")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Print the CloudFormation template of the whole stack (JSON)."""
+    from radstream.aws.template import template_json
+
+    settings = _settings(data_dir)
+    cost = settings.cost
+    try:
+        text = template_json(
+            stack,
+            memory_mb=memory_mb or cost.memory_mb,
+            architecture=architecture or cost.architecture,
+            state_machine_type=state_machine or cost.state_machine,
+            express_artifacts=(
+                express_artifacts
+                if express_artifacts is not None
+                else cost.storage_class == "express"
+            ),
+            model_endpoint=model_endpoint or settings.model.endpoint,
+            kms=kms,
+        )
+    except RadStreamError as exc:
+        _fail(exc)
+        return
+    sys.stdout.write(text + "\n")
 
 
 def main() -> None:

@@ -83,9 +83,7 @@ def _retriers(retry: RetryPolicy) -> list[dict[str, Any]]:
     retriers: list[dict[str, Any]] = []
     bounded = transient_codes(self_bounded=True)
     if bounded:
-        retriers.append(
-            {"ErrorEquals": bounded, **base, "MaxAttempts": SELF_BOUNDED_MAX_ATTEMPTS}
-        )
+        retriers.append({"ErrorEquals": bounded, **base, "MaxAttempts": SELF_BOUNDED_MAX_ATTEMPTS})
     # RetryPolicy.max_attempts counts every attempt; ASL's MaxAttempts counts retries.
     retriers.append(
         {
@@ -128,9 +126,7 @@ def render_state_machine(
         state = _task(function_arns[stage.name], retry)
         state["Comment"] = stage.description
         state["OutputPath"] = "$.Payload"
-        state["Catch"] = [
-            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": failure}
-        ]
+        state["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": failure}]
         state["Next"] = state_name(stage.next) if stage.next else SUCCEEDED_STATE
         states[state_name(stage.name)] = state
     record = _task(function_arns[pipeline.failure_stage], retry)

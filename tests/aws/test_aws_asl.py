@@ -1,0 +1,147 @@
+"""The ASL rendering of the pipeline: retries only the transient, every failure ends FAILED."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from radstream.aws.asl import (
+    LAMBDA_INVOKE,
+    LAMBDA_SERVICE_ERRORS,
+    asl_json,
+    render_state_machine,
+    state_name,
+    transient_codes,
+)
+from radstream.errors import InvalidInputError, TransientError, all_error_classes
+from radstream.pipeline.definition import PIPELINE, RetryPolicy
+
+ARNS = {
+    name: f"arn:aws:lambda:eu-west-1:123456789012:function:rs-{name}"
+    for name in (*PIPELINE.names, PIPELINE.failure_stage)
+}
+POLICY = RetryPolicy(max_attempts=4, base_s=0.2, max_s=5.0, rate=2.0)
+
+
+@pytest.fixture
+def definition() -> dict[str, Any]:
+    text = asl_json(function_arns=ARNS, retry=POLICY, artifacts_bucket="artifacts")
+    parsed: dict[str, Any] = json.loads(text)
+    return parsed
+
+
+def _targets(state: dict[str, Any]) -> list[str]:
+    targets = [state[k] for k in ("Next", "Default") if k in state]
+    targets += [c["Next"] for c in state.get("Catch", [])]
+    targets += [c["Next"] for c in state.get("Choices", [])]
+    return targets
+
+
+def test_json_round_trips_to_the_rendered_dict(definition: dict[str, Any]) -> None:
+    assert definition == render_state_machine(
+        function_arns=ARNS, retry=POLICY, artifacts_bucket="artifacts"
+    )
+
+
+def test_every_transition_names_an_existing_state(definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    assert definition["StartAt"] == state_name(PIPELINE.start) == "Validate"
+    for name, state in states.items():
+        for target in _targets(state):
+            assert target in states, f"{name} → {target} does not exist"
+        if state["Type"] not in ("Succeed", "Fail"):
+            assert "Next" in state or state.get("End") is True, name
+
+
+def test_main_path_follows_the_pipeline_and_succeeds(definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    path, current = [], definition["StartAt"]
+    while states[current]["Type"] == "Task":
+        path.append(current)
+        current = states[current]["Next"]
+    assert path == [state_name(n) for n in PIPELINE.names]
+    assert states[current]["Type"] == "Succeed"
+
+
+def test_every_stage_invokes_its_function_and_keeps_only_the_payload(
+    definition: dict[str, Any],
+) -> None:
+    for stage in (*PIPELINE.names, PIPELINE.failure_stage):
+        state = definition["States"][state_name(stage)]
+        assert state["Resource"] == LAMBDA_INVOKE
+        assert state["Parameters"] == {"FunctionName": ARNS[stage], "Payload.$": "$"}
+    for stage in PIPELINE.names:
+        assert definition["States"][state_name(stage)]["OutputPath"] == "$.Payload"
+
+
+def test_every_stage_retries_transient_errors_with_the_policy(definition: dict[str, Any]) -> None:
+    expected = {cls.code for cls in all_error_classes() if issubclass(cls, TransientError)}
+    assert {"MODEL_UNAVAILABLE", "IMAGE_NOT_YET_PRESENT"} <= expected
+    for stage in (*PIPELINE.names, PIPELINE.failure_stage):
+        retriers = definition["States"][state_name(stage)]["Retry"]
+        retried = {e for r in retriers for e in r["ErrorEquals"]}
+        assert retried == expected | set(LAMBDA_SERVICE_ERRORS), stage
+        for r in retriers:
+            assert r["JitterStrategy"] == "FULL"
+            assert r["IntervalSeconds"] == 1  # 0.2 s rounds up to ASL's whole seconds
+            assert r["BackoffRate"] == 2.0
+            assert r["MaxDelaySeconds"] == 5
+            assert isinstance(r["MaxAttempts"], int)
+        general = next(r for r in retriers if "MODEL_UNAVAILABLE" in r["ErrorEquals"])
+        assert general["MaxAttempts"] == POLICY.max_attempts - 1  # ASL counts retries
+        assert "States.ALL" not in retried
+
+
+def test_invalid_input_is_never_retried(definition: dict[str, Any]) -> None:
+    invalid = {c.code for c in all_error_classes() if not c.retryable}
+    assert {"SIDECAR_INVALID_JSON", "IMAGE_UNDECODABLE", "IMAGE_MISSING"} <= invalid
+    assert issubclass(all_error_classes()[0], Exception)
+    for name, state in definition["States"].items():
+        for retrier in state.get("Retry", []):
+            assert not invalid & set(retrier["ErrorEquals"]), name
+    assert not {c.code for c in all_error_classes() if issubclass(c, InvalidInputError)} & set(
+        transient_codes()
+    )
+
+
+def test_every_stage_catches_into_record_failure_which_ends_in_fail(
+    definition: dict[str, Any],
+) -> None:
+    states = definition["States"]
+    failure = state_name(PIPELINE.failure_stage)
+    assert failure == "RecordFailure"
+    for stage in PIPELINE.names:
+        [catch] = states[state_name(stage)]["Catch"]
+        assert catch == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": failure}
+    record = states[failure]
+    assert "Catch" not in record  # if recording fails too, the execution fails with that error
+    assert record["ResultPath"] is None  # $.error passes through
+    assert states[record["Next"]]["Type"] == "Fail"
+
+
+def test_no_failure_path_reaches_succeed(definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    seen: set[str] = set()
+    frontier = [c["Next"] for s in states.values() for c in s.get("Catch", [])]
+    while frontier:
+        name = frontier.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        assert states[name]["Type"] != "Succeed", f"failure path reaches {name}"
+        frontier.extend(_targets(states[name]))
+    assert any(states[n]["Type"] == "Fail" for n in seen)
+
+
+def test_missing_function_arn_is_refused() -> None:
+    arns = dict(ARNS)
+    del arns[PIPELINE.failure_stage]
+    with pytest.raises(KeyError, match="record_failure"):
+        render_state_machine(function_arns=arns, retry=POLICY, artifacts_bucket="a")
+
+
+def test_definition_stays_far_below_the_state_machine_size_limit() -> None:
+    text = asl_json(function_arns=ARNS, retry=RetryPolicy(), artifacts_bucket="artifacts")
+    assert len(text.encode()) < 1_048_576
