@@ -56,6 +56,10 @@ class TransientError(RadStreamError):
     # True when the stage bounds its own retries (by a deadline) and turns the error into
     # a final one itself; the executor then does not count these attempts.
     self_bounded: ClassVar[bool] = False
+    # True when the trouble lasts as long as an outage does (an endpoint being restarted),
+    # however many attempts fit into it: the executor then retries for a time budget
+    # (engine.outage_budget_s) instead of a number of attempts.
+    time_bounded: ClassVar[bool] = False
 
 
 # --- sidecar --------------------------------------------------------------------------
@@ -237,6 +241,7 @@ class ModelUnavailable(TransientError):
 
     code = "MODEL_UNAVAILABLE"
     hint = "Check the model file or endpoint; the executor retries with backoff."
+    time_bounded = True
 
 
 class ModelFileInvalid(InvalidInputError):

@@ -59,6 +59,11 @@ class EngineSettings(BaseModel):
         default=30.0, ge=0, description="wait for an image after its sidecar"
     )
     poll_s: float = Field(default=0.005, gt=0, description="idle poll interval of a worker")
+    outage_budget_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="how long a study keeps retrying an unavailable model before it fails",
+    )
     fsync: bool = Field(
         default=False, description="fsync objects: survive power loss, not only crashes"
     )

@@ -202,6 +202,10 @@ class ExecutionRunner:
             return False
         if isinstance(err, TransientError) and err.self_bounded:
             return True
+        if isinstance(err, TransientError) and err.time_bounded:
+            # An outage (endpoint restarting, circuit open) is bounded by time: counting
+            # attempts would fail every study in flight within seconds.
+            return time.time() - claim.created_at < self._settings.engine.outage_budget_s
         attempts = claim.stage_attempt + 1 if resume_stage == claim.stage else 1
         return attempts < self._retry.max_attempts
 
