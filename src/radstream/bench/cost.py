@@ -174,6 +174,11 @@ def _item(name: str, quantity: float, unit: str, unit_price: float, note: str) -
     return CostItem(name, quantity, unit, unit_price, quantity * unit_price, note)
 
 
+def _gb_second_price(pricing: Pricing, architecture: str) -> Price:
+    lam = pricing.lambda_
+    return lam.x86_64_per_gb_second if architecture == "x86_64" else lam.arm64_per_gb_second
+
+
 def _per(price: Price, per: int) -> float:
     # Tables quote per 1,000 or per 1,000,000; items carry the price of a single unit so
     # that every line reads quantity x unit price = usd.
@@ -205,9 +210,7 @@ def estimate_cost(inputs: CostInputs, pricing: Pricing) -> CostEstimate:
         for durations in inputs.stage_ms.values()
         for ms in durations
     )
-    gb_price = (
-        lam.x86_64_per_gb_second if inputs.architecture == "x86_64" else lam.arm64_per_gb_second
-    )
+    gb_price = _gb_second_price(pricing, inputs.architecture)
     endpoint_note = (
         "; infer is a thin client of the endpoint, billed for its measured duration"
         if inputs.model_backend == "endpoint"
@@ -465,7 +468,7 @@ def stage_cost_usd(
     its own telemetry record. This fills the telemetry ``cost_usd`` column, so SQL over the
     lake can sum costs per day, variant or stage."""
     lam = pricing.lambda_
-    gb_price = lam.x86_64_per_gb_second if architecture == "x86_64" else lam.arm64_per_gb_second
+    gb_price = _gb_second_price(pricing, architecture)
     usd = billed_lambda_ms(duration_ms, lam.duration_increment_ms) / 1000 * memory_mb / 1024
     usd = usd * gb_price.usd + _per(lam.requests_per_million, 1_000_000)
     sfn = pricing.step_functions

@@ -225,20 +225,21 @@ class ExecutionRunner:
             context.update(study.to_context())
         elif stage == PREPARE:
             study = validate_stage.ValidatedStudy.from_context(context)
+            preprocessing = self._preprocessing
             scratch.prepared = prepare_stage.prepare(
                 self._store,
                 claim.bucket,
                 study.image_key,
                 expected_size=study.expected_size,
-                preprocessing=self._preprocessing,
+                preprocessing=preprocessing,
                 limits=self._limits,
             )
             image = scratch.prepared.image
             context["preprocessing"] = PreprocessingRef(
-                size=self._preprocessing.size,
-                input_min=self._preprocessing.input_min,
-                input_max=self._preprocessing.input_max,
-                channels=self._preprocessing.channels,
+                size=preprocessing.size,
+                input_min=preprocessing.input_min,
+                input_max=preprocessing.input_max,
+                channels=preprocessing.channels,
                 source_format=image.format,
                 source_width=image.width,
                 source_height=image.height,
