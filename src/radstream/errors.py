@@ -288,6 +288,37 @@ class ConfigInvalid(RadStreamError):
     hint = "Fix radstream.toml or the RADSTREAM_* variable named in the message."
 
 
+# --- AWS backend ----------------------------------------------------------------------
+
+
+class StackNotFound(RadStreamError):
+    """The named CloudFormation stack does not exist (or cannot be reached)."""
+
+    code = "STACK_NOT_FOUND"
+    hint = "Check --stack, --region and --endpoint-url; `radstream aws deploy --stack NAME` creates it."
+
+
+class DeployFailed(RadStreamError):
+    """A stack create, update or delete did not complete."""
+
+    code = "DEPLOY_FAILED"
+    hint = "Read the stack events printed above; fix the cause and run the command again."
+
+
+class PackageTooLarge(RadStreamError):
+    """A Lambda package (with its layers) exceeds Lambda's size limits."""
+
+    code = "PACKAGE_TOO_LARGE"
+    hint = "Drop dependencies the stage does not import, or deploy that stage as a container image."
+
+
+class QueryFailed(RadStreamError):
+    """An Athena query failed or was cancelled."""
+
+    code = "QUERY_FAILED"
+    hint = "Read Athena's reason above; check the query's parameters and the workgroup."
+
+
 def all_error_classes() -> list[type[RadStreamError]]:
     """Every concrete error class, for docs and for the code-uniqueness test."""
     seen: list[type[RadStreamError]] = []

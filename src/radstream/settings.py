@@ -99,6 +99,28 @@ class CostSettings(BaseModel):
     pricing: Path | None = Field(default=None, description="pricing JSON; default: shipped")
 
 
+class AwsSettings(BaseModel):
+    """Where the AWS backend lives. The CLI reads ``region``/``endpoint_url``; the Lambda
+    handlers read the rest from the environment the stack template sets."""
+
+    region: str = Field(default="us-east-1", description="AWS region of the stack")
+    endpoint_url: str | None = Field(
+        default=None, description="send every AWS call here (an emulator such as ministack)"
+    )
+    images_bucket: str = ""
+    results_bucket: str = ""
+    artifacts_bucket: str = ""
+    tensor_bucket: str = Field(default="", description="artifacts, or the S3 Express bucket")
+    telemetry_stream: str = ""
+    model_key: str = Field(default="", description="ONNX model key in the artifacts bucket")
+    preprocessing: str = Field(
+        default="", description="the model's preprocessing as JSON (set by `aws deploy`)"
+    )
+    telemetry_flush_s: float = Field(
+        default=2.0, gt=0, description="the most a handler waits for Kinesis before returning"
+    )
+
+
 class Settings(BaseSettings):
     """Everything RadStream can be told."""
 
@@ -112,6 +134,7 @@ class Settings(BaseSettings):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     cost: CostSettings = Field(default_factory=CostSettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings)
 
     @classmethod
     def settings_customise_sources(
