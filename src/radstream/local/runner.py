@@ -11,11 +11,9 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from radstream import PIPELINE_VERSION
 from radstream.bench.cost import stage_cost_usd
 from radstream.bench.pricing import load_pricing
 from radstream.errors import RadStreamError, TransientError, error_from_exception
@@ -31,10 +29,11 @@ from radstream.pipeline.definition import (
     Pipeline,
     RetryPolicy,
 )
-from radstream.schema.outcome import Failure, FailureInfo, ModelRef, PreprocessingRef, Result
+from radstream.schema.outcome import ModelRef, Result
 from radstream.schema.telemetry import StageStatus, TelemetryRecord
 from radstream.settings import Settings
 from radstream.stages import infer as infer_stage
+from radstream.stages import outcomes
 from radstream.stages import prepare as prepare_stage
 from radstream.stages import store as store_stage
 from radstream.stages import validate as validate_stage
@@ -234,20 +233,7 @@ class ExecutionRunner:
                 preprocessing=preprocessing,
                 limits=self._limits,
             )
-            image = scratch.prepared.image
-            context["preprocessing"] = PreprocessingRef(
-                size=preprocessing.size,
-                input_min=preprocessing.input_min,
-                input_max=preprocessing.input_max,
-                channels=preprocessing.channels,
-                source_format=image.format,
-                source_width=image.width,
-                source_height=image.height,
-                bit_depth=image.bit_depth,
-                decode_scale=image.decode_scale,
-            ).model_dump()
-            context["image_sha256"] = scratch.prepared.image_sha256
-            context["image_bytes"] = scratch.prepared.image_bytes
+            context.update(outcomes.prepared_context(scratch.prepared, preprocessing))
         elif stage == INFER:
             if scratch.prepared is None:
                 raise RuntimeError("infer reached without a tensor; prepare must run first")
@@ -264,50 +250,16 @@ class ExecutionRunner:
 
     def _result(self, claim: Claim, context: dict[str, Any], scratch: _Scratch) -> Result:
         info = self._model_info()
-        stage_ms = dict(context.get("stage_ms", {}))
-        return Result(
-            execution_id=claim.execution_id,
-            study_id=context["study_id"],
-            image_id=context["image_id"],
-            image_key=context["image_key"],
-            sidecar_key=context["sidecar_key"],
-            view=context["view"],
-            study_timestamp=datetime.fromisoformat(context["study_timestamp"]),
-            probabilities=context["probabilities"],
-            raw_outputs=context["raw_outputs"],
-            model=ModelRef(
-                name=info.name, version=info.version, sha256=info.sha256, backend=self._backend
-            ),
-            preprocessing=PreprocessingRef.model_validate(context["preprocessing"]),
-            stage_ms=stage_ms,
-            pipeline_version=PIPELINE_VERSION,
-            input_sha256={
-                "image": context["image_sha256"],
-                "sidecar": context["sidecar_sha256"],
-            },
+        model = ModelRef(
+            name=info.name, version=info.version, sha256=info.sha256, backend=self._backend
         )
+        return outcomes.build_result(claim.execution_id, context, model)
 
     def _fail(self, claim: Claim, context: dict[str, Any], scratch: _Scratch) -> None:
         start = time.time()
         error = context["error"]
-        study_id = context.get("study_id") or validate_stage.study_folder(claim.key)
-        image_id = context.get("image_id") or _stem(claim.key)
-        failure = Failure(
-            execution_id=claim.execution_id,
-            study_id=study_id,
-            image_id=image_id,
-            sidecar_key=claim.key,
-            error=FailureInfo(
-                code=error["code"],
-                message=error["message"],
-                hint=error["hint"],
-                stage=error["stage"],
-                retryable=error["retryable"],
-                details=error.get("details", {}),
-            ),
-            attempts=claim.claims,
-            failed_at=datetime.now(UTC),
-            pipeline_version=PIPELINE_VERSION,
+        failure = outcomes.build_failure(
+            claim.execution_id, claim.key, context, error, attempts=claim.claims
         )
         if not self._keep_lease(claim, force=True):
             return  # the new owner records the outcome
@@ -382,7 +334,3 @@ class ExecutionRunner:
             )
         )
 
-
-def _stem(key: str) -> str:
-    name = key.rsplit("/", 1)[-1]
-    return name.rsplit(".", 1)[0] or "sidecar"

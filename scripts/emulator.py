@@ -1,0 +1,87 @@
+"""Install and start the AWS emulator (ministack) for the AWS end-to-end tests.
+
+ministack is pinned and lives in its own virtual environment (``.emu/``), so its
+dependencies never mix with RadStream's. It binds 127.0.0.1 only. DuckDB is installed
+beside it because its Firehose Parquet conversion and its Athena both run on DuckDB.
+
+Usage: ``python scripts/emulator.py install`` (idempotent), or import :func:`start`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EMU = ROOT / ".emu"
+MINISTACK = "ministack==1.5.33"
+# Same DuckDB as RadStream's own, so Athena-on-ministack reads the lake the way we do.
+DUCKDB = "duckdb==2.0.1"
+STAMP = EMU / f".installed-{MINISTACK}-{DUCKDB}"
+
+
+def python() -> Path:
+    """The emulator's interpreter; Lambda code runs on it too."""
+    return EMU / "bin" / "python"
+
+
+def install() -> None:
+    """Create ``.emu/`` and install the pinned emulator into it (once)."""
+    if STAMP.exists():
+        return
+    if not python().exists():
+        subprocess.run([sys.executable, "-m", "venv", str(EMU)], check=True)
+    subprocess.run(
+        [str(python()), "-m", "pip", "install", "--quiet", MINISTACK, DUCKDB], check=True
+    )
+    STAMP.touch()
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(data_dir: Path, log: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ministack on 127.0.0.1; return the process and its endpoint URL once healthy."""
+    install()
+    port = port or free_port()
+    env = {
+        **os.environ,
+        "BIND_HOST": "127.0.0.1",
+        "GATEWAY_PORT": str(port),
+        "S3_DATA_DIR": str(data_dir / "s3"),
+        "TMPDIR": str(data_dir),
+        "LOG_LEVEL": "WARNING",
+        "LAMBDA_EXECUTOR": "local",
+    }
+    out = log.open("wb")
+    proc = subprocess.Popen(
+        [str(python()), "-m", "ministack"], env=env, stdout=out, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ministack exited with {proc.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(f"{url}/_ministack/health", timeout=1):
+                return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"ministack did not become healthy in 60 s; see {log}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["install"]:
+        install()
+    else:
+        sys.exit("usage: python scripts/emulator.py install")
