@@ -26,7 +26,9 @@ app = typer.Typer(
 )
 model_app = typer.Typer(help="Build and inspect model files.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
-aws_app = typer.Typer(help="AWS backend: CloudFormation template.", no_args_is_help=True)
+aws_app = typer.Typer(
+    help="AWS backend: template, package, deploy, status, destroy.", no_args_is_help=True
+)
 app.add_typer(aws_app, name="aws")
 lake_app = typer.Typer(
     help="Telemetry lake: Glue schema, compaction, pruning.", no_args_is_help=True
@@ -184,10 +186,15 @@ def upload(
     trace: Annotated[Path | None, typer.Option(exists=True, help="CSV of send offsets (s)")] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not wait for outcomes")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for outcomes")] = 300.0,
+    stack: Annotated[
+        str | None, typer.Option(help="Upload to this deployed AWS stack instead")
+    ] = None,
+    region: RegionOpt = None,
+    endpoint_url: AwsEndpointOpt = None,
     data_dir: DataDir = None,
 ) -> None:
     """Upload studies (image first, sidecar last) under incoming/{study_id}/: files, or
-    synthetic ones at a chosen load shape."""
+    synthetic ones at a chosen load shape; locally, or to a deployed stack (--stack)."""
     from radstream.bench.outcomes import collect_outcomes
     from radstream.local.engine import LocalEngine
     from radstream.local.executor import execution_id
@@ -195,6 +202,30 @@ def upload(
     settings = _settings(data_dir)
     if (paths is None) == (synthetic is None):
         raise typer.BadParameter("give PATHs or --synthetic N")
+    if stack is not None:
+        if concurrency:
+            raise typer.BadParameter("--concurrency is local only; use --rate or --shape")
+        _upload_to_stack(
+            _stack(settings, stack, region, endpoint_url),
+            paths,
+            lambda target: _upload_synthetic(
+                target,
+                synthetic or 0,
+                fmt,
+                size,
+                invalid_ratio,
+                seed,
+                rate,
+                poisson,
+                None,
+                shape,
+                trace,
+                no_wait,
+            ),
+            wait=not no_wait,
+            timeout=timeout,
+        )
+        return
     with LocalEngine.open(settings) as engine:
         if synthetic is not None:
             infos = _upload_synthetic(
@@ -236,6 +267,45 @@ def upload(
             time.sleep(0.1)
         for outcome in collect_outcomes(engine.executor, engine.store, infos):
             out.print(f"{outcome.status:<9} {outcome.error_code or '':<28} {outcome.sidecar_key}")
+
+
+def _upload_to_stack(
+    stack: Any,
+    paths: list[Path] | None,
+    synthetic: Any,
+    *,
+    wait: bool,
+    timeout: float,
+) -> None:
+    """Upload to the stack's images bucket; outcomes come from its results bucket."""
+    from types import SimpleNamespace
+
+    from radstream.aws.outcomes import stack_store, wait_for_outcomes
+
+    try:
+        store = stack_store(stack)
+        if paths is None:
+            infos = synthetic(SimpleNamespace(store=store, conn=None))
+        else:
+            from radstream.loadgen.uploader import find_studies, upload_files
+
+            studies, orphans = find_studies(paths)
+            for image in orphans:
+                console.print(
+                    f"[yellow]skipped[/yellow] {image}: no sidecar {image.with_suffix('.json')}"
+                )
+            infos = list(upload_files(store, studies))
+        console.print(f"uploaded {len(infos)} studies to stack {stack.name}")
+        if not wait or not infos:
+            return
+        console.print("waiting for outcomes (polling the results bucket)")
+        now = time.time()
+        outcomes = wait_for_outcomes(store, [(i.key, now) for i in infos], timeout_s=timeout)
+    except RadStreamError as exc:
+        _fail(exc)
+        return
+    for outcome in outcomes:
+        out.print(f"{outcome.status:<9} {outcome.error_code or '':<28} {outcome.sidecar_key}")
 
 
 def _upload_synthetic(
@@ -782,8 +852,18 @@ def query(
     sql: Annotated[str | None, typer.Option("--sql", help="Ad-hoc Athena SQL")] = None,
     fmt: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
     data_dir: DataDir = None,
+    stack: Annotated[
+        str | None, typer.Option("--stack", help="Run on Athena, in this deployed stack")
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option(help="AWS region of --stack [default: aws.region]")
+    ] = None,
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option("--endpoint-url", help="Send AWS calls here [default: aws.endpoint_url]"),
+    ] = None,
 ) -> None:
-    """Run Athena SQL over the telemetry lake (DuckDB locally): named queries or --sql."""
+    """Run Athena SQL over the telemetry lake (DuckDB locally, or Athena with --stack)."""
     from radstream.lake.duckdb_runner import LocalQueryRunner
     from radstream.lake.queries import named_queries
 
@@ -797,8 +877,20 @@ def query(
     params = dict(_split_param(p) for p in param or [])
     settings = _settings(data_dir)
     try:
-        with LocalQueryRunner(settings.lake_dir) as runner:
-            result = runner.run_named(name, params) if name else runner.run_sql(sql or "", params)
+        if stack:
+            from radstream.aws.athena_runner import AthenaQueryRunner
+            from radstream.aws.session import AwsTarget, StackRef
+
+            target = AwsTarget(
+                region or settings.aws.region, endpoint_url or settings.aws.endpoint_url
+            )
+            athena = AthenaQueryRunner.for_stack(StackRef(stack, target))
+            result = athena.run_named(name, params) if name else athena.run_sql(sql or "", params)
+        else:
+            with LocalQueryRunner(settings.lake_dir) as runner:
+                result = (
+                    runner.run_named(name, params) if name else runner.run_sql(sql or "", params)
+                )
     except RadStreamError as exc:
         _fail(exc)
         return
@@ -876,49 +968,256 @@ def lake_prune(
     out.print(f"removed {len(removed)} day(s): {', '.join(removed) or '-'}")
 
 
+MemoryOpt = Annotated[int | None, typer.Option(help="Lambda memory [cost.memory_mb]")]
+ArchOpt = Annotated[str | None, typer.Option(help="x86_64 or arm64 [cost.architecture]")]
+MachineOpt = Annotated[str | None, typer.Option(help="STANDARD or EXPRESS [cost.state_machine]")]
+ExpressOpt = Annotated[
+    bool | None,
+    typer.Option("--express-artifacts/--standard-artifacts", help="S3 Express for tensors"),
+]
+EndpointModelOpt = Annotated[
+    str | None, typer.Option(help="KServe v2 URL; unset: ONNX Runtime in Lambda")
+]
+KmsOpt = Annotated[bool, typer.Option("--kms", help="SSE-KMS with a key from the stack")]
+StackOpt = Annotated[str, typer.Option(help="Stack name (prefixes every resource name)")]
+PythonOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Lambda Python [3.12]; 3.11 only for an emulator that runs the code on Python 3.11"
+    ),
+]
+RegionOpt = Annotated[str | None, typer.Option(help="AWS region [aws.region]")]
+AwsEndpointOpt = Annotated[
+    str | None,
+    typer.Option(help="Send every AWS call here, e.g. an emulator [aws.endpoint_url]"),
+]
+
+
+def _template_options(
+    settings: Settings,
+    memory_mb: int | None,
+    architecture: str | None,
+    state_machine: str | None,
+    express_artifacts: bool | None,
+    model_endpoint: str | None,
+    kms: bool,
+) -> dict[str, Any]:
+    cost = settings.cost
+    return {
+        "memory_mb": memory_mb or cost.memory_mb,
+        "architecture": architecture or cost.architecture,
+        "state_machine_type": state_machine or cost.state_machine,
+        "express_artifacts": (
+            express_artifacts if express_artifacts is not None else cost.storage_class == "express"
+        ),
+        "model_endpoint": model_endpoint or settings.model.endpoint,
+        "kms": kms,
+    }
+
+
+def _stack(settings: Settings, name: str, region: str | None, endpoint_url: str | None) -> Any:
+    from radstream.aws.session import AwsTarget, StackRef
+
+    target = AwsTarget(
+        region=region or settings.aws.region, endpoint_url=endpoint_url or settings.aws.endpoint_url
+    )
+    return StackRef(name=name, target=target)
+
+
 @aws_app.command("template")
 def aws_template(
-    stack: Annotated[str, typer.Option(help="Stack name (prefixes every resource name)")],
-    memory_mb: Annotated[int | None, typer.Option(help="Lambda memory [cost.memory_mb]")] = None,
-    architecture: Annotated[
-        str | None, typer.Option(help="x86_64 or arm64 [cost.architecture]")
-    ] = None,
-    state_machine: Annotated[
-        str | None, typer.Option(help="STANDARD or EXPRESS [cost.state_machine]")
-    ] = None,
-    express_artifacts: Annotated[
-        bool | None,
-        typer.Option("--express-artifacts/--standard-artifacts", help="S3 Express for tensors"),
-    ] = None,
-    model_endpoint: Annotated[
-        str | None, typer.Option(help="KServe v2 URL; unset: ONNX Runtime in Lambda")
-    ] = None,
-    kms: Annotated[bool, typer.Option("--kms", help="SSE-KMS with a key from the stack")] = False,
+    stack: StackOpt,
+    memory_mb: MemoryOpt = None,
+    architecture: ArchOpt = None,
+    state_machine: MachineOpt = None,
+    express_artifacts: ExpressOpt = None,
+    model_endpoint: EndpointModelOpt = None,
+    kms: KmsOpt = False,
     data_dir: DataDir = None,
 ) -> None:
     """Print the CloudFormation template of the whole stack (JSON)."""
     from radstream.aws.template import template_json
 
     settings = _settings(data_dir)
-    cost = settings.cost
     try:
         text = template_json(
             stack,
-            memory_mb=memory_mb or cost.memory_mb,
-            architecture=architecture or cost.architecture,
-            state_machine_type=state_machine or cost.state_machine,
-            express_artifacts=(
-                express_artifacts
-                if express_artifacts is not None
-                else cost.storage_class == "express"
+            **_template_options(
+                settings,
+                memory_mb,
+                architecture,
+                state_machine,
+                express_artifacts,
+                model_endpoint,
+                kms,
             ),
-            model_endpoint=model_endpoint or settings.model.endpoint,
-            kms=kms,
         )
     except RadStreamError as exc:
         _fail(exc)
         return
     sys.stdout.write(text + "\n")
+
+
+@aws_app.command("package")
+def aws_package(
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the zips")] = Path(
+        "dist/lambda"
+    ),
+    architecture: ArchOpt = None,
+    python_version: PythonOpt = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Build the Lambda package and layers (manylinux wheels; reproducible; size-checked)."""
+    from radstream.aws.package import DEFAULT_PYTHON, build_package
+
+    settings = _settings(data_dir)
+    try:
+        manifest = build_package(
+            out_dir,
+            python_version=python_version or DEFAULT_PYTHON,
+            architecture=architecture or settings.cost.architecture,
+        )
+    except RadStreamError as exc:
+        _fail(exc)
+        return
+    for artifact in manifest.artifacts.values():
+        out.print(
+            f"{artifact.path}  {artifact.zipped_bytes / 1e6:7.1f} MB zipped  "
+            f"{artifact.unzipped_bytes / 1e6:7.1f} MB unzipped  sha256 {artifact.sha256[:16]}"
+        )
+    for stage, size in manifest.functions.items():
+        out.print(f"function {stage:<15} {size / 1e6:7.1f} MB of 262.1 MB")
+
+
+@aws_app.command("deploy")
+def aws_deploy(
+    stack: StackOpt,
+    region: RegionOpt = None,
+    endpoint_url: AwsEndpointOpt = None,
+    model: ModelPath = None,
+    package_dir: Annotated[
+        Path, typer.Option("--package", help="Package directory (built if missing)")
+    ] = Path("dist/lambda"),
+    python_version: PythonOpt = None,
+    memory_mb: MemoryOpt = None,
+    architecture: ArchOpt = None,
+    state_machine: MachineOpt = None,
+    express_artifacts: ExpressOpt = None,
+    model_endpoint: EndpointModelOpt = None,
+    kms: KmsOpt = False,
+    named_queries: Annotated[
+        bool | None,
+        typer.Option(
+            "--named-queries/--no-named-queries",
+            help="Athena named queries [default: yes on AWS, no with --endpoint-url]",
+        ),
+    ] = None,
+    confirm: Annotated[
+        bool, typer.Option("--confirm", help="Ask before applying the change set")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Create or update the stack through a change set; print the change set and the outputs."""
+    from radstream.aws.deploy import DeployOptions, deploy
+    from radstream.aws.package import DEFAULT_PYTHON, build_package, load_manifest
+    from radstream.model.loading import resolve_model_path
+    from radstream.model.metadata import read_model_info
+
+    settings = _settings(data_dir, model)
+    ref = _stack(settings, stack, region, endpoint_url)
+    try:
+        options = _template_options(
+            settings,
+            memory_mb,
+            architecture,
+            state_machine,
+            express_artifacts,
+            model_endpoint,
+            kms,
+        )
+        python = python_version or DEFAULT_PYTHON
+        manifest = load_manifest(package_dir)
+        if (
+            manifest is None
+            or manifest.architecture != options["architecture"]
+            or manifest.python_version != python
+        ):
+            console.print(f"building the Lambda package into {package_dir}")
+            manifest = build_package(
+                package_dir, python_version=python, architecture=options["architecture"]
+            )
+        model_path = resolve_model_path(settings)
+        info = read_model_info(model_path)
+        preprocessing = {
+            "size": info.input_size,
+            "input_min": info.input_min,
+            "input_max": info.input_max,
+            "channels": info.channels,
+        }
+        outputs = deploy(
+            ref,
+            DeployOptions(
+                package=manifest,
+                # With an endpoint the model runs there; its file supplies preprocessing only.
+                model_path=None if options["model_endpoint"] else model_path,
+                model_preprocessing=preprocessing,
+                template=options,
+                named_queries=(
+                    named_queries if named_queries is not None else ref.target.endpoint_url is None
+                ),
+            ),
+            report=console.print,
+            confirm=(lambda _changes: typer.confirm("apply these changes?")) if confirm else None,
+        )
+    except RadStreamError as exc:
+        _fail(exc)
+        return
+    for key, value in sorted(outputs.items()):
+        out.print(f"{key:<28} {value}")
+
+
+@aws_app.command("destroy")
+def aws_destroy(
+    stack: StackOpt,
+    region: RegionOpt = None,
+    endpoint_url: AwsEndpointOpt = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Empty the stack's buckets (all versions) and delete the stack and its code bucket."""
+    from radstream.aws.deploy import destroy
+
+    ref = _stack(_settings(data_dir), stack, region, endpoint_url)
+    try:
+        destroy(ref, report=console.print)
+    except RadStreamError as exc:
+        _fail(exc)
+
+
+@aws_app.command("status")
+def aws_status(
+    stack: StackOpt,
+    region: RegionOpt = None,
+    endpoint_url: AwsEndpointOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """The stack's status, outputs and executions by status."""
+    from radstream.aws.deploy import status
+
+    ref = _stack(_settings(data_dir), stack, region, endpoint_url)
+    try:
+        report = status(ref)
+    except RadStreamError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    out.print(f"stack {report['stack']}: {report['status']}")
+    for key, value in sorted(report["outputs"].items()):
+        out.print(f"  {key:<28} {value}")
+    executions = ", ".join(f"{k} {v}" for k, v in sorted(report["executions"].items()))
+    out.print(f"  executions: {executions or 'none'}")
 
 
 def main() -> None:

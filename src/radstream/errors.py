@@ -312,6 +312,20 @@ class PackageTooLarge(RadStreamError):
     hint = "Drop dependencies the stage does not import, or deploy that stage as a container image."
 
 
+class StageTimedOut(RadStreamError):
+    """A stage ran out of time (its Lambda or Step Functions task timed out)."""
+
+    code = "STAGE_TIMEOUT"
+    hint = "Raise the stage's memory (more memory also means more CPU) or its timeout, then re-upload the sidecar."
+
+
+class StageCrashed(RadStreamError):
+    """A stage failed outside RadStream's own error handling (out of memory, a runtime fault)."""
+
+    code = "STAGE_CRASHED"
+    hint = "Read the stage function's CloudWatch log for this execution; re-upload the sidecar once fixed."
+
+
 class QueryFailed(RadStreamError):
     """An Athena query failed or was cancelled."""
 

@@ -51,18 +51,35 @@ def test_every_transition_names_an_existing_state(definition: dict[str, Any]) ->
     for name, state in states.items():
         for target in _targets(state):
             assert target in states, f"{name} → {target} does not exist"
-        if state["Type"] not in ("Succeed", "Fail"):
+        if state["Type"] not in ("Succeed", "Fail", "Choice"):
             assert "Next" in state or state.get("End") is True, name
+        if state["Type"] == "Choice":
+            assert "Default" in state, name
 
 
 def test_main_path_follows_the_pipeline_and_succeeds(definition: dict[str, Any]) -> None:
     states = definition["States"]
     path, current = [], definition["StartAt"]
-    while states[current]["Type"] == "Task":
-        path.append(current)
-        current = states[current]["Next"]
+    while states[current]["Type"] in ("Task", "Choice"):
+        if states[current]["Type"] == "Task":
+            path.append(current)
+            current = states[current]["Next"]
+        else:  # the duplicate check: its default is the main path
+            current = states[current]["Default"]
     assert path == [state_name(n) for n in PIPELINE.names]
     assert states[current]["Type"] == "Succeed"
+
+
+def test_a_duplicate_execution_ends_after_validate_without_touching_the_study(
+    definition: dict[str, Any],
+) -> None:
+    states = definition["States"]
+    choice = states[states["Validate"]["Next"]]
+    assert choice["Type"] == "Choice"
+    assert choice["Default"] == "Prepare"
+    (rule,) = choice["Choices"]
+    assert rule == {"Variable": "$.duplicate", "BooleanEquals": True, "Next": "DuplicateIgnored"}
+    assert states["DuplicateIgnored"]["Type"] == "Succeed"
 
 
 def test_every_stage_invokes_its_function_and_keeps_only_the_payload(
@@ -71,7 +88,14 @@ def test_every_stage_invokes_its_function_and_keeps_only_the_payload(
     for stage in (*PIPELINE.names, PIPELINE.failure_stage):
         state = definition["States"][state_name(stage)]
         assert state["Resource"] == LAMBDA_INVOKE
-        assert state["Parameters"] == {"FunctionName": ARNS[stage], "Payload.$": "$"}
+        assert state["Parameters"] == {
+            "FunctionName": ARNS[stage],
+            "Payload": {
+                "state.$": "$",
+                "execution.$": "$$.Execution.Name",
+                "attempt.$": "$$.State.RetryCount",
+            },
+        }
     for stage in PIPELINE.names:
         assert definition["States"][state_name(stage)]["OutputPath"] == "$.Payload"
 

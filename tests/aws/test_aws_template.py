@@ -148,6 +148,9 @@ def test_each_stage_role_grants_only_its_own_prefixes() -> None:
     assert s3["validate"] == {
         ("s3:GetObject", "${ImagesBucket.Arn}/incoming/*"),
         ("s3:ListBucket", images_bucket),
+        # the one-execution-per-upload claim (a conditional PUT, read back when lost)
+        ("s3:PutObject", "${ArtifactsBucket.Arn}/claims/*"),
+        ("s3:GetObject", "${ArtifactsBucket.Arn}/claims/*"),
     }
     assert s3["prepare"] == {
         ("s3:GetObject", "${ImagesBucket.Arn}/incoming/*"),

@@ -18,7 +18,10 @@ Contract for the Lambda handlers (``radstream.aws.handlers``):
   type (``errorType``) is the RadStream error code, e.g. ``MODEL_UNAVAILABLE``: that is
   the name the ``Retry`` rules match. Invalid-input codes appear in no ``Retry``.
 * The input of an execution is what the EventBridge rule's input transformer builds:
-  ``bucket``, ``key`` and ``etag`` of the sidecar, plus ``event_time`` and ``event_id``.
+  ``bucket``, ``key``, ``etag`` and ``sequencer`` of the sidecar, plus ``event_time`` and
+  ``event_id``. ``validate`` claims the upload (key + sequencer) with a conditional PUT;
+  a second execution for the same upload (a duplicate delivery) ends in
+  ``DuplicateIgnored`` without touching the study.
   ``IMAGE_NOT_YET_PRESENT`` is self-bounded: ``validate`` measures its wait from
   ``event_time`` and raises ``IMAGE_MISSING`` (not retried) when the wait is over, so its
   retrier's ``MaxAttempts`` is only a backstop.
@@ -52,6 +55,8 @@ LAMBDA_SERVICE_ERRORS: tuple[str, ...] = (
 FAILED_STATE = "StudyFailed"
 SUCCEEDED_STATE = "StudySucceeded"
 FAILURE_ERROR = "RadStream.StudyFailed"
+DUPLICATE_CHOICE = "AlreadyClaimed"
+DUPLICATE_STATE = "DuplicateIgnored"
 SELF_BOUNDED_MAX_ATTEMPTS = 60
 """Backstop for self-bounded waits: the stage ends them itself (see the module doc)."""
 
@@ -99,7 +104,16 @@ def _task(function_arn: str, retry: RetryPolicy) -> dict[str, Any]:
     return {
         "Type": "Task",
         "Resource": LAMBDA_INVOKE,
-        "Parameters": {"FunctionName": function_arn, "Payload.$": "$"},
+        # The handler gets the state plus what only the context object knows: the execution
+        # (its id in results and telemetry) and the retry count (the attempt number).
+        "Parameters": {
+            "FunctionName": function_arn,
+            "Payload": {
+                "state.$": "$",
+                "execution.$": "$$.Execution.Name",
+                "attempt.$": "$$.State.RetryCount",
+            },
+        },
         "Retry": _retriers(retry),
     }
 
@@ -128,6 +142,21 @@ def render_state_machine(
         state["OutputPath"] = "$.Payload"
         state["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": failure}]
         state["Next"] = state_name(stage.next) if stage.next else SUCCEEDED_STATE
+        if stage.name == pipeline.start:
+            # S3 and EventBridge deliver at least once: the first stage claims the upload,
+            # and an execution that lost the claim ends here, having done nothing.
+            states[DUPLICATE_CHOICE] = {
+                "Type": "Choice",
+                "Choices": [
+                    {"Variable": "$.duplicate", "BooleanEquals": True, "Next": DUPLICATE_STATE}
+                ],
+                "Default": state["Next"],
+            }
+            states[DUPLICATE_STATE] = {
+                "Type": "Succeed",
+                "Comment": "another execution already processes this upload",
+            }
+            state["Next"] = DUPLICATE_CHOICE
         states[state_name(stage.name)] = state
     record = _task(function_arns[pipeline.failure_stage], retry)
     record["Comment"] = "write failed/{study_id}/{stem}.json with the error code"

@@ -19,6 +19,8 @@ from radstream.local.keys import check_key
 from radstream.stages.ports import ObjectInfo
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
+# 412: the key exists; 409: another conditional write to it is in flight (retry reads it).
+_TAKEN = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
 def _code(exc: ClientError) -> str:
@@ -52,6 +54,22 @@ class S3ObjectStore:
             size=len(data),
             modified=datetime.now().timestamp(),
         )
+
+    def put_if_absent(self, bucket: str, key: str, data: bytes) -> bytes:
+        """Write ``data`` only if ``key`` is absent; return what the key holds afterwards.
+
+        A conditional PUT (``If-None-Match: *``): of several concurrent writers exactly one
+        wins, and each learns who, by comparing the returned bytes with its own.
+        """
+        try:
+            self._s3.put_object(
+                Bucket=self.bucket_name(bucket), Key=check_key(key), Body=data, IfNoneMatch="*"
+            )
+        except ClientError as exc:
+            if _code(exc) not in _TAKEN:
+                raise
+            return self.get(bucket, key)
+        return data
 
     def get(self, bucket: str, key: str) -> bytes:
         """The object's bytes; ``StoreObjectMissing`` when it is absent."""

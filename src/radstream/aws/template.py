@@ -32,6 +32,13 @@ import re
 from typing import Any, Literal
 
 from radstream.aws.asl import asl_json
+from radstream.aws.package import (
+    DEFAULT_PYTHON,
+    LAYER_IMAGING,
+    LAYER_MODEL,
+    STAGE_LAYERS,
+    SUPPORTED_PYTHON,
+)
 from radstream.errors import ConfigInvalid
 from radstream.lake.glue import DATABASE, TABLE, table_input
 from radstream.lake.queries import named_queries
@@ -47,9 +54,15 @@ from radstream.pipeline.definition import (
 
 Json = dict[str, Any]
 
-LAMBDA_RUNTIME = "python3.11"
 LOG_RETENTION_DAYS = 30
 STAGES: tuple[str, ...] = (*PIPELINE.names, PIPELINE.failure_stage)
+LAYERS: tuple[str, ...] = (LAYER_IMAGING, LAYER_MODEL)
+LAYER_RESOURCES: dict[str, str] = {layer: f"{layer.capitalize()}Layer" for layer in LAYERS}
+LAYER_KEY_PARAMETERS: dict[str, str] = {
+    layer: f"{layer.capitalize()}LayerKey" for layer in LAYERS
+}
+NAMED_QUERIES_PARAMETER = "NamedQueries"
+NAMED_QUERIES_CONDITION = "CreateNamedQueries"
 LAMBDA_TIMEOUT_S: dict[str, int] = {
     VALIDATE: 30,
     PREPARE: 60,
@@ -60,6 +73,7 @@ LAMBDA_TIMEOUT_S: dict[str, int] = {
 INCOMING_PREFIX = "incoming/"
 SIDECAR_PATTERN = "incoming/*.json"
 TENSOR_PREFIX = "tensors/"
+CLAIM_PREFIX = "claims/"
 MODEL_PREFIX = "models/"
 RESULT_PREFIX = "results/"
 FAILED_PREFIX = "failed/"
@@ -221,6 +235,12 @@ def _lifecycle_rules(name: str) -> list[Json]:
                 "ExpirationInDays": 1,
             },
             {
+                "Id": "expire-upload-claims",
+                "Status": "Enabled",
+                "Prefix": CLAIM_PREFIX,
+                "ExpirationInDays": 30,
+            },
+            {
                 "Id": "abort-incomplete-model-uploads",
                 "Status": "Enabled",
                 "Prefix": MODEL_PREFIX,
@@ -357,6 +377,10 @@ def _stage_statements(
 
     if stage == VALIDATE:
         reads.append(_objects(images, INCOMING_PREFIX))
+        # One execution per upload: validate claims it with a conditional PUT, and reads
+        # the claim back when another execution got there first.
+        reads.append(_objects(artifacts, CLAIM_PREFIX))
+        writes.append(_objects(artifacts, CLAIM_PREFIX))
         extra.append(
             _statement(
                 ["s3:ListBucket"],
@@ -408,16 +432,18 @@ def _function(
     stack: str,
     stage: str,
     *,
+    runtime: str,
     memory_mb: int,
     architecture: str,
     environment: Json,
 ) -> Json:
-    return {
+    layers = [ref(LAYER_RESOURCES[layer]) for layer in STAGE_LAYERS[stage]]
+    function: Json = {
         "Type": "AWS::Lambda::Function",
         "Properties": {
             "FunctionName": _function_name(stack, stage),
             "Description": f"RadStream {stage} stage",
-            "Runtime": LAMBDA_RUNTIME,
+            "Runtime": runtime,
             "Handler": f"radstream.aws.handlers.{stage}",
             "Code": {"S3Bucket": ref("CodeBucket"), "S3Key": ref("CodeKey")},
             "Role": get_att(f"{_logical(stage)}Role", "Arn"),
@@ -426,6 +452,22 @@ def _function(
             "Timeout": LAMBDA_TIMEOUT_S[stage],
             "LoggingConfig": {"LogGroup": ref(f"{_logical(stage)}LogGroup")},
             "Environment": {"Variables": environment},
+        },
+    }
+    if layers:
+        function["Properties"]["Layers"] = layers
+    return function
+
+
+def _layer(stack: str, layer: str, architecture: str, runtime: str) -> Json:
+    return {
+        "Type": "AWS::Lambda::LayerVersion",
+        "Properties": {
+            "LayerName": f"{stack}-{layer}",
+            "Description": f"RadStream {layer} libraries (radstream aws package)",
+            "Content": {"S3Bucket": ref("CodeBucket"), "S3Key": ref(LAYER_KEY_PARAMETERS[layer])},
+            "CompatibleRuntimes": [runtime],
+            "CompatibleArchitectures": [architecture],
         },
     }
 
@@ -597,6 +639,7 @@ def _athena(stack: str, kms: bool) -> dict[str, Json]:
         logical = "Query" + "".join(p.capitalize() for p in re.split(r"[^A-Za-z0-9]+", query.name))
         resources[logical] = {
             "Type": "AWS::Athena::NamedQuery",
+            "Condition": NAMED_QUERIES_CONDITION,
             "DependsOn": "TelemetryTable",
             "Properties": {
                 "Name": query.name,
@@ -618,9 +661,13 @@ def build_template(
     express_artifacts: bool = False,
     model_endpoint: str | None = None,
     kms: bool = False,
+    python_version: str = DEFAULT_PYTHON,
 ) -> Json:
     """The CloudFormation template of stack ``stack`` (see the module doc)."""
     _check(stack, memory_mb, architecture, state_machine_type)
+    if python_version not in SUPPORTED_PYTHON:
+        raise ConfigInvalid(f"Python {python_version} is not one of {', '.join(SUPPORTED_PYTHON)}")
+    runtime = f"python{python_version}"
     in_lambda_model = model_endpoint is None
     parameters: Json = {
         "CodeBucket": {
@@ -628,6 +675,25 @@ def build_template(
             "Description": "S3 bucket holding the Lambda package (radstream aws package)",
         },
         "CodeKey": {"Type": "String", "Description": "key of the Lambda package zip"},
+        **{
+            LAYER_KEY_PARAMETERS[layer]: {
+                "Type": "String",
+                "Description": f"key of the {layer} layer zip (radstream aws package)",
+            }
+            for layer in LAYERS
+        },
+        "ModelPreprocessing": {
+            "Type": "String",
+            "Default": "{}",
+            "Description": "the model's preprocessing as JSON (radstream aws deploy reads it "
+            "from the model file)",
+        },
+        NAMED_QUERIES_PARAMETER: {
+            "Type": "String",
+            "Default": "true",
+            "AllowedValues": ["true", "false"],
+            "Description": "create the Athena named queries (emulators may lack the type)",
+        },
     }
     if in_lambda_model:
         parameters["ModelKey"] = {
@@ -663,12 +729,15 @@ def build_template(
         "RADSTREAM_COST__ARCHITECTURE": architecture,
         "RADSTREAM_COST__STATE_MACHINE": state_machine_type,
         "RADSTREAM_COST__STORAGE_CLASS": "express" if express_artifacts else "standard",
+        "RADSTREAM_AWS__PREPROCESSING": ref("ModelPreprocessing"),
     }
     if model_endpoint is not None:
         environment["RADSTREAM_MODEL__ENDPOINT"] = model_endpoint
     else:
         environment["RADSTREAM_AWS__MODEL_KEY"] = ref("ModelKey")
 
+    for layer in LAYERS:
+        resources[LAYER_RESOURCES[layer]] = _layer(stack, layer, architecture, runtime)
     for stage in STAGES:
         logical = _logical(stage)
         resources[f"{logical}LogGroup"] = {
@@ -686,7 +755,12 @@ def build_template(
             ),
         )
         resources[f"{logical}Function"] = _function(
-            stack, stage, memory_mb=memory_mb, architecture=architecture, environment=environment
+            stack,
+            stage,
+            runtime=runtime,
+            memory_mb=memory_mb,
+            architecture=architecture,
+            environment=environment,
         )
 
     function_arns = {stage: f"${{{_logical(stage)}FunctionArn}}" for stage in STAGES}
@@ -769,13 +843,15 @@ def build_template(
                             "bucket": "$.detail.bucket.name",
                             "key": "$.detail.object.key",
                             "etag": "$.detail.object.etag",
+                            "sequencer": "$.detail.object.sequencer",
                             "event_time": "$.time",
                             "event_id": "$.id",
                         },
                         # Unquoted placeholders: EventBridge inserts them as JSON strings.
                         "InputTemplate": (
                             '{"bucket": <bucket>, "key": <key>, "etag": <etag>, '
-                            '"event_time": <event_time>, "event_id": <event_id>}'
+                            '"sequencer": <sequencer>, "event_time": <event_time>, '
+                            '"event_id": <event_id>}'
                         ),
                     },
                 }
@@ -808,6 +884,9 @@ def build_template(
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"RadStream {stack}: chest X-ray inference pipeline (generated; do not edit)",
         "Parameters": parameters,
+        "Conditions": {
+            NAMED_QUERIES_CONDITION: {"Fn::Equals": [ref(NAMED_QUERIES_PARAMETER), "true"]}
+        },
         "Resources": resources,
         "Outputs": outputs,
     }

@@ -9,7 +9,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from radstream.errors import RadStreamError
+# One QueryFailed for both engines: error codes must be unique (see radstream.errors).
+from radstream.errors import QueryFailed
 from radstream.lake.columns import PARTITION_KEYS, arrow_schema
 from radstream.lake.dialect import athena_to_duckdb
 from radstream.lake.files import visible_files
@@ -18,13 +19,6 @@ from radstream.lake.queries import get_query
 DATABASE = "radstream"
 _RETRIES = 3
 TABLE = "telemetry"
-
-
-class QueryFailed(RadStreamError):
-    """The query parsed but could not run."""
-
-    code = "QUERY_FAILED"
-    hint = "Check column names against `radstream lake glue-schema`; the message says where."
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from radstream.bench.cost import stage_cost_usd
 from radstream.bench.pricing import load_pricing
 from radstream.errors import RadStreamError, TransientError, error_from_exception
 from radstream.imaging import ImagingLimits, Preprocessing
@@ -38,7 +37,7 @@ from radstream.stages import prepare as prepare_stage
 from radstream.stages import store as store_stage
 from radstream.stages import validate as validate_stage
 from radstream.stages.ports import ObjectStore, TelemetrySink
-from radstream.stages.telemetry import pseudonym, stage_record
+from radstream.stages.telemetry import StageRecorder
 
 
 class LeaseLost(Exception):
@@ -88,10 +87,16 @@ class ExecutionRunner:
         )
         self._cold = True
         self._lease_deadline = 0.0
-        self._pricing = load_pricing(settings.cost.pricing)
         # Where inference ran: in this process, or the endpoint's address (no path, no token).
         endpoint = settings.model.endpoint
         self._backend = f"kserve:{urlsplit(endpoint).netloc}" if endpoint else "onnxruntime"
+        self._recorder = StageRecorder(
+            telemetry=settings.telemetry,
+            cost=settings.cost,
+            pricing=load_pricing(settings.cost.pricing),
+            worker_id=worker_id,
+            backend=self._backend,
+        )
 
     def run(self, claim: Claim) -> None:
         """Drive ``claim`` until it is terminal, handed back for a retry, or its lease is lost."""
@@ -291,46 +296,26 @@ class ExecutionRunner:
         queue_wait: float | None,
         error_code: str | None = None,
     ) -> None:
-        telemetry = self._settings.telemetry
-        study_id = context.get("study_id") or validate_stage.study_folder(claim.key)
-        if telemetry.pseudonymise:
-            study_id = pseudonym(study_id, telemetry.pseudonym_key)
         bytes_in = {
             VALIDATE: context.get("sidecar_bytes", 0),
             PREPARE: context.get("image_bytes", 0),
         }.get(stage, 0)
         info = self._info  # only what is already known: telemetry must never call the model
-        end = time.time()
-        cost = self._settings.cost
         scratch.records.append(
-            stage_record(
+            self._recorder.record(
                 execution_id=claim.execution_id,
-                study_id=study_id,
+                study_id=context.get("study_id") or validate_stage.study_folder(claim.key),
                 stage=stage,
                 status=status,
                 start_s=start,
-                end_s=end,
+                end_s=time.time(),
                 attempt=claim.claims,
-                worker_id=self._worker_id,
                 error_code=error_code,
                 queue_wait_s=queue_wait,
                 bytes_in=bytes_in,
                 model_name=info.name if info else None,
                 model_version=info.version if info else None,
-                backend=self._backend,
-                config_id=telemetry.config_id,
-                variant=telemetry.variant,
                 cold_start=self._cold,
-                memory_mb=cost.memory_mb,
-                cost_usd=stage_cost_usd(
-                    stage,
-                    (end - start) * 1000.0,
-                    self._pricing,
-                    memory_mb=cost.memory_mb,
-                    architecture=cost.architecture,
-                    storage_class=cost.storage_class,
-                    state_machine=cost.state_machine,
-                ),
             )
         )
 

@@ -8,13 +8,16 @@ here once, from that context, whatever engine ran the stages.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from radstream import PIPELINE_VERSION
-from radstream.imaging import Preprocessing
 from radstream.schema.outcome import Failure, FailureInfo, ModelRef, PreprocessingRef, Result
 from radstream.stages import validate as validate_stage
-from radstream.stages.prepare import PreparedStudy
+
+if TYPE_CHECKING:
+    # Types only: the store and record_failure Lambdas run without the imaging libraries.
+    from radstream.imaging import Preprocessing
+    from radstream.stages.prepare import PreparedStudy
 
 
 def prepared_context(prepared: PreparedStudy, preprocessing: Preprocessing) -> dict[str, Any]:

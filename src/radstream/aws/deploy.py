@@ -1,0 +1,358 @@
+"""Deploy, inspect and destroy a RadStream stack: declarative, through change sets.
+
+``deploy`` never skips an existing resource: it renders the whole template and lets
+CloudFormation compute the difference (a change set), shows it, then applies it. The
+Lambda package and layers are uploaded under content-addressed keys, so a changed package
+is a changed parameter and reaches every function.
+
+Before the stack exists there is nowhere in it to put the package, so a small code bucket
+(``{stack}-code-{account}-{region}``) holds the package, layers and template. ``destroy``
+empties and removes it along with the stack's own buckets.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from radstream.aws.package import ARTIFACT_FILES, CODE, PackageManifest
+from radstream.aws.session import StackRef
+from radstream.aws.template import (
+    LAYER_KEY_PARAMETERS,
+    LAYERS,
+    NAMED_QUERIES_PARAMETER,
+    build_template,
+)
+from radstream.errors import ConfigInvalid, DeployFailed, StackNotFound
+
+Report = Callable[[str], None]
+_DONE = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"}
+_FAILED_SUFFIXES = ("_FAILED", "ROLLBACK_COMPLETE")
+_NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
+_STACK_BUCKET_OUTPUTS = (
+    "ImagesBucketName",
+    "ResultsBucketName",
+    "TelemetryBucketName",
+    "ArtifactsBucketName",
+    "ExpressArtifactsBucketName",
+)
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    """What the stack is made of (the template options) and what it runs."""
+
+    package: PackageManifest
+    model_path: Path | None
+    model_preprocessing: dict[str, Any]
+    template: dict[str, Any] = field(default_factory=dict)
+    named_queries: bool = True
+    wait_s: float = 1800.0
+    poll_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class Change:
+    """One row of a change set."""
+
+    action: str
+    logical_id: str
+    resource_type: str
+    replacement: str
+
+
+def deploy(
+    stack: StackRef,
+    options: DeployOptions,
+    report: Report = print,
+    confirm: Callable[[list[Change]], bool] | None = None,
+) -> dict[str, str]:
+    """Create or update ``stack`` through a change set; return its outputs.
+
+    The change set is reported before it is applied; ``confirm``, when given, may refuse
+    it (the change set is then deleted and nothing changes).
+    """
+    cfn = stack.target.client("cloudformation")
+    code_bucket = _ensure_code_bucket(stack)
+    keys = _upload_package(stack, code_bucket, options.package, report)
+    exists = _stack_status(stack) is not None
+    model_key = _model_key(options.model_path)
+    if exists and model_key:
+        # Update: the new model is in place before any function is told about it.
+        _upload_model(stack, stack.outputs()["ArtifactsBucketName"], model_key, options, report)
+    python = options.package.python_version
+    if python == "3.11" and stack.target.endpoint_url is None:
+        raise ConfigInvalid(
+            "the python3.11 Lambda runtime runs Amazon Linux 2 (glibc 2.26), where the "
+            "imaging and model wheels do not load (they need glibc 2.28): package for 3.12 "
+            "(`radstream aws package --python-version 3.12`)"
+        )
+    template = build_template(stack.name, **{**options.template, "python_version": python})
+    template_key = f"templates/{stack.name}-{int(time.time())}.json"
+    body = json.dumps(template, separators=(",", ":"), sort_keys=True).encode()
+    stack.target.client("s3").put_object(Bucket=code_bucket, Key=template_key, Body=body)
+    parameters = {
+        "CodeBucket": code_bucket,
+        "CodeKey": keys[CODE],
+        "ModelPreprocessing": json.dumps(options.model_preprocessing, sort_keys=True),
+        NAMED_QUERIES_PARAMETER: "true" if options.named_queries else "false",
+        **{LAYER_KEY_PARAMETERS[layer]: keys[layer] for layer in LAYERS},
+    }
+    if model_key and "ModelKey" in template["Parameters"]:
+        parameters["ModelKey"] = model_key
+    name = f"radstream-{int(time.time() * 1000)}"
+    cfn.create_change_set(
+        StackName=stack.name,
+        ChangeSetName=name,
+        ChangeSetType="UPDATE" if exists else "CREATE",
+        TemplateURL=_template_url(stack, code_bucket, template_key),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_IAM"],
+        Tags=[{"Key": "radstream:stack", "Value": stack.name}],
+    )
+    changes = _wait_change_set(stack, name, options)
+    if changes is None:
+        report(f"stack {stack.name}: no changes")
+    else:
+        report(format_changes(changes))
+        if confirm is not None and not confirm(changes):
+            cfn.delete_change_set(StackName=stack.name, ChangeSetName=name)
+            raise DeployFailed(f"change set for {stack.name} not applied (refused)")
+        cfn.execute_change_set(StackName=stack.name, ChangeSetName=name)
+        _wait_stack(stack, options, report)
+    outputs = stack.outputs()
+    if not exists and model_key:
+        _upload_model(stack, outputs["ArtifactsBucketName"], model_key, options, report)
+    return outputs
+
+
+def format_changes(changes: list[Change]) -> str:
+    """The change set as an aligned table, one resource per line."""
+    rows = [("action", "resource", "type", "replacement")]
+    rows += [(c.action, c.logical_id, c.resource_type, c.replacement) for c in changes]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows)
+
+
+def destroy(stack: StackRef, report: Report = print, wait_s: float = 1800.0) -> None:
+    """Empty the stack's buckets (every object version), delete the stack and its code bucket."""
+    if _stack_status(stack) is not None:
+        outputs = stack.outputs()
+        for key in _STACK_BUCKET_OUTPUTS:
+            if key in outputs:
+                report(f"emptying {outputs[key]}")
+                _empty_bucket(stack, outputs[key])
+        cfn = stack.target.client("cloudformation")
+        cfn.delete_stack(StackName=stack.name)
+        deadline = time.monotonic() + wait_s
+        while (status := _stack_status(stack)) not in (None, "DELETE_COMPLETE"):
+            if status == "DELETE_FAILED":
+                raise DeployFailed(f"stack {stack.name} could not be deleted: {_reasons(stack)}")
+            if time.monotonic() > deadline:
+                raise DeployFailed(f"stack {stack.name} still {status} after {wait_s:.0f} s")
+            time.sleep(1.0)
+        report(f"stack {stack.name} deleted")
+    else:
+        report(f"stack {stack.name} does not exist")
+    bucket = code_bucket_name(stack)
+    try:
+        _empty_bucket(stack, bucket)
+        stack.target.client("s3").delete_bucket(Bucket=bucket)
+        report(f"code bucket {bucket} deleted")
+    except ClientError as exc:
+        if "NoSuchBucket" not in str(exc):
+            raise
+
+
+def status(stack: StackRef) -> dict[str, Any]:
+    """The stack's status, outputs and its executions by status (the latest 1,000)."""
+    state = _stack_status(stack)
+    if state is None:
+        raise StackNotFound(f"no stack {stack.name!r} in {stack.target.region}")
+    outputs = stack.outputs()
+    counts: dict[str, int] = {}
+    machine = outputs.get("StateMachineArn")
+    if machine:
+        sfn = stack.target.client("stepfunctions")
+        for page in sfn.get_paginator("list_executions").paginate(
+            stateMachineArn=machine, PaginationConfig={"MaxItems": 1000}
+        ):
+            for execution in page.get("executions", []):
+                counts[execution["status"]] = counts.get(execution["status"], 0) + 1
+    return {"stack": stack.name, "status": state, "outputs": outputs, "executions": counts}
+
+
+# --- pieces ---------------------------------------------------------------------------
+
+
+def code_bucket_name(stack: StackRef) -> str:
+    """The bucket that holds the package and templates of ``stack`` (globally unique)."""
+    account = stack.target.client("sts").get_caller_identity()["Account"]
+    return f"{stack.name.lower()}-code-{account}-{stack.target.region}"[:63]
+
+
+def _ensure_code_bucket(stack: StackRef) -> str:
+    s3 = stack.target.client("s3")
+    bucket = code_bucket_name(stack)
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return bucket
+    except ClientError:
+        pass
+    extra = {}
+    if stack.target.region != "us-east-1":
+        extra["CreateBucketConfiguration"] = {"LocationConstraint": stack.target.region}
+    s3.create_bucket(Bucket=bucket, **extra)
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    return bucket
+
+
+def _upload_package(
+    stack: StackRef, bucket: str, package: PackageManifest, report: Report
+) -> dict[str, str]:
+    """Upload each artifact under its hash; skip those already there (same hash, same bytes)."""
+    s3 = stack.target.client("s3")
+    keys: dict[str, str] = {}
+    for name, artifact in package.artifacts.items():
+        key = f"lambda/{artifact.sha256[:32]}/{ARTIFACT_FILES[name]}"
+        keys[name] = key
+        try:
+            s3.head_object(Bucket=bucket, Key=key)
+            continue
+        except ClientError:
+            pass
+        report(f"uploading {ARTIFACT_FILES[name]} ({artifact.zipped_bytes / 1e6:.1f} MB)")
+        with artifact.path.open("rb") as body:
+            s3.put_object(Bucket=bucket, Key=key, Body=body)
+    return keys
+
+
+def _model_key(model_path: Path | None) -> str | None:
+    if model_path is None:
+        return None
+    import hashlib
+
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:16]
+    return f"models/{model_path.stem}-{digest}.onnx"
+
+
+def _upload_model(
+    stack: StackRef, bucket: str, key: str, options: DeployOptions, report: Report
+) -> None:
+    assert options.model_path is not None
+    report(f"uploading model {options.model_path.name} to {bucket}/{key}")
+    with options.model_path.open("rb") as body:
+        stack.target.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def _template_url(stack: StackRef, bucket: str, key: str) -> str:
+    if stack.target.endpoint_url:
+        return f"{stack.target.endpoint_url.rstrip('/')}/{bucket}/{key}"
+    return f"https://{bucket}.s3.{stack.target.region}.amazonaws.com/{key}"
+
+
+def _stack_status(stack: StackRef) -> str | None:
+    try:
+        reply = stack.target.client("cloudformation").describe_stacks(StackName=stack.name)
+    except ClientError as exc:
+        if "does not exist" in str(exc):
+            return None
+        raise
+    stacks = reply.get("Stacks", [])
+    return str(stacks[0]["StackStatus"]) if stacks else None
+
+
+def _wait_change_set(stack: StackRef, name: str, options: DeployOptions) -> list[Change] | None:
+    cfn = stack.target.client("cloudformation")
+    deadline = time.monotonic() + options.wait_s
+    while True:
+        reply = cfn.describe_change_set(StackName=stack.name, ChangeSetName=name)
+        state = reply.get("Status")
+        if state == "CREATE_COMPLETE":
+            changes = [
+                Change(
+                    action=str(c["ResourceChange"].get("Action", "")),
+                    logical_id=str(c["ResourceChange"].get("LogicalResourceId", "")),
+                    resource_type=str(c["ResourceChange"].get("ResourceType", "")),
+                    replacement=str(c["ResourceChange"].get("Replacement", "-") or "-"),
+                )
+                for c in reply.get("Changes", [])
+            ]
+            return changes
+        if state == "FAILED":
+            reason = str(reply.get("StatusReason", ""))
+            if any(text in reason for text in _NO_CHANGES):
+                cfn.delete_change_set(StackName=stack.name, ChangeSetName=name)
+                return None
+            raise DeployFailed(f"change set for {stack.name} failed: {reason}")
+        if time.monotonic() > deadline:
+            raise DeployFailed(
+                f"change set for {stack.name} still {state} after {options.wait_s:.0f} s"
+            )
+        time.sleep(options.poll_s / 4)
+
+
+def _wait_stack(stack: StackRef, options: DeployOptions, report: Report) -> None:
+    deadline = time.monotonic() + options.wait_s
+    while True:
+        state = _stack_status(stack) or "DELETE_COMPLETE"
+        if state in _DONE:
+            report(f"stack {stack.name}: {state}")
+            return
+        if state.endswith(_FAILED_SUFFIXES) or state == "DELETE_COMPLETE":
+            raise DeployFailed(f"stack {stack.name} ended {state}: {_reasons(stack)}")
+        if time.monotonic() > deadline:
+            raise DeployFailed(f"stack {stack.name} still {state} after {options.wait_s:.0f} s")
+        time.sleep(options.poll_s)
+
+
+def _reasons(stack: StackRef) -> str:
+    """The failed resources' reasons from the latest stack events."""
+    try:
+        events = stack.target.client("cloudformation").describe_stack_events(StackName=stack.name)[
+            "StackEvents"
+        ]
+    except ClientError:
+        return "no events"
+    failed = [
+        f"{e.get('LogicalResourceId')}: {e.get('ResourceStatusReason')}"
+        for e in events[:50]
+        if str(e.get("ResourceStatus", "")).endswith("FAILED")
+    ]
+    return "; ".join(failed) or "no failed resource reported"
+
+
+def _empty_bucket(stack: StackRef, bucket: str) -> None:
+    """Delete every object version and delete marker (versioned buckets keep them)."""
+    s3 = stack.target.client("s3")
+    paginator = s3.get_paginator("list_object_versions")
+    for page in paginator.paginate(Bucket=bucket):
+        entries = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+        ]
+        # DeleteObjects takes at most 1,000 keys per call.
+        for start in range(0, len(entries), 1000):
+            s3.delete_objects(
+                Bucket=bucket, Delete={"Objects": entries[start : start + 1000], "Quiet": True}
+            )

@@ -1,0 +1,232 @@
+"""The whole AWS backend against a real AWS API emulator (ministack), no mocks.
+
+Deploy the stack with `radstream aws deploy` (change set), upload 5 valid and 2 invalid
+studies to S3, wait for 5 results and 2 failure objects, check that each study ran in
+exactly one execution and a failure is a FAILED execution, that telemetry went through
+Kinesis and Firehose into the lake and a named query answers on Athena, update the stack
+through a change set, and destroy it, leaving nothing behind.
+
+The Lambda code runs on ministack's own Python (3.11, like the package's target).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from radstream.aws.outcomes import stack_store, wait_for_outcomes
+from radstream.aws.package import build_package
+from radstream.aws.session import AwsTarget, StackRef
+from radstream.cli import app
+from radstream.loadgen.bad_inputs import BAD_KINDS
+from radstream.loadgen.synthetic import make_studies
+from radstream.loadgen.uploader import upload_generated
+
+pytestmark = pytest.mark.slow
+
+STACK = "rse2e"
+VALID, INVALID = 5, 2
+
+
+@pytest.fixture(scope="module")
+def package_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("package")
+    build_package(out, python_version="3.11", architecture="x86_64")
+    return out
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    emulator: Any, package_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[StackRef, Path, str]]:
+    data_dir = tmp_path_factory.mktemp("data")
+    result = _cli(
+        "aws", "deploy", "--stack", STACK, "--endpoint-url", emulator.url,
+        "--package", str(package_dir), "--python-version", "3.11", "--memory-mb", "2048", "--data-dir", str(data_dir),
+    )  # fmt: skip
+    stack = StackRef(STACK, AwsTarget(endpoint_url=emulator.url))
+    yield stack, data_dir, result.output
+    # Teardown only if the destroy test did not already run (or failed half-way).
+    _cli("aws", "destroy", "--stack", STACK, "--endpoint-url", emulator.url, check=False)
+
+
+def _cli(*args: str, check: bool = True) -> Any:
+    result = CliRunner().invoke(app, list(args))
+    if check:
+        assert result.exit_code == 0, f"{args}: {result.output}\n{result.exception!r}"
+    return result
+
+
+def test_deploy_shows_the_change_set_and_outputs(deployed: tuple[StackRef, Path, str]) -> None:
+    stack, _, output = deployed
+    assert "Add" in output and "AWS::StepFunctions::StateMachine" in output
+    outputs = stack.outputs()
+    assert {"ImagesBucketName", "ResultsBucketName", "StateMachineArn"} <= outputs.keys()
+    for key in ("ImagesBucketName", "StateMachineArn", "AthenaWorkGroup"):
+        assert outputs[key] in output
+
+
+@pytest.fixture(scope="module")
+def processed(deployed: tuple[StackRef, Path, str]) -> dict[str, Any]:
+    stack, _, _ = deployed
+    store = stack_store(stack)
+    studies = make_studies(
+        VALID + INVALID, INVALID, formats=["png", "jpeg"], rng=np.random.default_rng(7),
+        width=640, height=800,
+    )  # fmt: skip
+    uploads = []
+    for study in studies:
+        info = upload_generated(store, study)
+        uploads.append((info.key, time.time()))
+    outcomes = wait_for_outcomes(store, uploads, timeout_s=300, poll_s=0.5)
+    return {"store": store, "studies": studies, "uploads": uploads, "outcomes": outcomes}
+
+
+def test_five_results_and_two_failures_with_their_codes(processed: dict[str, Any]) -> None:
+    outcomes = processed["outcomes"]
+    by_status: dict[str, list[Any]] = {}
+    for outcome in outcomes:
+        by_status.setdefault(outcome.status, []).append(outcome)
+    assert len(by_status.get("succeeded", [])) == VALID, outcomes
+    assert len(by_status.get("failed", [])) == INVALID, outcomes
+    expected_codes = {BAD_KINDS[k] for k in list(BAD_KINDS)[:INVALID]}
+    assert {o.error_code for o in by_status["failed"]} == expected_codes
+    store = processed["store"]
+    for key in store.list("results", "results/"):
+        result = json.loads(store.get("results", key))
+        assert len(result["probabilities"]) == 14
+        assert len(result["raw_outputs"]) == 18
+        assert set(result["stage_ms"]) == {"validate", "prepare", "infer"}
+        assert result["model"]["backend"] == "onnxruntime"
+
+
+def test_each_study_ran_in_exactly_one_execution_and_failures_are_failed(
+    deployed: tuple[StackRef, Path, str], processed: dict[str, Any]
+) -> None:
+    stack, _, _ = deployed
+    sfn = stack.target.client("stepfunctions")
+    machine = stack.outputs()["StateMachineArn"]
+    executions = _executions(sfn, machine, expected=VALID + INVALID)
+    # Images are uploaded too, but only sidecars start executions.
+    assert len(executions) == VALID + INVALID
+    statuses = sorted(e["status"] for e in executions)
+    assert statuses == ["FAILED"] * INVALID + ["SUCCEEDED"] * VALID
+
+    # A duplicate delivery of a sidecar's event starts a second execution: it must end
+    # without touching the study (its result keeps the first execution's id).
+    first = next(e for e in executions if e["status"] == "SUCCEEDED")
+    original = json.loads(sfn.describe_execution(executionArn=first["executionArn"])["input"])
+    result_key = (
+        f"results/{original['key'].split('/')[1]}/{original['key'].split('/')[2][:-5]}.json"
+    )
+    store = processed["store"]
+    before = json.loads(store.get("results", result_key))
+    duplicate = sfn.start_execution(stateMachineArn=machine, input=json.dumps(original))
+    described = _wait_execution(sfn, duplicate["executionArn"])
+    assert described["status"] == "SUCCEEDED"
+    assert json.loads(store.get("results", result_key)) == before
+    assert before["execution_id"] == first["name"]
+
+
+def _executions(sfn: Any, machine: str, expected: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 60
+    while True:
+        executions = sfn.list_executions(stateMachineArn=machine)["executions"]
+        done = [e for e in executions if e["status"] != "RUNNING"]
+        if len(done) >= expected or time.monotonic() > deadline:
+            return executions
+        time.sleep(0.5)
+
+
+def _wait_execution(sfn: Any, arn: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        described: dict[str, Any] = sfn.describe_execution(executionArn=arn)
+        if described["status"] != "RUNNING" or time.monotonic() > deadline:
+            return described
+        time.sleep(0.3)
+
+
+def test_telemetry_reaches_the_lake_and_a_named_query_answers_on_athena(
+    deployed: tuple[StackRef, Path, str], processed: dict[str, Any], emulator: Any
+) -> None:
+    store = processed["store"]
+    deadline = time.monotonic() + 120
+    objects: list[str] = []
+    while time.monotonic() < deadline:
+        objects = store.list("telemetry", "telemetry/")
+        if objects:
+            break
+        time.sleep(1)
+    assert objects, "no telemetry object arrived through Kinesis and Firehose"
+    assert all("/dt=" in f"/{k}" and "/hour=" in k for k in objects), objects[:3]
+    errors = store.list("telemetry", "telemetry-errors/")
+    assert not errors, f"Firehose could not convert records: {errors[:3]}"
+
+    result = _cli(
+        "query", "failures_by_code", "--stack", STACK, "--endpoint-url", emulator.url,
+        "--format", "json",
+    )  # fmt: skip
+    rows = json.loads(result.output)
+    expected_codes = {BAD_KINDS[k] for k in list(BAD_KINDS)[:INVALID]}
+    assert {row["error_code"] for row in rows} >= expected_codes, rows
+
+
+def test_update_goes_through_a_change_set(
+    deployed: tuple[StackRef, Path, str], processed: dict[str, Any], emulator: Any,
+    package_dir: Path,
+) -> None:  # fmt: skip
+    stack, data_dir, _ = deployed
+    lam = stack.target.client("lambda")
+    assert lam.get_function_configuration(FunctionName=f"{STACK}-infer")["MemorySize"] == 2048
+    result = _cli(
+        "aws", "deploy", "--stack", STACK, "--endpoint-url", emulator.url,
+        "--package", str(package_dir), "--python-version", "3.11", "--memory-mb", "1024", "--data-dir", str(data_dir),
+    )  # fmt: skip
+    assert "Modify" in result.output
+    assert lam.get_function_configuration(FunctionName=f"{STACK}-infer")["MemorySize"] == 1024
+    again = _cli(
+        "aws", "deploy", "--stack", STACK, "--endpoint-url", emulator.url,
+        "--package", str(package_dir), "--python-version", "3.11", "--memory-mb", "1024", "--data-dir", str(data_dir),
+    )  # fmt: skip
+    assert "no changes" in again.output
+    status = _cli("aws", "status", "--stack", STACK, "--endpoint-url", emulator.url, "--json")
+    report = json.loads(status.output)
+    assert report["status"] == "UPDATE_COMPLETE"
+    assert sum(report["executions"].values()) >= VALID + INVALID
+
+
+def test_destroy_leaves_nothing_behind(
+    deployed: tuple[StackRef, Path, str], processed: dict[str, Any], emulator: Any
+) -> None:
+    stack, _, _ = deployed
+    outputs = stack.outputs()
+    s3 = stack.target.client("s3")
+    _cli("aws", "destroy", "--stack", STACK, "--endpoint-url", emulator.url)
+    buckets = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    for key in (
+        "ImagesBucketName",
+        "ResultsBucketName",
+        "TelemetryBucketName",
+        "ArtifactsBucketName",
+    ):
+        assert outputs[key] not in buckets
+    assert not [b for b in buckets if b.startswith(f"{STACK}-code-")]
+    cfn = stack.target.client("cloudformation")
+    live = [
+        s["StackName"]
+        for s in cfn.list_stacks()["StackSummaries"]
+        if s["StackStatus"] != "DELETE_COMPLETE"
+    ]
+    assert STACK not in live
+    functions = stack.target.client("lambda").list_functions()["Functions"]
+    assert not [f for f in functions if f["FunctionName"].startswith(f"{STACK}-")]
+    machines = stack.target.client("stepfunctions").list_state_machines()["stateMachines"]
+    assert not [m for m in machines if m["name"].startswith(f"{STACK}-")]
