@@ -92,7 +92,9 @@ def _container() -> _Container:
         },
     )
     sink = KinesisTelemetrySink(
-        target.client("kinesis"), aws.telemetry_stream, flush_budget_s=aws.telemetry_flush_s
+        target.client("kinesis", fast=True),
+        aws.telemetry_stream,
+        flush_budget_s=aws.telemetry_flush_s,
     )
     endpoint = settings.model.endpoint
     recorder = StageRecorder(

@@ -17,6 +17,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from radstream.errors import StackNotFound
 
 _RETRIES = Config(retries={"max_attempts": 5, "mode": "adaptive"})
+# For calls that must not hold a study up (telemetry): fail fast, let the caller decide.
+_FAST = Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
 
 
 @dataclass(frozen=True)
@@ -26,19 +28,23 @@ class AwsTarget:
     region: str = "us-east-1"
     endpoint_url: str | None = None
 
-    def client(self, service: str) -> Any:
-        """A botocore client for ``service``, cached per target."""
-        return _client(self, service)
+    def client(self, service: str, *, fast: bool = False) -> Any:
+        """A botocore client for ``service``, cached per target.
+
+        ``fast``: short timeouts and no SDK retries, for a caller that retries within its
+        own time budget (the telemetry producer).
+        """
+        return _client(self, service, fast)
 
 
 @functools.cache
-def _client(target: AwsTarget, service: str) -> Any:
+def _client(target: AwsTarget, service: str, fast: bool) -> Any:
     session = botocore.session.get_session()
     return session.create_client(
         service,
         region_name=target.region,
         endpoint_url=target.endpoint_url,
-        config=_RETRIES,
+        config=_FAST if fast else _RETRIES,
     )
 
 
