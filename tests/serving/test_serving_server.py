@@ -243,7 +243,10 @@ def test_overload_is_refused_with_503_and_retry_after(standin_model: Path) -> No
         assert refused, "a burst of 30 over a queue of 2 must be refused in part"
         assert all(r.headers["Retry-After"] == "1" for r in refused)
         assert all("max_queue=2" in r.json()["error"] for r in refused)
-        assert codes.count(200) >= 3
+        # At least the queue's worth is served; a third when the instance took one from
+        # the queue before the burst was over (not when the burst wins the race, as under
+        # a loaded machine).
+        assert codes.count(200) >= 2
         assert httpx.get(f"{url}/v2/health/ready", timeout=10).status_code == 200
         assert _post_infer(url, x).status_code == 200
         stats = _metrics(url)
