@@ -741,11 +741,21 @@ def bench(
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes")] = None,
     model: ModelPath = None,
     data_dir: DataDir = None,
+    stack: Annotated[
+        str | None,
+        typer.Option(help="Benchmark this deployed AWS stack instead of local workers"),
+    ] = None,
+    region: RegionOpt = None,
+    endpoint_url: AwsEndpointOpt = None,
 ) -> None:
     """Measure the pipeline under a load: latency from intended send time, throughput, cost,
-    and an SLO verdict (exit status 1 on any breach)."""
+    and an SLO verdict (exit status 1 on any breach). With --stack, the load goes to a
+    deployed stack; its latencies are upper bounds (outcomes are seen by polling S3)."""
     from radstream.bench.runner import BenchConfig, run_bench
 
+    if stack is not None and (workers is not None or model is not None):
+        # Both describe local workers; the stack runs the model it was deployed with.
+        raise typer.BadParameter("--workers and --model are local only; not with --stack")
     width, height = _size(size)
     cfg = BenchConfig(
         studies=studies,
@@ -792,7 +802,8 @@ def bench(
             bar.update(tasks[phase], completed=done)
 
         try:
-            result = run_bench(settings, cfg, progress)
+            stack_ref = _stack(settings, stack, region, endpoint_url) if stack else None
+            result = run_bench(settings, cfg, progress, stack=stack_ref)
         except RadStreamError as exc:
             _fail(exc)
             return
@@ -806,6 +817,8 @@ def bench(
         sys.stdout.write(json.dumps(public, default=str) + "\n")
     else:
         _print_bench(result)
+    if result.get("telemetry_note"):
+        console.print(f"[yellow]note[/yellow] {result['telemetry_note']}")
     if not all(target["pass"] for target in result["slo"].values()):
         raise typer.Exit(1)
 

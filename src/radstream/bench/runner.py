@@ -1,19 +1,29 @@
-"""``radstream bench``: drive a load through the embedded pipeline and measure it honestly.
+"""``radstream bench``: drive a load through the pipeline and measure it honestly.
 
 The benchmark talks to the pipeline only through its public surfaces: it uploads studies,
-learns of outcomes from the engine's own "object created" events for result and failure
-objects, and reads stage timings from the telemetry lake.
+learns of outcomes from the result and failure objects, and reads stage timings from the
+telemetry lake. The pipeline is either the embedded engine with its worker pool, or a
+deployed AWS stack (``stack=``): there, outcomes are seen by LISTing the results bucket
+(so latencies are upper bounds, see :mod:`radstream.aws.completions`) and telemetry is
+read from the Parquet objects Firehose writes to the telemetry bucket.
 """
 
 from __future__ import annotations
 
+import json
+import tempfile
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from radstream.bench.completions import CompletionWatcher
 from radstream.bench.cost import CostInputs, estimate_cost
@@ -29,20 +39,27 @@ from radstream.bench.stats import (
     steady_throughput,
     timeline_series,
 )
-from radstream.errors import ConfigInvalid
+from radstream.errors import ConfigInvalid, RadStreamError
 from radstream.lake.parquet_sink import read_lake
-from radstream.loadgen.driver import DriveResult, LoadDriver, Sent
+from radstream.loadgen.driver import CompletionSource, DriveResult, LoadDriver, Sent
 from radstream.loadgen.shapes import constant, parse_shape, poisson, read_trace
 from radstream.loadgen.study import Study
 from radstream.loadgen.synthetic import make_studies
 from radstream.loadgen.uploader import upload_generated
 from radstream.local.engine import LocalEngine
-from radstream.local.executor import execution_id
 from radstream.local.pool import WorkerPool
 from radstream.model import read_model_info
 from radstream.model.loading import resolve_model_path
+from radstream.pipeline.definition import RECORD_FAILURE, STORE
 from radstream.settings import Settings
-from radstream.stages.ports import ObjectInfo
+from radstream.stages.ports import ObjectStore
+from radstream.stages.store import RESULTS_BUCKET
+from radstream.stages.telemetry import pseudonym
+from radstream.stages.validate import study_folder
+
+if TYPE_CHECKING:
+    from radstream.aws.s3_store import S3ObjectStore
+    from radstream.aws.session import StackRef
 
 FORMAT_MIXES: dict[str, tuple[str, ...]] = {
     "mix": ("png", "png16", "jpeg", "dicom"),
@@ -76,6 +93,8 @@ class BenchConfig:
     model_backend: str = "lambda"
     endpoint_hourly_usd: float | None = None
     timeout_s: float = 900.0
+    # Firehose buffers telemetry (60 s on AWS) before it lands: how long to wait for it.
+    telemetry_wait_s: float = 180.0
 
     def validate(self) -> None:
         """Refuse contradictory or empty load settings."""
@@ -132,34 +151,211 @@ def schedule(cfg: BenchConfig, n: int) -> list[float]:
     return constant(cfg.rate, n)
 
 
+@dataclass(frozen=True)
+class _Drive:
+    """What the load driver needs while a run is in progress."""
+
+    store: ObjectStore
+    completions: CompletionSource
+    after_send: Callable[[], object]  # keeps the pipeline alive between sends
+
+
+class _Target(Protocol):
+    """Where uploads go, where outcomes and telemetry come from, and what ran them."""
+
+    # Local worker processes; None for a stack, where Lambda scales by itself.
+    workers: int | None
+    # True when telemetry can land after the outcomes (Firehose buffers it).
+    telemetry_delayed: bool
+
+    def config(self) -> dict[str, Any]:
+        """What the manifest records about the target."""
+        ...
+
+    def drive(self) -> AbstractContextManager[_Drive]:
+        """The pipeline, running, for the length of the load."""
+        ...
+
+    def lake(self, since: float) -> AbstractContextManager[Callable[[], pa.Table]]:
+        """A reader of the telemetry rows written since ``since`` (and possibly more)."""
+        ...
+
+    def model(self, run: DriveResult) -> dict[str, str]:
+        """Name, version and SHA-256 of the model the run used."""
+        ...
+
+
+class _LocalTarget:
+    """The embedded engine and a worker pool on this machine."""
+
+    telemetry_delayed = False
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.workers: int | None = settings.engine.workers
+        info = read_model_info(resolve_model_path(settings))
+        self._model = {"name": info.name, "version": info.version, "sha256": info.sha256}
+
+    def config(self) -> dict[str, Any]:
+        """The worker count: it bounds what the run could reach."""
+        return {"workers": self.workers}
+
+    @contextmanager
+    def drive(self) -> Iterator[_Drive]:
+        """Engine and pool; on exit the pool has stopped and flushed its telemetry."""
+        settings = self._settings
+        with LocalEngine.open(settings) as engine, WorkerPool(settings) as pool:
+            pool.wait_ready(engine.executor)
+            yield _Drive(engine.store, CompletionWatcher(engine.conn), pool.supervise)
+
+    @contextmanager
+    def lake(self, since: float) -> Iterator[Callable[[], pa.Table]]:
+        """The local lake, read whole: the rows are filtered by study afterwards."""
+        yield lambda: read_lake(self._settings.lake_dir)
+
+    def model(self, run: DriveResult) -> dict[str, str]:
+        """The model file the workers loaded."""
+        return self._model
+
+
+class _StackTarget:
+    """A deployed stack: uploads to its images bucket, outcomes from its results bucket."""
+
+    workers: int | None = None
+    telemetry_delayed = True
+
+    def __init__(self, stack: StackRef, run_tag: str) -> None:
+        from radstream.aws.outcomes import stack_store
+
+        self._stack = stack
+        self._run_tag = run_tag
+        # Resolved before anything is generated or sent: a missing stack fails at once.
+        self._store = stack_store(stack)
+
+    def config(self) -> dict[str, Any]:
+        """The stack, and the emulator endpoint when there is one."""
+        target = self._stack.target
+        return {
+            "workers": None,
+            "stack": self._stack.name,
+            "region": target.region,
+            "endpoint_url": target.endpoint_url,
+        }
+
+    @contextmanager
+    def drive(self) -> Iterator[_Drive]:
+        """The stack needs no setup; the watcher LISTs only this run's outcome keys."""
+        from radstream.aws.completions import S3CompletionWatcher
+
+        watcher = S3CompletionWatcher(self._store, study_prefix=f"{self._run_tag}-")
+        yield _Drive(self._store, watcher, lambda: None)
+
+    @contextmanager
+    def lake(self, since: float) -> Iterator[Callable[[], pa.Table]]:
+        """A temporary local copy of the run's telemetry objects, refreshed on each read."""
+        with tempfile.TemporaryDirectory(prefix="radstream-bench-lake-") as tmp:
+            yield _S3LakeCopy(self._store, Path(tmp), since).read
+
+    def model(self, run: DriveResult) -> dict[str, str]:
+        """The model named in a result object of the run: what the stack actually ran."""
+        for sidecar_key, completion in run.completions.items():
+            if completion.kind != "result":
+                continue
+            outcome_key = "results/" + sidecar_key.split("/", 1)[1]
+            try:
+                result = json.loads(self._store.get(RESULTS_BUCKET, outcome_key))
+            except (RadStreamError, ValueError):
+                continue
+            model = result.get("model") if isinstance(result, dict) else None
+            if isinstance(model, dict):
+                return {k: str(model.get(k)) for k in ("name", "version", "sha256")}
+        return {}
+
+
+class _S3LakeCopy:
+    """The stack's telemetry objects of a run's hours, copied into a local lake layout.
+
+    Firehose names its partitions by arrival time (``telemetry/dt=…/hour=…/``, UTC), so the
+    run's rows are in the partitions of the hours since it started; other runs' rows in
+    those hours are copied too and filtered out by study id afterwards. Each object is
+    downloaded once however often the copy is read.
+    """
+
+    # Some slack for this machine's clock running ahead of Firehose's.
+    _CLOCK_SLACK_S = 300.0
+
+    def __init__(self, store: S3ObjectStore, root: Path, since: float) -> None:
+        self._store = store
+        self._root = root
+        self._since = since - self._CLOCK_SLACK_S
+        self._copied: set[str] = set()
+
+    def read(self) -> pa.Table:
+        """Copy objects not copied yet, then read the copy as the local lake is read."""
+        for prefix in self._prefixes(time.time()):
+            for key in self._store.list("telemetry", prefix):
+                if key in self._copied:
+                    continue
+                parts = key.split("/")
+                if len(parts) < 4:
+                    continue
+                # The reader takes only visible ``*.parquet`` names, and Firehose on AWS
+                # adds no suffix to its objects unless told to.
+                name = "_".join(parts[3:]).lstrip(".")
+                name = name if name.endswith(".parquet") else f"{name}.parquet"
+                path = self._root / parts[1] / parts[2] / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(self._store.get("telemetry", key))
+                self._copied.add(key)
+        return read_lake(self._root)
+
+    def _prefixes(self, now: float) -> list[str]:
+        hour = 3600.0
+        start = int(self._since // hour)
+        return [
+            datetime.fromtimestamp(h * hour, tz=UTC).strftime("telemetry/dt=%Y-%m-%d/hour=%H/")
+            for h in range(start, int(now // hour) + 1)
+        ]
+
+
 def run_bench(
-    settings: Settings, cfg: BenchConfig, progress: Progress | None = None
+    settings: Settings,
+    cfg: BenchConfig,
+    progress: Progress | None = None,
+    stack: StackRef | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark and return its report (the ``--json`` object plus raw series)."""
+    """Run the benchmark and return its report (the ``--json`` object plus raw series).
+
+    With ``stack``, the load goes to that deployed stack instead of the embedded engine:
+    no local engine or worker starts, outcomes are read from its results bucket, and stage
+    timings from its telemetry bucket once Firehose has delivered them.
+    """
     cfg.validate()
+    if stack is not None and cfg.baseline:
+        raise ConfigInvalid(
+            "--baseline cannot be used with --stack: the baseline is the in-process limit "
+            "of this machine's CPUs, which means nothing for Lambda"
+        )
     report_progress = progress or (lambda _phase, _done, _total: None)
     pricing = load_pricing(settings.cost.pricing)
     targets = targets_with(cfg.slo)
-    model_path = resolve_model_path(settings)
-    info = read_model_info(model_path)
     tag = uuid.uuid4().hex[:6]
+    target: _Target = _LocalTarget(settings) if stack is None else _StackTarget(stack, tag)
     report_progress("generate", 0, cfg.warmup + cfg.studies)
     warm, measured = generate(cfg, tag)
     studies = [*warm, *measured]
     report_progress("generate", len(studies), len(studies))
 
-    uploads: dict[str, ObjectInfo] = {}
-    with LocalEngine.open(settings) as engine, WorkerPool(settings) as pool:
-        pool.wait_ready(engine.executor)
-        watcher = CompletionWatcher(engine.conn)
+    with target.drive() as drive:
 
         def send(study: Study) -> str:
-            info = upload_generated(engine.store, study)
-            uploads[info.key] = info
-            pool.supervise()
-            return info.key
+            key = upload_generated(drive.store, study).key
+            drive.after_send()
+            return key
 
-        driver = LoadDriver(send, watcher, progress=lambda d, t: report_progress("run", d, t))
+        driver = LoadDriver(
+            send, drive.completions, progress=lambda d, t: report_progress("run", d, t)
+        )
         if cfg.concurrency is not None:
             run = driver.closed_loop(
                 studies, cfg.concurrency, warmup=len(warm), timeout_s=cfg.timeout_s
@@ -168,14 +364,27 @@ def run_bench(
             run = driver.open_loop(
                 studies, schedule(cfg, len(studies)), warmup=len(warm), timeout_s=cfg.timeout_s
             )
-        _drop_vanished(run, engine)
-    # The pool has stopped: every worker has flushed its telemetry into the lake.
+        _drop_vanished(run, drive.store)
+    # Out of drive(): a local pool has stopped and flushed every row into the lake; a
+    # stack's rows may still sit in Firehose's buffer, hence the bounded wait.
     measured_sent = [s for s in run.sent if not s.warmup]
-    report = _report(settings, cfg, run, measured_sent, uploads, measured, pricing, targets, info)
+    wait_s = cfg.telemetry_wait_s if target.telemetry_delayed else 0.0
+    with target.lake(run.started_at) as read:
+        rows, complete = _await_telemetry(
+            settings, read, run, measured_sent, wait_s, report_progress
+        )
+    report = _report(settings, cfg, target, run, measured_sent, rows, measured, pricing, targets)
+    if not complete:
+        report["telemetry_note"] = (
+            f"telemetry was incomplete after waiting {wait_s:g} s: some studies with an "
+            "outcome have no row for their final stage, so stage figures and the cost "
+            "estimate cover only the rows that arrived (if none did, check that "
+            "telemetry.pseudonymise and its key match the deployment's)"
+        )
     if cfg.baseline:
         report_progress("baseline", 0, 1)
         valid = [(s.image_name, s.image) for s in measured if s.expected_code is None]
-        limit = measure_limit(model_path, valid, settings.engine.workers)
+        limit = measure_limit(resolve_model_path(settings), valid, settings.engine.workers)
         throughput = report["throughput_per_min"]
         report["baseline"] = {
             "images_per_s": round(limit.images_per_s, 3),
@@ -193,25 +402,68 @@ def run_bench(
     return report
 
 
-def _drop_vanished(run: DriveResult, engine: LocalEngine) -> None:
+def _drop_vanished(run: DriveResult, store: ObjectStore) -> None:
     # An outcome counts only if its object still exists when the run ends.
     for key, completion in list(run.completions.items()):
         folder, name = key.split("/")[1], key.split("/")[2]
         prefix = "results" if completion.kind == "result" else "failed"
-        if not engine.store.exists("results", f"{prefix}/{folder}/{name}"):
+        if store.head(RESULTS_BUCKET, f"{prefix}/{folder}/{name}") is None:
             del run.completions[key]
+
+
+_TELEMETRY_POLL_S = 2.0
+
+
+def _await_telemetry(
+    settings: Settings,
+    read: Callable[[], pa.Table],
+    run: DriveResult,
+    measured: list[Sent],
+    wait_s: float,
+    progress: Progress,
+) -> tuple[list[dict[str, Any]], bool]:
+    """The telemetry rows of the measured studies, once each study with an outcome has a
+    row for its final stage (``store`` or ``record_failure``), or ``wait_s`` has passed.
+
+    Returns the rows and whether they were complete in that sense.
+    """
+    telemetry = settings.telemetry
+
+    def row_id(sent: Sent) -> str:
+        # The same study id the pipeline writes: the upload folder of a generated study.
+        study_id = study_folder(sent.sidecar_key)
+        return pseudonym(study_id, telemetry.pseudonym_key) if telemetry.pseudonymise else study_id
+
+    ids = {row_id(s) for s in measured}
+    final = {
+        (row_id(s), STORE if c.kind == "result" else RECORD_FAILURE)
+        for s in measured
+        if (c := run.completions.get(s.sidecar_key)) is not None
+    }
+    deadline = time.monotonic() + wait_s
+    while True:
+        table = read()
+        table = table.filter(
+            pc.is_in(table.column("study_id"), value_set=pa.array(sorted(ids), type=pa.string()))
+        )
+        rows: list[dict[str, Any]] = table.to_pylist()
+        arrived = final & {(r["study_id"], r["stage"]) for r in rows}
+        progress("telemetry", len(arrived), len(final))
+        if arrived == final or time.monotonic() >= deadline:
+            return rows, arrived == final
+        time.sleep(_TELEMETRY_POLL_S)
 
 
 def _report(
     settings: Settings,
     cfg: BenchConfig,
+    target: _Target,
     run: DriveResult,
     measured: list[Sent],
-    uploads: dict[str, ObjectInfo],
+    rows: list[dict[str, Any]],
     studies: list[Study],
     pricing: Any,
     targets: Any,
-    info: Any,
 ) -> dict[str, Any]:
     valid = [s for s in measured if s.expected_code is None]
     latencies, censored = latency_ms(run, valid)
@@ -220,7 +472,7 @@ def _report(
     outcomes = outcome_counts(
         run, measured, planned_valid=len(studies) - planned_invalid, planned_invalid=planned_invalid
     )
-    stages, stage_series, billed_ms, records = _stages(settings, measured, uploads)
+    stages, stage_series, billed_ms, records = _stages(rows)
     aws = settings.cost
     cost = estimate_cost(
         CostInputs(
@@ -248,7 +500,7 @@ def _report(
         "success_rate": outcomes["success_rate"],
     }
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
-    config["workers"] = settings.engine.workers
+    config.update(target.config())
     in_flight = [sent - done for _, sent, done in run.timeline]
     return {
         "n": len(valid),
@@ -267,8 +519,13 @@ def _report(
         "stages": stages,
         "slo": verdict(values, targets),
         "efficiency": None,
-        # Efficiency means something only if the pipeline was kept busy.
-        "saturated": bool(in_flight) and float(np.median(in_flight)) >= settings.engine.workers,
+        # Efficiency means something only if the pipeline was kept busy. Saturation is
+        # about local workers: a stack has none (Lambda scales), so it is None there.
+        "saturated": (
+            None
+            if target.workers is None
+            else bool(in_flight) and float(np.median(in_flight)) >= target.workers
+        ),
         "timed_out": run.timed_out,
         "load": {
             "mode": "closed" if cfg.concurrency is not None else "open",
@@ -279,9 +536,7 @@ def _report(
             "format": cfg.format,
             "warmup": cfg.warmup,
         },
-        "manifest": build_manifest(
-            config, {"name": info.name, "version": info.version, "sha256": info.sha256}
-        ),
+        "manifest": build_manifest(config, target.model(run)),
         "series": {
             "latencies_ms": [round(v, 3) for v in latencies],
             "stage_ms": {k: [round(v, 3) for v in vs] for k, vs in stage_series.items()},
@@ -292,19 +547,13 @@ def _report(
 
 
 def _stages(
-    settings: Settings, measured: list[Sent], uploads: dict[str, ObjectInfo]
+    rows: list[dict[str, Any]],
 ) -> tuple[
     dict[str, dict[str, float | int | None]], dict[str, list[float]], dict[str, list[float]], int
 ]:
-    """From the telemetry lake: per-stage p50/p95 of successful attempts and queue wait,
-    their raw series, the durations of every attempt (for billing), and the row count."""
-    wanted = {
-        execution_id(i.bucket, i.key, i.etag) for s in measured if (i := uploads.get(s.sidecar_key))
-    }
-    table = read_lake(settings.lake_dir)
-    ids = table.column("execution_id").to_pylist()
-    keep = [i for i, eid in enumerate(ids) if eid in wanted]
-    rows = table.take(keep).to_pylist()
+    """From the measured studies' telemetry rows: per-stage p50/p95 of successful attempts
+    and queue wait, their raw series, the durations of every attempt (for billing), and
+    the row count."""
     series: dict[str, list[float]] = {}
     billed: dict[str, list[float]] = {}
     waits: list[float] = []
