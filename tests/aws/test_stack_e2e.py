@@ -179,6 +179,23 @@ def test_telemetry_reaches_the_lake_and_a_named_query_answers_on_athena(
     assert {row["error_code"] for row in rows} >= expected_codes, rows
 
 
+def test_the_upload_command_sends_files_to_the_stack_and_reports_outcomes(
+    deployed: tuple[StackRef, Path, str], processed: dict[str, Any], emulator: Any, tmp_path: Path
+) -> None:
+    (study,) = make_studies(
+        1, 0, formats=["jpeg"], rng=np.random.default_rng(11), width=640, height=800
+    )
+    study = study.renamed("cli-upload-1")
+    (tmp_path / study.image_name).write_bytes(study.image)
+    (tmp_path / f"{Path(study.image_name).stem}.json").write_bytes(study.sidecar)
+    result = _cli(
+        "upload", str(tmp_path), "--stack", STACK, "--endpoint-url", emulator.url,
+        "--timeout", "120",
+    )  # fmt: skip
+    assert "uploaded 1 studies to stack" in result.output
+    assert "succeeded" in result.output and "incoming/cli-upload-1/" in result.output
+
+
 def test_update_goes_through_a_change_set(
     deployed: tuple[StackRef, Path, str], processed: dict[str, Any], emulator: Any,
     package_dir: Path,
