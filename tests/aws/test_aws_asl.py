@@ -8,9 +8,12 @@ from typing import Any
 import pytest
 
 from radstream.aws.asl import (
+    DEFAULT_OUTAGE_BUDGET_S,
     LAMBDA_INVOKE,
     LAMBDA_SERVICE_ERRORS,
+    OUTAGE_MAX_DELAY_S,
     asl_json,
+    outage_attempts,
     render_state_machine,
     state_name,
     transient_codes,
@@ -104,18 +107,50 @@ def test_every_stage_retries_transient_errors_with_the_policy(definition: dict[s
     expected = {cls.code for cls in all_error_classes() if issubclass(cls, TransientError)}
     assert {"MODEL_UNAVAILABLE", "IMAGE_NOT_YET_PRESENT"} <= expected
     for stage in (*PIPELINE.names, PIPELINE.failure_stage):
-        retriers = definition["States"][state_name(stage)]["Retry"]
+        retriers = [
+            r
+            for r in definition["States"][state_name(stage)]["Retry"]
+            if r["ErrorEquals"] != ["States.ALL"]
+        ]
         retried = {e for r in retriers for e in r["ErrorEquals"]}
         assert retried == expected | set(LAMBDA_SERVICE_ERRORS), stage
         for r in retriers:
             assert r["JitterStrategy"] == "FULL"
             assert r["IntervalSeconds"] == 1  # 0.2 s rounds up to ASL's whole seconds
             assert r["BackoffRate"] == 2.0
-            assert r["MaxDelaySeconds"] == 5
             assert isinstance(r["MaxAttempts"], int)
-        general = next(r for r in retriers if "MODEL_UNAVAILABLE" in r["ErrorEquals"])
+        general = next(r for r in retriers if "Lambda.ServiceException" in r["ErrorEquals"])
         assert general["MaxAttempts"] == POLICY.max_attempts - 1  # ASL counts retries
-        assert "States.ALL" not in retried
+        assert general["MaxDelaySeconds"] == 5
+        assert "MODEL_UNAVAILABLE" not in general["ErrorEquals"]
+
+
+def test_an_outage_is_retried_for_its_time_budget_as_locally(definition: dict[str, Any]) -> None:
+    outage = next(
+        r for r in definition["States"]["Infer"]["Retry"] if "MODEL_UNAVAILABLE" in r["ErrorEquals"]
+    )
+    assert outage["MaxDelaySeconds"] == OUTAGE_MAX_DELAY_S
+    delays = [min(2.0**i, OUTAGE_MAX_DELAY_S) for i in range(outage["MaxAttempts"])]
+    assert sum(delays) >= DEFAULT_OUTAGE_BUDGET_S > sum(delays[:-1])
+    assert outage_attempts(600, 30) == 24  # 1+2+4+8+16 = 31 s, then 19 x 30 s
+    short = render_state_machine(
+        function_arns=ARNS, retry=POLICY, artifacts_bucket="a", outage_budget_s=120
+    )
+    fewer = next(
+        r for r in short["States"]["Infer"]["Retry"] if "MODEL_UNAVAILABLE" in r["ErrorEquals"]
+    )
+    assert fewer["MaxAttempts"] < outage["MaxAttempts"]
+
+
+def test_only_record_failure_retries_every_error_since_it_writes_the_only_outcome(
+    definition: dict[str, Any],
+) -> None:
+    for name, state in definition["States"].items():
+        catch_all = [r for r in state.get("Retry", []) if r["ErrorEquals"] == ["States.ALL"]]
+        if name == "RecordFailure":
+            assert len(catch_all) == 1 and catch_all[0]["MaxAttempts"] >= 2
+        else:
+            assert not catch_all, name
 
 
 def test_invalid_input_is_never_retried(definition: dict[str, Any]) -> None:

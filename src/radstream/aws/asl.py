@@ -58,6 +58,10 @@ FAILURE_ERROR = "RadStream.StudyFailed"
 DUPLICATE_CHOICE = "AlreadyClaimed"
 DUPLICATE_STATE = "DuplicateIgnored"
 SELF_BOUNDED_MAX_ATTEMPTS = 60
+OUTAGE_MAX_DELAY_S = 30
+DEFAULT_OUTAGE_BUDGET_S = 600.0
+"""How long an outage (``MODEL_UNAVAILABLE``) is retried, as ``engine.outage_budget_s``."""
+RECORD_FAILURE_ATTEMPTS = 3
 """Backstop for self-bounded waits: the stage ends them itself (see the module doc)."""
 
 
@@ -66,18 +70,32 @@ def state_name(stage: str) -> str:
     return "".join(part.capitalize() for part in stage.split("_"))
 
 
-def transient_codes(*, self_bounded: bool | None = None) -> list[str]:
-    """Codes of the retryable error classes, sorted; optionally only (non-)self-bounded."""
+def transient_codes(
+    *, self_bounded: bool | None = None, time_bounded: bool | None = None
+) -> list[str]:
+    """Codes of the retryable error classes, sorted; optionally only (non-)self-bounded or
+    (non-)time-bounded ones."""
     codes = {
         cls.code
         for cls in all_error_classes()
         if issubclass(cls, TransientError)
         and (self_bounded is None or cls.self_bounded == self_bounded)
+        and (time_bounded is None or cls.time_bounded == time_bounded)
     }
     return sorted(codes)
 
 
-def _retriers(retry: RetryPolicy) -> list[dict[str, Any]]:
+def outage_attempts(budget_s: float, max_delay_s: int) -> int:
+    """Retries whose full delays add up to at least ``budget_s`` (doubling from 1 s, capped)."""
+    attempts, total, delay = 0, 0.0, 1.0
+    while total < budget_s:
+        total += min(delay, max_delay_s)
+        delay *= 2
+        attempts += 1
+    return attempts
+
+
+def _retriers(retry: RetryPolicy, outage_budget_s: float) -> list[dict[str, Any]]:
     # ASL wants whole seconds; a sub-second local base delay rounds up to one second.
     base: dict[str, Any] = {
         "IntervalSeconds": max(1, math.ceil(retry.base_s)),
@@ -89,10 +107,25 @@ def _retriers(retry: RetryPolicy) -> list[dict[str, Any]]:
     bounded = transient_codes(self_bounded=True)
     if bounded:
         retriers.append({"ErrorEquals": bounded, **base, "MaxAttempts": SELF_BOUNDED_MAX_ATTEMPTS})
+    outage = transient_codes(self_bounded=False, time_bounded=True)
+    if outage:
+        # As locally: an outage (an endpoint restarting) is retried for a time budget, not
+        # a handful of attempts, or every study in flight would fail within seconds.
+        retriers.append(
+            {
+                "ErrorEquals": outage,
+                **base,
+                "MaxDelaySeconds": OUTAGE_MAX_DELAY_S,
+                "MaxAttempts": outage_attempts(outage_budget_s, OUTAGE_MAX_DELAY_S),
+            }
+        )
     # RetryPolicy.max_attempts counts every attempt; ASL's MaxAttempts counts retries.
     retriers.append(
         {
-            "ErrorEquals": [*transient_codes(self_bounded=False), *LAMBDA_SERVICE_ERRORS],
+            "ErrorEquals": [
+                *transient_codes(self_bounded=False, time_bounded=False),
+                *LAMBDA_SERVICE_ERRORS,
+            ],
             **base,
             "MaxAttempts": max(0, retry.max_attempts - 1),
         }
@@ -100,7 +133,7 @@ def _retriers(retry: RetryPolicy) -> list[dict[str, Any]]:
     return retriers
 
 
-def _task(function_arn: str, retry: RetryPolicy) -> dict[str, Any]:
+def _task(function_arn: str, retry: RetryPolicy, outage_budget_s: float) -> dict[str, Any]:
     return {
         "Type": "Task",
         "Resource": LAMBDA_INVOKE,
@@ -114,7 +147,7 @@ def _task(function_arn: str, retry: RetryPolicy) -> dict[str, Any]:
                 "attempt.$": "$$.State.RetryCount",
             },
         },
-        "Retry": _retriers(retry),
+        "Retry": _retriers(retry, outage_budget_s),
     }
 
 
@@ -124,6 +157,7 @@ def render_state_machine(
     function_arns: Mapping[str, str],
     retry: RetryPolicy,
     artifacts_bucket: str,
+    outage_budget_s: float = DEFAULT_OUTAGE_BUDGET_S,
 ) -> dict[str, Any]:
     """The ASL definition of ``pipeline``; ``function_arns`` maps stage name → Lambda ARN.
 
@@ -137,7 +171,7 @@ def render_state_machine(
     failure = state_name(pipeline.failure_stage)
     states: dict[str, Any] = {}
     for stage in pipeline.stages:
-        state = _task(function_arns[stage.name], retry)
+        state = _task(function_arns[stage.name], retry, outage_budget_s)
         state["Comment"] = stage.description
         state["OutputPath"] = "$.Payload"
         state["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": failure}]
@@ -158,7 +192,18 @@ def render_state_machine(
             }
             state["Next"] = DUPLICATE_CHOICE
         states[state_name(stage.name)] = state
-    record = _task(function_arns[pipeline.failure_stage], retry)
+    record = _task(function_arns[pipeline.failure_stage], retry, outage_budget_s)
+    # Writing the failure object is idempotent, and it is the study's only outcome: retry
+    # whatever goes wrong (a throttled S3, a container that died) before giving up.
+    record["Retry"].append(
+        {
+            "ErrorEquals": ["States.ALL"],
+            "IntervalSeconds": 2,
+            "BackoffRate": 2.0,
+            "MaxAttempts": RECORD_FAILURE_ATTEMPTS,
+            "JitterStrategy": "FULL",
+        }
+    )
     record["Comment"] = "write failed/{study_id}/{stem}.json with the error code"
     # Keep the input (the state plus $.error) so the Fail state can name the error.
     record["ResultPath"] = None
@@ -187,9 +232,14 @@ def asl_json(
     function_arns: Mapping[str, str],
     retry: RetryPolicy,
     artifacts_bucket: str,
+    outage_budget_s: float = DEFAULT_OUTAGE_BUDGET_S,
 ) -> str:
     """:func:`render_state_machine` as indented JSON text."""
     definition = render_state_machine(
-        pipeline, function_arns=function_arns, retry=retry, artifacts_bucket=artifacts_bucket
+        pipeline,
+        function_arns=function_arns,
+        retry=retry,
+        artifacts_bucket=artifacts_bucket,
+        outage_budget_s=outage_budget_s,
     )
     return json.dumps(definition, indent=2)

@@ -31,7 +31,7 @@ import json
 import re
 from typing import Any, Literal
 
-from radstream.aws.asl import asl_json
+from radstream.aws.asl import DEFAULT_OUTAGE_BUDGET_S, asl_json
 from radstream.aws.package import (
     DEFAULT_PYTHON,
     LAYER_IMAGING,
@@ -58,9 +58,8 @@ LOG_RETENTION_DAYS = 30
 STAGES: tuple[str, ...] = (*PIPELINE.names, PIPELINE.failure_stage)
 LAYERS: tuple[str, ...] = (LAYER_IMAGING, LAYER_MODEL)
 LAYER_RESOURCES: dict[str, str] = {layer: f"{layer.capitalize()}Layer" for layer in LAYERS}
-LAYER_KEY_PARAMETERS: dict[str, str] = {
-    layer: f"{layer.capitalize()}LayerKey" for layer in LAYERS
-}
+LAYER_KEY_PARAMETERS: dict[str, str] = {layer: f"{layer.capitalize()}LayerKey" for layer in LAYERS}
+EXPRESS_OUTAGE_BUDGET_S = 120.0
 NAMED_QUERIES_PARAMETER = "NamedQueries"
 NAMED_QUERIES_CONDITION = "CreateNamedQueries"
 LAMBDA_TIMEOUT_S: dict[str, int] = {
@@ -194,17 +193,21 @@ def _lifecycle_rules(name: str) -> list[Json]:
             }
         ],
         "results": [
+            # A result deletes the image's stale failure and vice versa; in a versioned
+            # bucket each delete leaves a marker, removed here once nothing is behind it.
             {
                 "Id": "expire-old-result-versions",
                 "Status": "Enabled",
                 "Prefix": RESULT_PREFIX,
                 "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+                "ExpiredObjectDeleteMarker": True,
             },
             {
                 "Id": "expire-old-failure-versions",
                 "Status": "Enabled",
                 "Prefix": FAILED_PREFIX,
                 "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+                "ExpiredObjectDeleteMarker": True,
             },
             {
                 "Id": "expire-athena-results",
@@ -363,13 +366,9 @@ def _stage_statements(
 
     def tensors(mode: Literal["ReadOnly", "ReadWrite"]) -> None:
         if express_artifacts:
-            extra.append(
-                _statement(
-                    ["s3express:CreateSession"],
-                    [get_att(EXPRESS_BUCKET, "Arn")],
-                    Condition={"StringEquals": {"s3express:SessionMode": mode}},
-                )
-            )
+            # botocore opens directory-bucket sessions itself, always in ReadWrite mode, so a
+            # ReadOnly condition would refuse infer's reads. The bucket holds only tensors.
+            extra.append(_statement(["s3express:CreateSession"], [get_att(EXPRESS_BUCKET, "Arn")]))
         elif mode == "ReadOnly":
             reads.append(_objects(artifacts, TENSOR_PREFIX))
         else:
@@ -791,13 +790,22 @@ def build_template(
     resources[STATE_MACHINE] = {
         "Type": "AWS::StepFunctions::StateMachine",
         "Properties": {
-            "StateMachineName": f"{stack}-pipeline",
+            # The type is in the name: changing it replaces the state machine, and
+            # CloudFormation cannot replace a resource under the same fixed name.
+            "StateMachineName": f"{stack}-pipeline-{state_machine_type.lower()}",
             "StateMachineType": state_machine_type,
             "RoleArn": get_att("StateMachineRole", "Arn"),
             "DefinitionString": asl_json(
                 function_arns=function_arns,
                 retry=RetryPolicy(),
                 artifacts_bucket="${TensorBucket}",
+                # An EXPRESS execution may last 5 minutes in all, so its outage budget is
+                # shorter; the rest of that time is for the stages themselves.
+                outage_budget_s=(
+                    EXPRESS_OUTAGE_BUDGET_S
+                    if state_machine_type == "EXPRESS"
+                    else DEFAULT_OUTAGE_BUDGET_S
+                ),
             ),
             "DefinitionSubstitutions": substitutions,
             "LoggingConfiguration": {
