@@ -280,10 +280,12 @@ def _upload_to_stack(
     """Upload to the stack's images bucket; outcomes come from its results bucket."""
     from types import SimpleNamespace
 
-    from radstream.aws.outcomes import stack_store, wait_for_outcomes
+    from radstream.aws.outcomes import outcome_snapshot, stack_store, wait_for_outcomes
 
     try:
         store = stack_store(stack)
+        # Outcomes already there (an earlier upload of the same images) must not count.
+        before = outcome_snapshot(store) if wait else {}
         if paths is None:
             infos = synthetic(SimpleNamespace(store=store, conn=None))
         else:
@@ -300,7 +302,9 @@ def _upload_to_stack(
             return
         console.print("waiting for outcomes (polling the results bucket)")
         now = time.time()
-        outcomes = wait_for_outcomes(store, [(i.key, now) for i in infos], timeout_s=timeout)
+        outcomes = wait_for_outcomes(
+            store, [(i.key, now) for i in infos], timeout_s=timeout, before=before
+        )
     except RadStreamError as exc:
         _fail(exc)
         return
@@ -1131,7 +1135,7 @@ def aws_deploy(
     data_dir: DataDir = None,
 ) -> None:
     """Create or update the stack through a change set; print the change set and the outputs."""
-    from radstream.aws.deploy import DeployOptions, deploy
+    from radstream.aws.deploy import DeployOptions, deploy, lambda_settings
     from radstream.aws.package import DEFAULT_PYTHON, build_package, load_manifest
     from radstream.model.loading import resolve_model_path
     from radstream.model.metadata import read_model_info
@@ -1167,9 +1171,12 @@ def aws_deploy(
             "input_max": info.input_max,
             "channels": info.channels,
         }
+        environment, secrets = lambda_settings(settings)
+        options["settings_env"] = environment
         outputs = deploy(
             ref,
             DeployOptions(
+                secrets=secrets,
                 package=manifest,
                 # With an endpoint the model runs there; its file supplies preprocessing only.
                 model_path=None if options["model_endpoint"] else model_path,

@@ -267,6 +267,13 @@ class ExecutionAbandoned(RadStreamError):
     hint = "A worker crashed on this study several times; inspect the image, then re-upload."
 
 
+class StoreConflict(TransientError):
+    """Another conditional write to the same object was in flight (S3 answered 409)."""
+
+    code = "STORE_CONFLICT"
+    hint = "Transient: retried with backoff. If it persists, two executions race for one upload."
+
+
 class StoreKeyInvalid(RadStreamError):
     """An object key that would escape its bucket or is otherwise unsafe."""
 

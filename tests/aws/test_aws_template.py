@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from radstream.aws.asl import LAMBDA_SERVICE_ERRORS, transient_codes
+from radstream.aws.athena_runner import positional_names, to_positional
 from radstream.aws.template import (
     BUCKETS,
     STEP_FUNCTIONS_LOG_DELIVERY_ACTIONS,
@@ -313,7 +314,14 @@ def test_glue_table_columns_and_named_queries() -> None:
     assert sorted(q["Properties"]["Name"] for q in queries.values()) == sorted(named_queries())
     for q in queries.values():
         props = q["Properties"]
-        assert props["QueryString"] == named_queries()[props["Name"]].sql
+        query = named_queries()[props["Name"]]
+        # Saved with Athena's own `?` parameters, which the console asks for in order.
+        assert ":" + (query.params or ["-"])[0] not in props["QueryString"]
+        assert props["QueryString"].count("?") == len(positional_names(query.sql))
+        assert props["QueryString"] == to_positional(query.sql, query.bind({}))[0]
+        if query.params:
+            assert "Parameters (each ?, in order)" in props["Description"]
+        assert q["Condition"] == "CreateNamedQueries"
         assert props["WorkGroup"] == {"Ref": "AthenaWorkGroup"}
         assert props["Database"] == {"Ref": "GlueDatabase"}
     workgroup = DEFAULT["Resources"]["AthenaWorkGroup"]["Properties"]["WorkGroupConfiguration"]
@@ -391,3 +399,40 @@ def test_outputs_name_what_the_tools_need() -> None:
 def test_bad_options_are_refused(options: dict[str, Any]) -> None:
     with pytest.raises(ConfigInvalid):
         build_template(**options)
+
+
+def test_settings_reach_the_functions_and_secrets_stay_out_of_the_template(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from radstream.aws.deploy import lambda_settings
+    from radstream.settings import Settings
+
+    settings = Settings(
+        model={"endpoint_model": "cxr", "token": "s3cret"},
+        telemetry={"pseudonymise": True, "pseudonym_key": "k3y", "variant": "B"},
+        engine={"image_wait_s": 45},
+    )
+    env, secrets = lambda_settings(settings)
+    assert "s3cret" not in json.dumps(env) and "k3y" not in json.dumps(env)
+    assert secrets == {"ModelToken": "s3cret", "PseudonymKey": "k3y"}
+    template = build_template("rs", settings_env=env)
+    assert "s3cret" not in json.dumps(template) and "k3y" not in json.dumps(template)
+    for parameter in secrets:
+        assert template["Parameters"][parameter]["NoEcho"] is True
+    variables = template["Resources"]["ValidateFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["RADSTREAM_MODEL__ENDPOINT_MODEL"] == "cxr"
+    assert variables["RADSTREAM_TELEMETRY__PSEUDONYMISE"] == "true"
+    assert variables["RADSTREAM_TELEMETRY__VARIANT"] == "B"
+    assert variables["RADSTREAM_ENGINE__IMAGE_WAIT_S"] == "45.0"
+    assert variables["RADSTREAM_TELEMETRY__PSEUDONYM_KEY"] == {"Ref": "PseudonymKey"}
+    assert variables["RADSTREAM_MODEL__TOKEN"] == {"Ref": "ModelToken"}
+    # What a function parses from that environment (the secrets filled in by the
+    # parameters) is what this machine has.
+    for name, value in {**env, "RADSTREAM_TELEMETRY__PSEUDONYM_KEY": "k3y"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("RADSTREAM_CONFIG", "/nonexistent.toml")
+    parsed = Settings()
+    assert parsed.telemetry == settings.telemetry
+    assert parsed.engine.image_wait_s == 45
+    assert parsed.model.endpoint_model == "cxr"
+    assert parsed.imaging == settings.imaging

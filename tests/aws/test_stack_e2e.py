@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from radstream.aws.outcomes import stack_store, wait_for_outcomes
+from radstream.aws.outcomes import outcome_snapshot, stack_store, wait_for_outcomes
 from radstream.aws.package import build_package
 from radstream.aws.session import AwsTarget, StackRef
 from radstream.cli import app
@@ -81,11 +81,12 @@ def processed(deployed: tuple[StackRef, Path, str]) -> dict[str, Any]:
         VALID + INVALID, INVALID, formats=["png", "jpeg"], rng=np.random.default_rng(7),
         width=640, height=800,
     )  # fmt: skip
+    before = outcome_snapshot(store)
     uploads = []
     for study in studies:
         info = upload_generated(store, study)
         uploads.append((info.key, time.time()))
-    outcomes = wait_for_outcomes(store, uploads, timeout_s=300, poll_s=0.5)
+    outcomes = wait_for_outcomes(store, uploads, timeout_s=300, poll_s=0.5, before=before)
     return {"store": store, "studies": studies, "uploads": uploads, "outcomes": outcomes}
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "AthenaQueryRunner",
     "ParamValue",
     "athena_literal",
+    "positional_names",
     "to_inline",
     "to_positional",
 ]
@@ -102,6 +103,11 @@ def _placeholders(athena_sql: str) -> list[tuple[int, int, str]]:
     if any(t.token_type == TokenType.PLACEHOLDER for t in tokens):
         raise QueryParamInvalid("write parameters as :name; a bare ? cannot be given a value")
     return found
+
+
+def positional_names(athena_sql: str) -> list[str]:
+    """The parameter name behind each ``?`` of :func:`to_positional`'s text, in order."""
+    return [name for _, _, name in _placeholders(athena_sql)]
 
 
 def to_positional(

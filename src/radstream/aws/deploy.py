@@ -27,13 +27,17 @@ from radstream.aws.template import (
     LAYER_KEY_PARAMETERS,
     LAYERS,
     NAMED_QUERIES_PARAMETER,
+    SECRET_PARAMETERS,
     build_template,
 )
 from radstream.errors import ConfigInvalid, DeployFailed, StackNotFound
+from radstream.settings import Settings
 
 Report = Callable[[str], None]
 _DONE = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"}
 _FAILED_SUFFIXES = ("_FAILED", "ROLLBACK_COMPLETE")
+DESTROY_ROUNDS = 3
+DIRECTORY_BUCKET_SUFFIX = "--x-s3"
 _NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
 _STACK_BUCKET_OUTPUTS = (
     "ImagesBucketName",
@@ -52,9 +56,35 @@ class DeployOptions:
     model_path: Path | None
     model_preprocessing: dict[str, Any]
     template: dict[str, Any] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+    """Template parameter → value, for the NoEcho parameters (``SECRET_PARAMETERS``)."""
     named_queries: bool = True
     wait_s: float = 1800.0
     poll_s: float = 2.0
+
+
+def lambda_settings(settings: Settings) -> tuple[dict[str, str], dict[str, str]]:
+    """The settings the stage functions must share with this machine's: (environment,
+    secret parameters). The functions read them as ``RADSTREAM_*`` variables, as the local
+    workers read radstream.toml, so both engines validate, wait and pseudonymise alike."""
+    model, telemetry, imaging = settings.model, settings.telemetry, settings.imaging
+    env = {
+        "RADSTREAM_MODEL__ENDPOINT_MODEL": model.endpoint_model,
+        "RADSTREAM_MODEL__TIMEOUT_S": str(model.timeout_s),
+        "RADSTREAM_MODEL__RETRIES": str(model.retries),
+        "RADSTREAM_ENGINE__IMAGE_WAIT_S": str(settings.engine.image_wait_s),
+        "RADSTREAM_IMAGING__MAX_PIXELS": str(imaging.max_pixels),
+        "RADSTREAM_IMAGING__MAX_FILE_BYTES": str(imaging.max_file_bytes),
+        "RADSTREAM_TELEMETRY__PSEUDONYMISE": str(telemetry.pseudonymise).lower(),
+        "RADSTREAM_TELEMETRY__CONFIG_ID": telemetry.config_id,
+    }
+    if telemetry.variant is not None:
+        env["RADSTREAM_TELEMETRY__VARIANT"] = telemetry.variant
+    secrets = {
+        SECRET_PARAMETERS["RADSTREAM_MODEL__TOKEN"]: model.token or "",
+        SECRET_PARAMETERS["RADSTREAM_TELEMETRY__PSEUDONYM_KEY"]: telemetry.pseudonym_key,
+    }
+    return env, secrets
 
 
 @dataclass(frozen=True)
@@ -81,7 +111,15 @@ def deploy(
     cfn = stack.target.client("cloudformation")
     code_bucket = _ensure_code_bucket(stack)
     keys = _upload_package(stack, code_bucket, options.package, report)
-    exists = _stack_status(stack) is not None
+    state = _stack_status(stack)
+    if state == "ROLLBACK_COMPLETE":
+        raise DeployFailed(
+            f"stack {stack.name} failed to create and was rolled back ({_reasons(stack)}); "
+            f"remove it with `radstream aws destroy --stack {stack.name}`, then deploy again"
+        )
+    # A stack whose first change set was never applied (REVIEW_IN_PROGRESS) is still
+    # created by a CREATE change set.
+    exists = state not in (None, "REVIEW_IN_PROGRESS")
     model_key = _model_key(options.model_path)
     if exists and model_key:
         # Update: the new model is in place before any function is told about it.
@@ -102,6 +140,7 @@ def deploy(
         "CodeKey": keys[CODE],
         "ModelPreprocessing": json.dumps(options.model_preprocessing, sort_keys=True),
         NAMED_QUERIES_PARAMETER: "true" if options.named_queries else "false",
+        **options.secrets,
         **{LAYER_KEY_PARAMETERS[layer]: keys[layer] for layer in LAYERS},
     }
     if model_key and "ModelKey" in template["Parameters"]:
@@ -141,25 +180,29 @@ def format_changes(changes: list[Change]) -> str:
 
 
 def destroy(stack: StackRef, report: Report = print, wait_s: float = 1800.0) -> None:
-    """Empty the stack's buckets (every object version), delete the stack and its code bucket."""
-    if _stack_status(stack) is not None:
+    """Empty the stack's buckets (every object version), delete the stack and its code bucket.
+
+    Firehose may still deliver a buffered batch after the telemetry bucket was emptied,
+    which fails the bucket's deletion; the buckets are then emptied again and the deletion
+    retried (CloudFormation resumes with what is left).
+    """
+    for attempt in range(1, DESTROY_ROUNDS + 1):
+        if _stack_status(stack) in (None, "DELETE_COMPLETE"):
+            if attempt == 1:
+                report(f"stack {stack.name} does not exist")
+            break
         outputs = stack.outputs()
         for key in _STACK_BUCKET_OUTPUTS:
             if key in outputs:
                 report(f"emptying {outputs[key]}")
                 _empty_bucket(stack, outputs[key])
-        cfn = stack.target.client("cloudformation")
-        cfn.delete_stack(StackName=stack.name)
-        deadline = time.monotonic() + wait_s
-        while (status := _stack_status(stack)) not in (None, "DELETE_COMPLETE"):
-            if status == "DELETE_FAILED":
-                raise DeployFailed(f"stack {stack.name} could not be deleted: {_reasons(stack)}")
-            if time.monotonic() > deadline:
-                raise DeployFailed(f"stack {stack.name} still {status} after {wait_s:.0f} s")
-            time.sleep(1.0)
-        report(f"stack {stack.name} deleted")
-    else:
-        report(f"stack {stack.name} does not exist")
+        stack.target.client("cloudformation").delete_stack(StackName=stack.name)
+        if _wait_deleted(stack, wait_s):
+            report(f"stack {stack.name} deleted")
+            break
+        if attempt == DESTROY_ROUNDS:
+            raise DeployFailed(f"stack {stack.name} could not be deleted: {_reasons(stack)}")
+        report(f"stack {stack.name}: DELETE_FAILED ({_reasons(stack)}); emptying again")
     bucket = code_bucket_name(stack)
     try:
         _empty_bucket(stack, bucket)
@@ -168,6 +211,18 @@ def destroy(stack: StackRef, report: Report = print, wait_s: float = 1800.0) -> 
     except ClientError as exc:
         if "NoSuchBucket" not in str(exc):
             raise
+
+
+def _wait_deleted(stack: StackRef, wait_s: float) -> bool:
+    """True once the stack is gone; False if its deletion failed."""
+    deadline = time.monotonic() + wait_s
+    while (status := _stack_status(stack)) not in (None, "DELETE_COMPLETE"):
+        if status == "DELETE_FAILED":
+            return False
+        if time.monotonic() > deadline:
+            raise DeployFailed(f"stack {stack.name} still {status} after {wait_s:.0f} s")
+        time.sleep(1.0)
+    return True
 
 
 def status(stack: StackRef) -> dict[str, Any]:
@@ -260,9 +315,15 @@ def _upload_model(
     stack: StackRef, bucket: str, key: str, options: DeployOptions, report: Report
 ) -> None:
     assert options.model_path is not None
+    s3 = stack.target.client("s3")
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return  # the key is the file's hash: the same model is already there
+    except ClientError:
+        pass
     report(f"uploading model {options.model_path.name} to {bucket}/{key}")
     with options.model_path.open("rb") as body:
-        stack.target.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
 
 
 def _template_url(stack: StackRef, bucket: str, key: str) -> str:
@@ -343,16 +404,29 @@ def _reasons(stack: StackRef) -> str:
 
 
 def _empty_bucket(stack: StackRef, bucket: str) -> None:
-    """Delete every object version and delete marker (versioned buckets keep them)."""
+    """Delete every object: all versions and delete markers of a versioned bucket, or the
+    plain objects of an S3 Express directory bucket (which has no versions to list)."""
     s3 = stack.target.client("s3")
-    paginator = s3.get_paginator("list_object_versions")
-    for page in paginator.paginate(Bucket=bucket):
-        entries = [
-            {"Key": v["Key"], "VersionId": v["VersionId"]}
-            for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
-        ]
-        # DeleteObjects takes at most 1,000 keys per call.
-        for start in range(0, len(entries), 1000):
-            s3.delete_objects(
-                Bucket=bucket, Delete={"Objects": entries[start : start + 1000], "Quiet": True}
-            )
+    try:
+        if bucket.endswith(DIRECTORY_BUCKET_SUFFIX):
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                _delete_batch(s3, bucket, [{"Key": o["Key"]} for o in page.get("Contents", [])])
+            return
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            entries = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+            ]
+            _delete_batch(s3, bucket, entries)
+    except ClientError as exc:
+        if "NoSuchBucket" in str(exc):
+            return  # already gone: nothing to empty
+        raise DeployFailed(f"could not empty bucket {bucket}: {exc}") from exc
+
+
+def _delete_batch(s3: Any, bucket: str, entries: list[dict[str, str]]) -> None:
+    # DeleteObjects takes at most 1,000 keys per call.
+    for start in range(0, len(entries), 1000):
+        s3.delete_objects(
+            Bucket=bucket, Delete={"Objects": entries[start : start + 1000], "Quiet": True}
+        )

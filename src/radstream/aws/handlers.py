@@ -40,6 +40,7 @@ from radstream.aws.s3_store import S3ObjectStore
 from radstream.aws.session import AwsTarget
 from radstream.bench.pricing import load_pricing
 from radstream.errors import (
+    ConfigInvalid,
     RadStreamError,
     StageCrashed,
     StageTimedOut,
@@ -60,6 +61,7 @@ CLAIM_PREFIX = "claims/"
 TENSOR_PREFIX = "tensors/"
 MODEL_FILE = Path(tempfile.gettempdir()) / "radstream-model.onnx"
 _TIMEOUT_ERRORS = ("States.Timeout", "Sandbox.Timedout")
+MIN_BOTOCORE = (1, 35)
 
 
 @dataclass
@@ -77,6 +79,7 @@ class _Container:
 
 @functools.cache
 def _container() -> _Container:
+    _check_sdk()
     settings = Settings()
     aws = settings.aws
     # Inside Lambda the SDK finds the region (and, under an emulator, AWS_ENDPOINT_URL)
@@ -106,6 +109,22 @@ def _container() -> _Container:
         backend=f"kserve:{urlsplit(endpoint).netloc}" if endpoint else "onnxruntime",
     )
     return _Container(settings=settings, store=store, sink=sink, recorder=recorder)
+
+
+def _check_sdk() -> None:
+    """The runtime's botocore must know conditional PUTs (``IfNoneMatch``, botocore 1.35).
+
+    The package does not bundle botocore (it would push ``prepare`` over Lambda's size
+    limit), so an old runtime SDK is refused here, by name, not by a confusing error later.
+    """
+    import botocore
+
+    version = tuple(int(p) for p in botocore.__version__.split(".")[:2] if p.isdigit())
+    if version < MIN_BOTOCORE:
+        raise ConfigInvalid(
+            f"the Lambda runtime's botocore {botocore.__version__} is older than "
+            f"{'.'.join(map(str, MIN_BOTOCORE))}: deploy with a newer Python runtime"
+        )
 
 
 # --- the Lambda error contract --------------------------------------------------------
@@ -155,11 +174,14 @@ def _loads(text: str) -> Any:
 def _run(
     stage: str, event: dict[str, Any], work: Callable[[_Container, State, str], State]
 ) -> State:
-    box = _container()
     state: State = dict(event["state"])
     execution_id = str(event["execution"])
     attempt = int(event.get("attempt") or 0) + 1
     start = time.time()
+    try:
+        box = _container()
+    except Exception as exc:  # bad settings: still a typed error, with no telemetry client
+        raise lambda_error(error_from_exception(exc), stage, attempt) from exc
     try:
         new_state = work(box, state, execution_id)
     except Exception as exc:  # every error leaves as a typed Lambda error

@@ -1,9 +1,13 @@
 """Outcomes of uploads to a deployed stack, read from its public surface: the results bucket.
 
 As locally, success is the result object and failure the failure object, never an
-execution status. Each poll costs two LIST calls (``results/`` and ``failed/``) whatever
-the number of uploads in flight, and an outcome's time is when a poll first saw it, so
-latencies read here are upper bounds, late by at most one poll interval.
+execution status. Each poll lists ``results/`` and ``failed/`` (a LIST call per 1,000
+keys, whatever the number of uploads in flight), and an outcome's time is when a poll first
+saw it, so latencies read here are upper bounds, late by at most one poll interval.
+
+An outcome object left by an earlier upload of the same image does not count: the caller
+snapshots the outcome ETags before uploading (:func:`outcome_snapshot`), and only a new or
+rewritten object (every outcome names its execution, so its ETag changes) is taken.
 """
 
 from __future__ import annotations
@@ -41,28 +45,42 @@ def outcome_keys(sidecar_key: str) -> tuple[str, str]:
     return result_key(folder, stem), failure_key(folder, stem)
 
 
+def outcome_snapshot(store: S3ObjectStore) -> dict[str, str]:
+    """Outcome key → ETag of every result and failure object now in the results bucket."""
+    return {
+        **store.etags(RESULTS_BUCKET, "results/"),
+        **store.etags(RESULTS_BUCKET, "failed/"),
+    }
+
+
 def wait_for_outcomes(
     store: S3ObjectStore,
     uploads: Iterable[tuple[str, float]],
     *,
     timeout_s: float,
     poll_s: float = 0.5,
+    before: dict[str, str] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> list[Outcome]:
     """Poll until every upload ``(sidecar_key, uploaded_at)`` has an outcome, or timeout.
 
-    Uploads with no outcome by then are ``lost``. A failure's code is read from its object.
+    ``before`` is :func:`outcome_snapshot` taken before the uploads: objects unchanged
+    since then are an earlier upload's outcome and are ignored. Uploads with no outcome by
+    the deadline are ``lost``. A failure's code is read from its object.
     """
     pending = dict(uploads)
+    stale = dict(before or {})
     total = len(pending)
     seen: dict[str, tuple[str, float]] = {}  # sidecar key -> (outcome key, first seen)
     deadline = time.monotonic() + timeout_s
     while True:
-        present = set(store.list(RESULTS_BUCKET, "results/")) | set(
-            store.list(RESULTS_BUCKET, "failed/")
-        )
+        present = {
+            key: etag for key, etag in outcome_snapshot(store).items() if stale.get(key) != etag
+        }
         now = time.time()
         for key in list(pending):
+            if key in seen:
+                continue
             ok, failed = outcome_keys(key)
             found = ok if ok in present else failed if failed in present else None
             if found is not None:

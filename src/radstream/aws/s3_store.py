@@ -14,13 +14,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from radstream.errors import StoreKeyInvalid, StoreObjectMissing
+from radstream.errors import StoreConflict, StoreKeyInvalid, StoreObjectMissing
 from radstream.local.keys import check_key
 from radstream.stages.ports import ObjectInfo
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
-# 412: the key exists; 409: another conditional write to it is in flight (retry reads it).
-_TAKEN = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+# 412: the key exists. 409: another conditional write to it is still in flight, so there
+# is nothing to read yet: that is retried (StoreConflict is transient).
+_TAKEN = {"PreconditionFailed", "412"}
+_IN_FLIGHT = {"ConditionalRequestConflict", "409"}
 
 
 def _code(exc: ClientError) -> str:
@@ -66,6 +68,8 @@ class S3ObjectStore:
                 Bucket=self.bucket_name(bucket), Key=check_key(key), Body=data, IfNoneMatch="*"
             )
         except ClientError as exc:
+            if _code(exc) in _IN_FLIGHT:
+                raise StoreConflict(f"a concurrent conditional write to {bucket}/{key}") from exc
             if _code(exc) not in _TAKEN:
                 raise
             return self.get(bucket, key)
@@ -110,6 +114,15 @@ class S3ObjectStore:
         for page in paginator.paginate(Bucket=self.bucket_name(bucket), Prefix=prefix):
             keys.extend(item["Key"] for item in page.get("Contents", []))
         return sorted(keys)
+
+    def etags(self, bucket: str, prefix: str = "") -> dict[str, str]:
+        """Key → ETag of every object under ``prefix``, from the listing alone (no HEADs)."""
+        found: dict[str, str] = {}
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket_name(bucket), Prefix=prefix):
+            for item in page.get("Contents", []):
+                found[item["Key"]] = str(item.get("ETag", "")).strip('"')
+        return found
 
     def delete(self, bucket: str, key: str) -> None:
         """Remove an object; S3 answers success for an absent key too."""

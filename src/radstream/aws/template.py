@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from radstream.aws.asl import DEFAULT_OUTAGE_BUDGET_S, asl_json
+from radstream.aws.athena_runner import positional_names, to_positional
 from radstream.aws.package import (
     DEFAULT_PYTHON,
     LAYER_IMAGING,
@@ -41,7 +43,7 @@ from radstream.aws.package import (
 )
 from radstream.errors import ConfigInvalid
 from radstream.lake.glue import DATABASE, TABLE, table_input
-from radstream.lake.queries import named_queries
+from radstream.lake.queries import NamedQuery, named_queries
 from radstream.pipeline.definition import (
     INFER,
     PIPELINE,
@@ -60,6 +62,11 @@ LAYERS: tuple[str, ...] = (LAYER_IMAGING, LAYER_MODEL)
 LAYER_RESOURCES: dict[str, str] = {layer: f"{layer.capitalize()}Layer" for layer in LAYERS}
 LAYER_KEY_PARAMETERS: dict[str, str] = {layer: f"{layer.capitalize()}LayerKey" for layer in LAYERS}
 EXPRESS_OUTAGE_BUDGET_S = 120.0
+SECRET_PARAMETERS: dict[str, str] = {
+    "RADSTREAM_MODEL__TOKEN": "ModelToken",
+    "RADSTREAM_TELEMETRY__PSEUDONYM_KEY": "PseudonymKey",
+}
+"""Settings the functions need that must not appear in the template: env var → parameter."""
 NAMED_QUERIES_PARAMETER = "NamedQueries"
 NAMED_QUERIES_CONDITION = "CreateNamedQueries"
 LAMBDA_TIMEOUT_S: dict[str, int] = {
@@ -642,13 +649,22 @@ def _athena(stack: str, kms: bool) -> dict[str, Json]:
             "DependsOn": "TelemetryTable",
             "Properties": {
                 "Name": query.name,
-                "Description": query.description[:1024],
+                "Description": _query_description(query)[:1024],
                 "Database": ref("GlueDatabase"),
                 "WorkGroup": ref(WORKGROUP),
-                "QueryString": query.sql,
+                # Athena's own parameter syntax, so the saved query runs from the console,
+                # which asks for each `?` in turn.
+                "QueryString": to_positional(query.sql, query.bind({}))[0],
             },
         }
     return resources
+
+
+def _query_description(query: NamedQuery) -> str:
+    if not query.params:
+        return query.description
+    order = ", ".join(positional_names(query.sql))
+    return f"{query.description} Parameters (each ?, in order): {order}."
 
 
 def build_template(
@@ -661,6 +677,7 @@ def build_template(
     model_endpoint: str | None = None,
     kms: bool = False,
     python_version: str = DEFAULT_PYTHON,
+    settings_env: Mapping[str, str] | None = None,
 ) -> Json:
     """The CloudFormation template of stack ``stack`` (see the module doc)."""
     _check(stack, memory_mb, architecture, state_machine_type)
@@ -686,6 +703,15 @@ def build_template(
             "Default": "{}",
             "Description": "the model's preprocessing as JSON (radstream aws deploy reads it "
             "from the model file)",
+        },
+        **{
+            parameter: {
+                "Type": "String",
+                "NoEcho": True,
+                "Default": "",
+                "Description": f"{env} for the stage functions (empty: unset)",
+            }
+            for env, parameter in SECRET_PARAMETERS.items()
         },
         NAMED_QUERIES_PARAMETER: {
             "Type": "String",
@@ -729,6 +755,9 @@ def build_template(
         "RADSTREAM_COST__STATE_MACHINE": state_machine_type,
         "RADSTREAM_COST__STORAGE_CLASS": "express" if express_artifacts else "standard",
         "RADSTREAM_AWS__PREPROCESSING": ref("ModelPreprocessing"),
+        # Secrets travel as NoEcho parameters, never in the template text.
+        **{env: ref(parameter) for env, parameter in SECRET_PARAMETERS.items()},
+        **(settings_env or {}),
     }
     if model_endpoint is not None:
         environment["RADSTREAM_MODEL__ENDPOINT"] = model_endpoint
