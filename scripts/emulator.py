@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -49,8 +50,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(data_dir: Path, log: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ministack on 127.0.0.1; return the process and its endpoint URL once healthy."""
+def ca_bundle(data_dir: Path) -> Path:
+    """The emulator's self-signed certificate (with ``tls=True``), for ``AWS_CA_BUNDLE``."""
+    return data_dir / "ministack-tls" / "server.crt"
+
+
+def start(
+    data_dir: Path, log: Path, port: int | None = None, *, tls: bool = False, iam: bool = False
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ministack on 127.0.0.1; return the process and its endpoint URL once healthy.
+
+    ``tls``: serve HTTPS with a self-signed certificate (:func:`ca_bundle`), so bucket
+    policies that deny non-TLS requests hold. ``iam``: evaluate IAM policies (ministack's
+    AUTH mode), so each Lambda runs with exactly its role's permissions.
+    """
     install()
     port = port or free_port()
     env = {
@@ -62,17 +75,24 @@ def start(data_dir: Path, log: Path, port: int | None = None) -> tuple[subproces
         "LOG_LEVEL": "WARNING",
         "LAMBDA_EXECUTOR": "local",
     }
+    if tls:
+        # The Lambda code runs in ministack's subprocesses, which inherit this.
+        env.update(USE_SSL="1", AWS_CA_BUNDLE=str(ca_bundle(data_dir)))
+    if iam:
+        env["AUTH"] = "true"
     out = log.open("wb")
     proc = subprocess.Popen(
         [str(python()), "-m", "ministack"], env=env, stdout=out, stderr=subprocess.STDOUT
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    # The health probe only asks whether it is up; the certificate may not exist yet.
+    probe = ssl._create_unverified_context() if tls else None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"ministack exited with {proc.returncode}; see {log}")
         try:
-            with urllib.request.urlopen(f"{url}/_ministack/health", timeout=1):
+            with urllib.request.urlopen(f"{url}/_ministack/health", timeout=1, context=probe):
                 return proc, url
         except OSError:
             time.sleep(0.2)

@@ -23,7 +23,12 @@ class Emulator:
 
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    """One ministack for the whole session, with dummy credentials in the environment."""
+    """One ministack for the whole session, with dummy credentials in the environment.
+
+    It serves HTTPS and enforces IAM: the stack's TLS-only bucket policies hold, and each
+    Lambda runs with its own role's permissions only, so an end-to-end run that succeeds
+    shows the least-privilege roles are also sufficient.
+    """
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
         launcher = importlib.import_module("emulator")
@@ -31,12 +36,13 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
         sys.path.remove(str(ROOT / "scripts"))
     data_dir = tmp_path_factory.mktemp("ministack")
     log = data_dir / "ministack.log"
-    proc, url = launcher.start(data_dir, log)
+    proc, url = launcher.start(data_dir, log, tls=True, iam=True)
     patch = pytest.MonkeyPatch()
     for name, value in {
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
         "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CA_BUNDLE": str(launcher.ca_bundle(data_dir)),
     }.items():
         patch.setenv(name, value)
     try:

@@ -17,8 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import botocore.session
 import numpy as np
 import pytest
+from botocore.exceptions import ClientError
 from typer.testing import CliRunner
 
 from radstream.aws.outcomes import outcome_snapshot, stack_store, wait_for_outcomes
@@ -195,6 +197,49 @@ def test_the_upload_command_sends_files_to_the_stack_and_reports_outcomes(
     )  # fmt: skip
     assert "uploaded 1 studies to stack" in result.output
     assert "succeeded" in result.output and "incoming/cli-upload-1/" in result.output
+
+
+def test_each_stage_role_is_held_to_its_own_prefixes(
+    deployed: tuple[StackRef, Path, str], processed: dict[str, Any]
+) -> None:
+    """The emulator enforces IAM (its AUTH mode), and the pipeline above ran under it, so
+    the roles are sufficient; here they are shown to be no more than that."""
+    stack, _, _ = deployed
+    outputs = stack.outputs()
+    images, results = outputs["ImagesBucketName"], outputs["ResultsBucketName"]
+    allowed = {
+        "store": [(results, "results/")],
+        "record-failure": [(results, "failed/")],
+        "validate": [],
+    }
+    refused = {
+        "store": [(results, "failed/"), (images, "incoming/")],
+        "record-failure": [(results, "results/"), (images, "incoming/")],
+        "validate": [(results, "results/"), (images, "incoming/")],
+    }
+    for function, places in refused.items():
+        s3 = _as_role(stack, f"{STACK}-{function}")
+        for bucket, prefix in allowed[function]:
+            s3.put_object(Bucket=bucket, Key=f"{prefix}iam-probe/x.json", Body=b"{}")
+        for bucket, prefix in places:
+            with pytest.raises(ClientError, match="AccessDenied"):
+                s3.put_object(Bucket=bucket, Key=f"{prefix}iam-probe/x.json", Body=b"{}")
+
+
+def _as_role(stack: StackRef, function: str) -> Any:
+    """An S3 client with the credentials of ``function``'s execution role."""
+    target = stack.target
+    role = target.client("lambda").get_function_configuration(FunctionName=function)["Role"]
+    creds = target.client("sts").assume_role(RoleArn=role, RoleSessionName="probe")
+    c = creds["Credentials"]
+    return botocore.session.get_session().create_client(
+        "s3",
+        region_name=target.region,
+        endpoint_url=target.endpoint_url,
+        aws_access_key_id=c["AccessKeyId"],
+        aws_secret_access_key=c["SecretAccessKey"],
+        aws_session_token=c["SessionToken"],
+    )
 
 
 def test_update_goes_through_a_change_set(

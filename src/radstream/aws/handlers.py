@@ -302,9 +302,13 @@ def _model(box: _Container) -> Any:
             # Once per container: /tmp outlives invocations, so a warm start skips this.
             if not MODEL_FILE.exists():
                 data = box.store.get("artifacts", settings.aws.model_key)
-                partial = MODEL_FILE.with_suffix(".part")
-                partial.write_bytes(data)
-                partial.replace(MODEL_FILE)
+                # A private temporary name, then an atomic rename: a reader never sees
+                # a half-written model, even where containers share /tmp (an emulator).
+                with tempfile.NamedTemporaryFile(
+                    dir=MODEL_FILE.parent, prefix=MODEL_FILE.name, delete=False
+                ) as partial:
+                    partial.write(data)
+                os.replace(partial.name, MODEL_FILE)
             settings = settings.model_copy(
                 update={"model": settings.model.model_copy(update={"path": MODEL_FILE})}
             )
