@@ -274,6 +274,16 @@ class StoreConflict(TransientError):
     hint = "Transient: retried with backoff. If it persists, two executions race for one upload."
 
 
+class StoreAccessDenied(RadStreamError):
+    """The object store refused the request (S3 403): a role lacks a permission."""
+
+    code = "STORE_ACCESS_DENIED"
+    hint = (
+        "The stage's role may not do this, or (without s3:ListBucket) the object does not "
+        "exist: S3 answers 403 for both. Check the key, then the role in the template."
+    )
+
+
 class StoreKeyInvalid(RadStreamError):
     """An object key that would escape its bucket or is otherwise unsafe."""
 

@@ -9,7 +9,7 @@ import pytest
 
 from radstream.aws.s3_store import S3ObjectStore
 from radstream.aws.session import AwsTarget
-from radstream.errors import StoreKeyInvalid, StoreObjectMissing
+from radstream.errors import StoreAccessDenied, StoreKeyInvalid, StoreObjectMissing
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +57,35 @@ def test_exactly_one_concurrent_claim_wins_and_all_learn_which(store: S3ObjectSt
     winner = store.get("images", "claims/one")
     assert winner in owners
     assert seen == [winner] * len(owners)
+
+
+def test_a_refused_request_is_a_typed_error(emulator: Any, store: S3ObjectStore) -> None:
+    """The emulator enforces IAM: a role with no S3 permission at all is refused."""
+    import json
+
+    import botocore.session
+
+    target = AwsTarget(endpoint_url=emulator.url)
+    iam = target.client("iam")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}],
+    }
+    role = iam.create_role(RoleName="no-s3", AssumeRolePolicyDocument=json.dumps(trust))
+    creds = target.client("sts").assume_role(RoleArn=role["Role"]["Arn"], RoleSessionName="probe")[
+        "Credentials"
+    ]
+    s3 = botocore.session.get_session().create_client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=emulator.url,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+    denied = S3ObjectStore(s3, {"images": "store-test-images"})
+    with pytest.raises(StoreAccessDenied) as caught:
+        denied.put("images", "incoming/s9/a.png", b"x")
+    assert caught.value.code == "STORE_ACCESS_DENIED"
+    with pytest.raises(StoreAccessDenied):
+        denied.get("images", "incoming/s1/a.json")

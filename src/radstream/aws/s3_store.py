@@ -14,7 +14,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from radstream.errors import StoreConflict, StoreKeyInvalid, StoreObjectMissing
+from radstream.errors import (
+    StoreAccessDenied,
+    StoreConflict,
+    StoreKeyInvalid,
+    StoreObjectMissing,
+)
 from radstream.local.keys import check_key
 from radstream.stages.ports import ObjectInfo
 
@@ -22,11 +27,20 @@ _MISSING = {"NoSuchKey", "404", "NotFound"}
 # 412: the key exists. 409: another conditional write to it is still in flight, so there
 # is nothing to read yet: that is retried (StoreConflict is transient).
 _TAKEN = {"PreconditionFailed", "412"}
+_DENIED = {"AccessDenied", "403", "Forbidden"}
 _IN_FLIGHT = {"ConditionalRequestConflict", "409"}
 
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _typed(exc: ClientError, bucket: str, key: str, operation: str) -> Exception:
+    """A refused request as a typed error; other errors stay as they are."""
+    if _code(exc) in _DENIED:
+        return StoreAccessDenied(f"{operation} {bucket}/{key} was refused (403)")
+    original: Exception = exc
+    return original
 
 
 class S3ObjectStore:
@@ -48,7 +62,10 @@ class S3ObjectStore:
     def put(self, bucket: str, key: str, data: bytes) -> ObjectInfo:
         """Upload ``data`` in one PUT (S3 PUTs are atomic: readers see all or nothing)."""
         name = self.bucket_name(bucket)
-        reply = self._s3.put_object(Bucket=name, Key=check_key(key), Body=data)
+        try:
+            reply = self._s3.put_object(Bucket=name, Key=check_key(key), Body=data)
+        except ClientError as exc:
+            raise _typed(exc, bucket, key, "PUT") from exc
         return ObjectInfo(
             bucket=bucket,
             key=key,
@@ -71,7 +88,7 @@ class S3ObjectStore:
             if _code(exc) in _IN_FLIGHT:
                 raise StoreConflict(f"a concurrent conditional write to {bucket}/{key}") from exc
             if _code(exc) not in _TAKEN:
-                raise
+                raise _typed(exc, bucket, key, "PUT") from exc
             return self.get(bucket, key)
         return data
 
@@ -82,7 +99,7 @@ class S3ObjectStore:
         except ClientError as exc:
             if _code(exc) in _MISSING:
                 raise StoreObjectMissing(f"no object {bucket}/{key}") from None
-            raise
+            raise _typed(exc, bucket, key, "GET") from exc
         body: bytes = reply["Body"].read()
         return body
 
@@ -93,7 +110,7 @@ class S3ObjectStore:
         except ClientError as exc:
             if _code(exc) in _MISSING:
                 return None
-            raise
+            raise _typed(exc, bucket, key, "HEAD") from exc
         return ObjectInfo(
             bucket=bucket,
             key=key,
@@ -126,4 +143,7 @@ class S3ObjectStore:
 
     def delete(self, bucket: str, key: str) -> None:
         """Remove an object; S3 answers success for an absent key too."""
-        self._s3.delete_object(Bucket=self.bucket_name(bucket), Key=check_key(key))
+        try:
+            self._s3.delete_object(Bucket=self.bucket_name(bucket), Key=check_key(key))
+        except ClientError as exc:
+            raise _typed(exc, bucket, key, "DELETE") from exc
