@@ -329,26 +329,14 @@ def _upload_synthetic(
     import uuid
 
     from radstream.bench.completions import CompletionWatcher
-    from radstream.bench.runner import BenchConfig, generate, schedule
+    from radstream.bench.runner import generate, schedule
     from radstream.loadgen.driver import LoadDriver
     from radstream.loadgen.uploader import upload_generated
 
-    width, height = _size(size)
     if not (rate or shape or trace or concurrency):
         shape = f"burst:{count}/1"  # no load shape given: send everything at once
-    cfg = BenchConfig(
-        studies=count,
-        rate=rate,
-        concurrency=concurrency,
-        poisson=poisson,
-        shape=shape,
-        trace=trace,
-        format=fmt,
-        width=width,
-        height=height,
-        invalid_ratio=invalid_ratio,
-        warmup=0,
-        seed=seed,
+    cfg = _load_config(
+        count, rate, concurrency, poisson, shape, trace, fmt, size, invalid_ratio, seed, warmup=0
     )
     try:
         cfg.validate()
@@ -376,6 +364,39 @@ def _upload_synthetic(
     except RadStreamError as exc:
         _fail(exc)
     return infos
+
+
+def _load_config(
+    studies: int,
+    rate: float | None,
+    concurrency: int | None,
+    poisson: bool,
+    shape: str | None,
+    trace: Path | None,
+    fmt: str,
+    size: str,
+    invalid_ratio: float,
+    seed: int,
+    **more: Any,
+) -> Any:
+    """The load options shared by `upload --synthetic` and `bench`, as a BenchConfig."""
+    from radstream.bench.runner import BenchConfig
+
+    width, height = _size(size)
+    return BenchConfig(
+        studies=studies,
+        rate=rate,
+        concurrency=concurrency,
+        poisson=poisson,
+        shape=shape,
+        trace=trace,
+        format=fmt,
+        width=width,
+        height=height,
+        invalid_ratio=invalid_ratio,
+        seed=seed,
+        **more,
+    )
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -755,25 +776,23 @@ def bench(
     """Measure the pipeline under a load: latency from intended send time, throughput, cost,
     and an SLO verdict (exit status 1 on any breach). With --stack, the load goes to a
     deployed stack; its latencies are upper bounds (outcomes are seen by polling S3)."""
-    from radstream.bench.runner import BenchConfig, run_bench
+    from radstream.bench.runner import run_bench
 
     if stack is not None and (workers is not None or model is not None):
         # Both describe local workers; the stack runs the model it was deployed with.
         raise typer.BadParameter("--workers and --model are local only; not with --stack")
-    width, height = _size(size)
-    cfg = BenchConfig(
-        studies=studies,
-        rate=rate,
-        concurrency=concurrency,
-        poisson=poisson,
-        shape=shape,
-        trace=trace,
-        format=fmt,
-        width=width,
-        height=height,
-        invalid_ratio=invalid_ratio,
+    cfg = _load_config(
+        studies,
+        rate,
+        concurrency,
+        poisson,
+        shape,
+        trace,
+        fmt,
+        size,
+        invalid_ratio,
+        seed,
         warmup=warmup,
-        seed=seed,
         baseline=baseline,
         slo=slo or [],
         model_backend=model_backend,
