@@ -54,3 +54,13 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
             proc.wait(timeout=10)
         except Exception:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def lambda_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Lambda package, built once per session for the emulator's Python (3.11)."""
+    from radstream.aws.package import build_package
+
+    out = tmp_path_factory.mktemp("lambda-package")
+    build_package(out, python_version="3.11", architecture="x86_64")
+    return out

@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import botocore.session
@@ -21,7 +22,6 @@ from typer.testing import CliRunner
 
 from radstream.aws.completions import S3CompletionWatcher
 from radstream.aws.outcomes import stack_store, wait_for_outcomes
-from radstream.aws.package import build_package
 from radstream.aws.s3_store import S3ObjectStore
 from radstream.aws.session import AwsTarget, StackRef
 from radstream.bench.completions import Completion
@@ -174,10 +174,11 @@ def test_telemetry_wait_matches_pseudonymised_ids_and_is_bounded() -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackRef]:
+def stack(
+    emulator: Any, lambda_package: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StackRef]:
     """A stack deployed through the CLI, destroyed after the module."""
-    package = tmp_path_factory.mktemp("bench-package")
-    build_package(package, python_version="3.11", architecture="x86_64")
+    package = lambda_package
     data_dir = tmp_path_factory.mktemp("bench-deploy")
     _cli(
         "aws", "deploy", "--stack", STACK, "--endpoint-url", emulator.url,

@@ -258,7 +258,9 @@ def test_artifacts_hold_what_lambda_needs_and_nothing_it_ships(built: PackageMan
 def test_a_second_build_is_byte_identical(
     built: PackageManifest, source: Path, tmp_path: Path
 ) -> None:
-    again = build_package(tmp_path, python_version=PYTHON, wheel_cache=WHEEL_CACHE, source_dir=source)
+    again = build_package(
+        tmp_path, python_version=PYTHON, wheel_cache=WHEEL_CACHE, source_dir=source
+    )
     for key, artifact in built.artifacts.items():
         assert again.artifacts[key].sha256 == artifact.sha256, key
     first_manifest = built.artifacts[CODE].path.parent / MANIFEST_FILE

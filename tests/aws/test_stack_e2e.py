@@ -24,7 +24,6 @@ from botocore.exceptions import ClientError
 from typer.testing import CliRunner
 
 from radstream.aws.outcomes import outcome_snapshot, stack_store, wait_for_outcomes
-from radstream.aws.package import build_package
 from radstream.aws.session import AwsTarget, StackRef
 from radstream.cli import app
 from radstream.loadgen.bad_inputs import BAD_KINDS
@@ -38,10 +37,8 @@ VALID, INVALID = 5, 2
 
 
 @pytest.fixture(scope="module")
-def package_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("package")
-    build_package(out, python_version="3.11", architecture="x86_64")
-    return out
+def package_dir(lambda_package: Path) -> Path:
+    return lambda_package
 
 
 @pytest.fixture(scope="module")
