@@ -1071,13 +1071,15 @@ def aws_template(
     kms: KmsOpt = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Print the CloudFormation template of the whole stack (JSON)."""
+    """Print the CloudFormation template of the whole stack (JSON), as `aws deploy` sends it."""
+    from radstream.aws.deploy import lambda_settings
     from radstream.aws.template import template_json
 
     settings = _settings(data_dir)
     try:
         text = template_json(
             stack,
+            settings_env=lambda_settings(settings)[0],
             **_template_options(
                 settings,
                 memory_mb,
