@@ -12,6 +12,7 @@ empties and removes it along with the stack's own buckets.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -305,8 +306,6 @@ def _upload_package(
 def _model_key(model_path: Path | None) -> str | None:
     if model_path is None:
         return None
-    import hashlib
-
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:16]
     return f"models/{model_path.stem}-{digest}.onnx"
 

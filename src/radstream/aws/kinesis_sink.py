@@ -77,6 +77,7 @@ class _Entry:
     size: int
 
     def request(self) -> dict[str, Any]:
+        """The entry as PutRecords takes it."""
         return {"Data": self.data, "PartitionKey": self.partition_key}
 
 
