@@ -109,6 +109,14 @@ def deploy(
     The change set is reported before it is applied; ``confirm``, when given, may refuse
     it (the change set is then deleted and nothing changes).
     """
+    # Checked before any AWS call: nothing is created for a package that cannot run.
+    python = options.package.python_version
+    if python == "3.11" and stack.target.endpoint_url is None:
+        raise ConfigInvalid(
+            "the python3.11 Lambda runtime runs Amazon Linux 2 (glibc 2.26), where the "
+            "imaging and model wheels do not load (they need glibc 2.28): package for 3.12 "
+            "(`radstream aws package --python-version 3.12`)"
+        )
     cfn = stack.target.client("cloudformation")
     code_bucket = _ensure_code_bucket(stack)
     keys = _upload_package(stack, code_bucket, options.package, report)
@@ -125,13 +133,6 @@ def deploy(
     if exists and model_key:
         # Update: the new model is in place before any function is told about it.
         _upload_model(stack, stack.outputs()["ArtifactsBucketName"], model_key, options, report)
-    python = options.package.python_version
-    if python == "3.11" and stack.target.endpoint_url is None:
-        raise ConfigInvalid(
-            "the python3.11 Lambda runtime runs Amazon Linux 2 (glibc 2.26), where the "
-            "imaging and model wheels do not load (they need glibc 2.28): package for 3.12 "
-            "(`radstream aws package --python-version 3.12`)"
-        )
     template = build_template(stack.name, **{**options.template, "python_version": python})
     template_key = f"templates/{stack.name}-{int(time.time())}.json"
     body = json.dumps(template, separators=(",", ":"), sort_keys=True).encode()
