@@ -280,12 +280,13 @@ def _upload_to_stack(
     """Upload to the stack's images bucket; outcomes come from its results bucket."""
     from types import SimpleNamespace
 
-    from radstream.aws.outcomes import outcome_snapshot, stack_store, wait_for_outcomes
+    from radstream.aws.completions import S3CompletionWatcher
+    from radstream.aws.outcomes import stack_store, wait_for_outcomes
 
     try:
         store = stack_store(stack)
         # Outcomes already there (an earlier upload of the same images) must not count.
-        before = outcome_snapshot(store) if wait else {}
+        watcher = S3CompletionWatcher(store, min_interval_s=0.0) if wait else None
         if paths is None:
             infos = synthetic(SimpleNamespace(store=store, conn=None))
         else:
@@ -298,13 +299,11 @@ def _upload_to_stack(
                 )
             infos = list(upload_files(store, studies))
         console.print(f"uploaded {len(infos)} studies to stack {stack.name}")
-        if not wait or not infos:
+        if watcher is None or not infos:
             return
         console.print("waiting for outcomes (polling the results bucket)")
         now = time.time()
-        outcomes = wait_for_outcomes(
-            store, [(i.key, now) for i in infos], timeout_s=timeout, before=before
-        )
+        outcomes = wait_for_outcomes(watcher, [(i.key, now) for i in infos], timeout_s=timeout)
     except RadStreamError as exc:
         _fail(exc)
         return
@@ -1038,6 +1037,10 @@ def _template_options(
     model_endpoint: str | None,
     kms: bool,
 ) -> dict[str, Any]:
+    """The template's options from the flags, else the settings: `aws template` prints
+    exactly what `aws deploy` sends."""
+    from radstream.aws.deploy import lambda_settings
+
     cost = settings.cost
     return {
         "memory_mb": memory_mb or cost.memory_mb,
@@ -1048,6 +1051,7 @@ def _template_options(
         ),
         "model_endpoint": model_endpoint or settings.model.endpoint,
         "kms": kms,
+        "settings_env": lambda_settings(settings)[0],
     }
 
 
@@ -1072,14 +1076,12 @@ def aws_template(
     data_dir: DataDir = None,
 ) -> None:
     """Print the CloudFormation template of the whole stack (JSON), as `aws deploy` sends it."""
-    from radstream.aws.deploy import lambda_settings
     from radstream.aws.template import template_json
 
     settings = _settings(data_dir)
     try:
         text = template_json(
             stack,
-            settings_env=lambda_settings(settings)[0],
             **_template_options(
                 settings,
                 memory_mb,
@@ -1192,8 +1194,7 @@ def aws_deploy(
             "input_max": info.input_max,
             "channels": info.channels,
         }
-        environment, secrets = lambda_settings(settings)
-        options["settings_env"] = environment
+        _, secrets = lambda_settings(settings)
         outputs = deploy(
             ref,
             DeployOptions(

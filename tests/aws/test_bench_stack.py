@@ -204,8 +204,9 @@ def _prewarm(stack: StackRef) -> None:
     (study,) = make_studies(
         1, 0, formats=["jpeg"], rng=np.random.default_rng(3), width=640, height=800
     )
+    watcher = S3CompletionWatcher(store, min_interval_s=0.0)
     info = upload_generated(store, study.renamed("prewarm"))
-    (outcome,) = wait_for_outcomes(store, [(info.key, time.time())], timeout_s=300)
+    (outcome,) = wait_for_outcomes(watcher, [(info.key, time.time())], timeout_s=300)
     assert outcome.status == "succeeded", outcome
 
 

@@ -23,7 +23,8 @@ import pytest
 from botocore.exceptions import ClientError
 from typer.testing import CliRunner
 
-from radstream.aws.outcomes import outcome_snapshot, stack_store, wait_for_outcomes
+from radstream.aws.completions import S3CompletionWatcher
+from radstream.aws.outcomes import stack_store, wait_for_outcomes
 from radstream.aws.session import AwsTarget, StackRef
 from radstream.cli import app
 from radstream.loadgen.bad_inputs import BAD_KINDS
@@ -80,12 +81,12 @@ def processed(deployed: tuple[StackRef, Path, str]) -> dict[str, Any]:
         VALID + INVALID, INVALID, formats=["png", "jpeg"], rng=np.random.default_rng(7),
         width=640, height=800,
     )  # fmt: skip
-    before = outcome_snapshot(store)
+    watcher = S3CompletionWatcher(store, min_interval_s=0.0)
     uploads = []
     for study in studies:
         info = upload_generated(store, study)
         uploads.append((info.key, time.time()))
-    outcomes = wait_for_outcomes(store, uploads, timeout_s=300, poll_s=0.5, before=before)
+    outcomes = wait_for_outcomes(watcher, uploads, timeout_s=300, poll_s=0.5)
     return {"store": store, "studies": studies, "uploads": uploads, "outcomes": outcomes}
 
 

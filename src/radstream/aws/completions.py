@@ -28,8 +28,9 @@ _PREFIXES: dict[str, str] = {"results/": "result", "failed/": "failure"}
 class S3CompletionWatcher:
     """Reports outcome objects that appear in the results bucket, once each.
 
-    Objects already there when the watcher is created belong to earlier runs and are never
-    reported. The driver polls every few milliseconds, but S3 bills every LIST, so a poll
+    Objects already there when the watcher is created belong to earlier runs and are not
+    reported unless rewritten: an outcome is known by key *and* ETag (each outcome names its
+    execution, so a re-upload's outcome under the same key has a new ETag). The driver polls every few milliseconds, but S3 bills every LIST, so a poll
     LISTs only when ``min_interval_s`` has passed since the last LIST, and otherwise returns
     nothing. ``study_prefix`` narrows the LISTs to outcome keys of studies whose id starts
     with it (a benchmark's run tag), so that each LIST pages through this run's objects
@@ -48,7 +49,8 @@ class S3CompletionWatcher:
         self._min_interval_s = min_interval_s
         self._clock = clock
         self._study_prefix = study_prefix
-        self._seen: set[str] = set()
+        self.store = store
+        self._seen: dict[str, str] = {}  # outcome key -> ETag already reported (or old)
         for prefix in _PREFIXES:
             self._seen.update(self._list(prefix))
         self._last_list = clock()
@@ -65,15 +67,15 @@ class S3CompletionWatcher:
             # Stamped after the LIST returns: the object existed by then, so the stamp is
             # never early, only late.
             seen_at = self._clock()
-            for key in keys:
-                if key in self._seen:
+            for key, etag in keys.items():
+                if self._seen.get(key) == etag:
                     continue
-                self._seen.add(key)
+                self._seen[key] = etag
                 sidecar = sidecar_key_for(key)
                 if sidecar is not None:
                     found.append(Completion(sidecar, kind, seen_at))
         self._last_list = now
         return found
 
-    def _list(self, prefix: str) -> list[str]:
-        return self._store.list(RESULTS_BUCKET, f"{prefix}{self._study_prefix}")
+    def _list(self, prefix: str) -> dict[str, str]:
+        return self._store.etags(RESULTS_BUCKET, f"{prefix}{self._study_prefix}")

@@ -1,13 +1,11 @@
 """Outcomes of uploads to a deployed stack, read from its public surface: the results bucket.
 
 As locally, success is the result object and failure the failure object, never an
-execution status. Each poll lists ``results/`` and ``failed/`` (a LIST call per 1,000
-keys, whatever the number of uploads in flight), and an outcome's time is when a poll first
-saw it, so latencies read here are upper bounds, late by at most one poll interval.
-
-An outcome object left by an earlier upload of the same image does not count: the caller
-snapshots the outcome ETags before uploading (:func:`outcome_snapshot`), and only a new or
-rewritten object (every outcome names its execution, so its ETag changes) is taken.
+execution status. Outcomes are seen through
+:class:`~radstream.aws.completions.S3CompletionWatcher`, created *before* the uploads, so
+an outcome object left by an earlier upload of the same image does not count unless it is
+rewritten. An outcome's time is when a LIST first saw it: latencies read here are upper
+bounds, late by at most one poll interval.
 """
 
 from __future__ import annotations
@@ -16,8 +14,10 @@ import json
 import time
 from collections.abc import Callable, Iterable
 
+from radstream.aws.completions import S3CompletionWatcher
 from radstream.aws.s3_store import S3ObjectStore
 from radstream.aws.session import StackRef
+from radstream.bench.completions import Completion
 from radstream.bench.outcomes import Outcome
 from radstream.stages.outcomes import sidecar_stem
 from radstream.stages.store import RESULTS_BUCKET, failure_key, result_key
@@ -45,62 +45,43 @@ def outcome_keys(sidecar_key: str) -> tuple[str, str]:
     return result_key(folder, stem), failure_key(folder, stem)
 
 
-def outcome_snapshot(store: S3ObjectStore) -> dict[str, str]:
-    """Outcome key → ETag of every result and failure object now in the results bucket."""
-    return {
-        **store.etags(RESULTS_BUCKET, "results/"),
-        **store.etags(RESULTS_BUCKET, "failed/"),
-    }
-
-
 def wait_for_outcomes(
-    store: S3ObjectStore,
+    watcher: S3CompletionWatcher,
     uploads: Iterable[tuple[str, float]],
     *,
     timeout_s: float,
     poll_s: float = 0.5,
-    before: dict[str, str] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> list[Outcome]:
     """Poll until every upload ``(sidecar_key, uploaded_at)`` has an outcome, or timeout.
 
-    ``before`` is :func:`outcome_snapshot` taken before the uploads: objects unchanged
-    since then are an earlier upload's outcome and are ignored. Uploads with no outcome by
-    the deadline are ``lost``. A failure's code is read from its object.
+    ``watcher`` must have been created before the uploads. Uploads with no outcome by the
+    deadline are ``lost``. A failure's code is read from its object.
     """
     pending = dict(uploads)
-    stale = dict(before or {})
-    total = len(pending)
-    seen: dict[str, tuple[str, float]] = {}  # sidecar key -> (outcome key, first seen)
+    seen: dict[str, Completion] = {}
     deadline = time.monotonic() + timeout_s
     while True:
-        present = {
-            key: etag for key, etag in outcome_snapshot(store).items() if stale.get(key) != etag
-        }
-        now = time.time()
-        for key in list(pending):
-            if key in seen:
-                continue
-            ok, failed = outcome_keys(key)
-            found = ok if ok in present else failed if failed in present else None
-            if found is not None:
-                seen[key] = (found, now)
+        for completion in watcher.poll():
+            if completion.sidecar_key in pending:
+                seen.setdefault(completion.sidecar_key, completion)
         if on_progress is not None:
-            on_progress(len(seen), total)
-        if len(seen) == total or time.monotonic() > deadline:
+            on_progress(len(seen), len(pending))
+        if len(seen) == len(pending) or time.monotonic() > deadline:
             break
         time.sleep(poll_s)
-    return [_outcome(store, key, created, seen.get(key)) for key, created in pending.items()]
+    return [
+        _outcome(watcher.store, key, created, seen.get(key)) for key, created in pending.items()
+    ]
 
 
-def _outcome(
-    store: S3ObjectStore, key: str, created: float, seen: tuple[str, float] | None
-) -> Outcome:
+def _outcome(store: S3ObjectStore, key: str, created: float, seen: Completion | None) -> Outcome:
     if seen is None:
         return Outcome(key, "lost", None, created, None)
-    outcome_key, when = seen
-    if outcome_key.startswith("results/"):
+    when = seen.at
+    if seen.kind == "result":
         return Outcome(key, "succeeded", None, created, when)
+    _, outcome_key = outcome_keys(key)
     try:
         error = json.loads(store.get(RESULTS_BUCKET, outcome_key)).get("error", {})
         code = str(error.get("code")) if isinstance(error, dict) else None

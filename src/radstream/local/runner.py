@@ -318,4 +318,3 @@ class ExecutionRunner:
                 cold_start=self._cold,
             )
         )
-
