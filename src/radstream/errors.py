@@ -14,6 +14,8 @@ by ``retryable`` alone, so the two engines cannot disagree.
 
 from __future__ import annotations
 
+import traceback
+from pathlib import Path
 from typing import Any, ClassVar
 
 
@@ -361,8 +363,20 @@ def all_error_classes() -> list[type[RadStreamError]]:
     return [c for c in seen if c not in (InvalidInputError, TransientError)]
 
 
+TRACE_FRAMES = 8
+"""Frames of an unexpected exception's traceback kept in the failure's ``details``."""
+
+
 def error_from_exception(exc: BaseException) -> RadStreamError:
-    """Wrap an unexpected exception so that every failure carries a code."""
+    """Wrap an unexpected exception so that every failure carries a code.
+
+    An exception RadStream did not raise keeps a trimmed traceback in ``details["trace"]``:
+    the innermost frames as ``file:line in function``, without locals or the exception's
+    text beyond the message, so the failure object says where the bug is and carries no
+    data the code was handling.
+    """
     if isinstance(exc, RadStreamError):
         return exc
-    return RadStreamError(f"unexpected {type(exc).__name__}: {exc}")
+    frames = traceback.extract_tb(exc.__traceback__)[-TRACE_FRAMES:]
+    trace = [f"{Path(f.filename).name}:{f.lineno} in {f.name}" for f in frames]
+    return RadStreamError(f"unexpected {type(exc).__name__}: {exc}", trace=trace)

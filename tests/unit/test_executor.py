@@ -161,5 +161,7 @@ def test_retry_delay_never_overflows() -> None:
     from radstream.pipeline.definition import RetryPolicy
 
     policy = RetryPolicy(base_s=0.2, max_s=5.0)
-    assert policy.delay(1, 0.0) == pytest.approx(0.1)
-    assert policy.delay(100_000, 0.99) <= 5.0
+    # Full jitter, as Step Functions' "JitterStrategy": "FULL": from 0 up to the ceiling.
+    assert policy.delay(1, 0.0) == 0.0
+    assert policy.delay(1, 0.5) == pytest.approx(0.1)
+    assert policy.delay(100_000, 0.99) == pytest.approx(4.95)
