@@ -1,10 +1,10 @@
 """Running the KServe v2 model server: ``serve`` (blocking) and ``running_server`` (a thread).
 
 The server is built from parts, one module per job: ``config`` (``ServeConfig``),
-``app`` (the Starlette routes, ``ServingApp``), ``scheduler`` (the bounded queue, the
-dynamic batcher and the instance pool), ``instances`` (the worker processes, each running
-``worker``), ``metrics`` (Prometheus) and ``http`` (auth, bodies, error answers). The wire
-format is ``radstream.kserve``'s.
+``app`` (the Starlette routes, ``ServingApp``), ``scheduler`` (the bounded queue and the
+dynamic batcher), ``pool`` (lending, replacing and autoscaling instances), ``instances``
+(the worker processes, each running ``worker``), ``metrics`` (Prometheus) and ``http``
+(auth, bodies, error answers). The wire format is ``radstream.kserve``'s.
 
 One uvicorn event loop runs the app; requests go into the scheduler's bounded queue and
 come back as logits from a worker process, so the event loop never blocks on inference.
