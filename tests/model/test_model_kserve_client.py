@@ -6,7 +6,7 @@ landed and kept because it has switches the real server does not: answer the nex
 requests with a given status (503, 502, 400, ...), close the connection mid-response,
 corrupt the output, leave out the RadStream metadata parameters, stop and start again on
 the same port. It is a minimal Starlette + uvicorn app speaking the KServe v2 protocol with
-Triton's binary extension (through ``radstream.serving.protocol``) and running a real ONNX
+Triton's binary extension (through ``radstream.kserve``) and running a real ONNX
 model through ``OnnxModel``. Servers bind 127.0.0.1 on an ephemeral port, and every fixture
 stops them, pass or fail.
 """
@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +35,21 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from radstream.backoff import Backoff
 from radstream.errors import ModelFileInvalid, ModelOutputInvalid, ModelUnavailable
-from radstream.model import TXRV_LABELS, ModelClient, OnnxModel, read_model_info
-from radstream.model.circuit import CircuitBreaker
-from radstream.model.kserve_client import KServeModelClient, ModelRequestRejected, _retry_after_s
-from radstream.model.metadata import write_metadata
-from radstream.serving.protocol import (
+from radstream.kserve import (
     HEADER_LENGTH,
     ProtocolError,
     decode_infer_request,
     encode_error,
     encode_infer_response,
     parse_header_length,
+    parse_retry_after,
 )
+from radstream.model import TXRV_LABELS, ModelClient, OnnxModel, read_model_info
+from radstream.model.circuit import CircuitBreaker
+from radstream.model.kserve_client import KServeModelClient, ModelRequestRejected
+from radstream.model.metadata import write_metadata
 
 TINY_SIZE = 16
 TINY_LABELS = ("Alpha", "Beta", "Gamma")
@@ -387,13 +390,13 @@ def test_retry_after_is_honoured_up_to_backoff_max(
     tiny: OnnxModel, serve: Callable[..., StandInServer], connect: Callable[..., Any]
 ) -> None:
     server = serve(tiny)
-    client = connect(server, retries=2, backoff_max_s=0.15)
+    waits: list[float] = []
+    client = connect(server, retries=2, backoff_max_s=0.15, sleep=waits.append)
     client.info  # noqa: B018 - fetch the metadata before injecting faults
     server.faults, server.retry_after = [503, 503], "30"
-    start = time.monotonic()
     client.predict_logits(films(1, TINY_SIZE))
-    elapsed = time.monotonic() - start
-    assert 0.3 <= elapsed < 2.0  # two waits capped at 0.15 s, not 30 s
+    assert waits == [0.15, 0.15]  # two waits capped at backoff_max_s, not 30 s
+    assert server.requests == 1 + 3
 
 
 def test_connection_closed_mid_response_and_502_504_are_retried(
@@ -411,8 +414,10 @@ def test_server_down_gives_unavailable_then_the_breaker_fails_fast_and_recovers(
     tiny: OnnxModel, serve: Callable[..., StandInServer], connect: Callable[..., Any]
 ) -> None:
     server = serve(tiny)
-    breaker = CircuitBreaker(failure_threshold=3, reset_after_s=0.5)
-    client = connect(server, retries=2, breaker=breaker)
+    now = [0.0]
+    breaker = CircuitBreaker(failure_threshold=3, reset_after_s=0.5, clock=lambda: now[0])
+    waits: list[float] = []
+    client = connect(server, retries=2, breaker=breaker, sleep=waits.append)
     batch = films(1, TINY_SIZE)
     client.predict_logits(batch)
     server.stop()
@@ -421,16 +426,16 @@ def test_server_down_gives_unavailable_then_the_breaker_fails_fast_and_recovers(
         client.predict_logits(batch)
     assert down.value.retryable and down.value.code == "MODEL_UNAVAILABLE"
     assert breaker.state == "open"
+    assert len(waits) == 2  # backoff between the three attempts
 
     server.start()  # back on the same port, but the circuit is still open
     before = server.requests
-    start = time.monotonic()
     with pytest.raises(ModelUnavailable, match="circuit open: the model endpoint failed 3 times"):
         client.predict_logits(batch)
-    assert time.monotonic() - start < 0.05
     assert server.requests == before  # no network attempt
+    assert len(waits) == 2  # and no wait: it fails fast
 
-    time.sleep(0.55)  # reset_after_s: one trial request is let through, and it succeeds
+    now[0] += 0.55  # past reset_after_s: one trial request is let through, and it succeeds
     np.testing.assert_allclose(client.predict_logits(batch), tiny.predict_logits(batch), atol=1e-6)
     assert breaker.state == "closed"
     assert server.requests == before + 1
@@ -555,20 +560,35 @@ def test_bad_batches_fail_before_any_request(
     assert server.requests == 1
 
 
-def test_backoff_is_full_jitter_and_capped() -> None:
-    client = KServeModelClient("http://127.0.0.1:9", "m", backoff_base_s=0.1, backoff_max_s=0.5)
+def test_backoff_is_the_shared_full_jitter_and_capped() -> None:
+    draws = iter([0.0, 0.5, 0.999, 0.5, 0.5, 0.5])
+    client = KServeModelClient(
+        "http://127.0.0.1:9",
+        "m",
+        backoff_base_s=0.1,
+        backoff_max_s=0.5,
+        rng=lambda: next(draws),
+    )
     try:
-        delays = [client._delay(attempt, None) for attempt in range(6) for _ in range(50)]
-        assert all(0 <= d <= 0.5 for d in delays)
-        assert max(client._delay(0, None) for _ in range(200)) <= 0.1
-        assert client._delay(0, 30.0) == 0.5
-        assert client._delay(0, 0.2) == 0.2
+        assert client.backoff == Backoff(base_s=0.1, max_s=0.5)
+        # Retry k waits ceiling(k) * u: ceilings 0.1, 0.2, 0.4, 0.5, 0.5, ...
+        delays = [client.delay(retry) for retry in range(1, 7)]
+        assert delays == pytest.approx([0.0, 0.1, 0.3996, 0.25, 0.25, 0.25])
+        # Retry-After wins over the draw, capped at backoff_max_s.
+        assert client.delay(1, 30.0) == 0.5
+        assert client.delay(1, 0.2) == 0.2
     finally:
         client.close()
-    assert _retry_after_s("2") == 2.0
-    assert _retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
-    assert _retry_after_s("soon") is None
-    assert _retry_after_s(None) is None
+
+
+def test_retry_after_header_parsing() -> None:
+    now = datetime(2015, 10, 21, 7, 28, 0, tzinfo=UTC)
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=now) == 0.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:05 GMT", now=now) == 5.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now=now) == 0.0  # in the past
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
 
 
 # --- the circuit breaker, on a fake clock -----------------------------------------------

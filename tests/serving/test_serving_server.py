@@ -20,14 +20,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from radstream.errors import ConfigInvalid, ModelFileInvalid
-from radstream.model import OnnxModel, read_model_info
-from radstream.serving import ServeConfig, running_server
-from radstream.serving.protocol import (
+from radstream.kserve import (
     HEADER_LENGTH,
     decode_infer_response,
     encode_infer_request,
 )
-from radstream.serving.server import ServingApp
+from radstream.model import OnnxModel, read_model_info
+from radstream.serving import ServeConfig, running_server
+from radstream.serving.app import ServingApp
 
 tc_http = pytest.importorskip("tritonclient.http")
 
@@ -397,7 +397,7 @@ def test_instance_that_cannot_load_the_model_is_a_fatal_error(
     real_info = read_model_info(standin_model)
     # The parent accepts the file (as if it were replaced after the check); the worker
     # cannot load it, which is permanent: start-up fails with the worker's typed error.
-    monkeypatch.setattr("radstream.serving.server.read_model_info", lambda _path: real_info)
+    monkeypatch.setattr("radstream.serving.app.read_model_info", lambda _path: real_info)
     others = {p.pid for p in _instances()}
     with (
         pytest.raises(ModelFileInvalid, match="not a valid ONNX model"),
@@ -487,32 +487,33 @@ def test_serve_stops_cleanly_on_signal(standin_model: Path, tmp_path: Path, sign
 def test_batches_never_split_a_request(standin_model: Path) -> None:
     import asyncio
 
-    from radstream.serving.server import _Pending, _Scheduler, _Stats
+    from radstream.serving.metrics import Stats
+    from radstream.serving.scheduler import Pending, Scheduler
 
     config = ServeConfig(model_path=standin_model, max_batch_size=8)
-    scheduler = _Scheduler(config, _Stats(), lambda _error: None)
+    scheduler = Scheduler(config, Stats(), lambda _error: None)
     loop = asyncio.new_event_loop()
     try:
 
         def queue(*counts: int) -> None:
             for n in counts:
                 images = np.zeros((n, 1, 224, 224), np.float32)
-                scheduler.pending.append(_Pending(images, loop.create_future(), 0.0))
+                scheduler.pending.append(Pending(images, loop.create_future(), 0.0))
 
         def take() -> list[int]:
-            return [item.count for item in scheduler._take()]
+            return [item.count for item in scheduler.take_batch()]
 
         queue(3, 3, 3)
-        assert scheduler._fillable()
+        assert scheduler.batch_is_full()
         assert take() == [3, 3]
         assert take() == [3]
         queue(2, 2)
-        assert not scheduler._fillable()  # room for more: the batcher may wait
+        assert not scheduler.batch_is_full()  # room for more: the batcher may wait
         queue(4)
-        assert scheduler._fillable()
+        assert scheduler.batch_is_full()
         assert take() == [2, 2, 4]
         queue(10, 1)
-        assert scheduler._fillable()
+        assert scheduler.batch_is_full()
         assert take() == [10]  # oversized: alone
         assert take() == [1]
         queue(1, 1)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from radstream.errors import InvalidInputError, RadStreamError
-from radstream.serving.protocol import (
+from radstream.kserve import (
     HEADER_LENGTH,
     ProtocolError,
     datatype_of,

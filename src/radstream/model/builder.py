@@ -14,8 +14,6 @@ reproduces the same bytes.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from radstream.model.files import write_atomically
 from radstream.model.labels import TXRV_LABELS
 from radstream.model.metadata import ModelInfo, read_model_info, write_metadata
 
@@ -242,23 +241,6 @@ class _DenseNetBuilder:
         return model
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder so readers never see half a model."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            # mkstemp creates the file private (0600); a model is meant to be shared.
-            os.fchmod(handle.fileno(), 0o644)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build_standin_densenet121(path: Path, *, seed: int = 0) -> ModelInfo:
     """Write an untrained DenseNet121 in TorchXRayVision's layout to ``path`` and describe it.
 
@@ -279,7 +261,7 @@ def build_standin_densenet121(path: Path, *, seed: int = 0) -> ModelInfo:
         channels=CHANNELS,
     )
     onnx.checker.check_model(model)
-    _write_atomically(Path(path), model.SerializeToString(deterministic=True))
+    write_atomically(Path(path), model.SerializeToString(deterministic=True))
     return read_model_info(Path(path))
 
 

@@ -55,7 +55,7 @@ import numpy as np
 import onnx
 
 from radstream.errors import ConfigInvalid, ModelFileInvalid
-from radstream.model.builder import _write_atomically
+from radstream.model.files import write_atomically
 from radstream.model.labels import TXRV_LABELS, sigmoid
 from radstream.model.metadata import info_from_model, write_metadata
 
@@ -306,7 +306,7 @@ def export_txrv(
             f"differ by up to {diff:.3g} (allowed {MAX_PROBABILITY_DIFF})",
             path=str(out),
         )
-    _write_atomically(out, data)
+    write_atomically(out, data)
     return out
 
 

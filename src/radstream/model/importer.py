@@ -17,7 +17,7 @@ import onnx
 import onnxruntime as ort
 
 from radstream.errors import ModelFileInvalid
-from radstream.model.builder import _write_atomically
+from radstream.model.files import write_atomically
 from radstream.model.labels import TXRV_LABELS
 from radstream.model.metadata import info_from_model, write_metadata
 
@@ -229,7 +229,7 @@ def import_model(
     # The same checks the pipeline makes when it loads the file, before anything is written.
     info_from_model(model, sha256=hashlib.sha256(data).hexdigest(), path=str(dest))
     _smoke_run(data, source, n_labels=len(label_tuple), size=size)
-    _write_atomically(dest, data)
+    write_atomically(dest, data)
     return dest
 
 

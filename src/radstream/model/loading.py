@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from radstream.errors import ModelFileInvalid
-from radstream.model.builder import ensure_standin
 from radstream.model.client import ModelClient
 from radstream.settings import Settings
 
@@ -17,6 +16,9 @@ def resolve_model_path(settings: Settings) -> Path:
         if not path.is_file():
             raise ModelFileInvalid(f"model file {path} does not exist")
         return path
+    # The builder needs ONNX; only an in-process model (or a tool) gets here.
+    from radstream.model.builder import ensure_standin
+
     return ensure_standin(settings.models_dir)
 
 
@@ -43,6 +45,7 @@ def load_model_client(settings: Settings) -> ModelClient:
             ),
             fallback_info=read_model_info(model.path) if model.path else None,
         )
+    # ONNX Runtime is loaded only here, when the model runs in this process.
     from radstream.model.runtime import OnnxModel
 
     return OnnxModel.load(resolve_model_path(settings), intra_op_threads=model.intra_op_threads)

@@ -10,14 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import onnx
+from typing import TYPE_CHECKING
 
 from radstream.errors import ModelFileInvalid
+
+if TYPE_CHECKING:
+    # Only for annotations: onnx is imported where a file is actually read, so importing
+    # radstream.model (or the KServe client, which needs ModelInfo) does not load it.
+    import onnx
 
 PREFIX = "radstream."
 KEY_NAME = PREFIX + "name"
@@ -57,7 +60,40 @@ class ModelInfo:
     path: str
 
 
-def _format_number(value: float) -> str:
+@dataclass(frozen=True)
+class DeclaredModel:
+    """What the ``radstream.*`` metadata entries declare, checked and converted.
+
+    The graph's input and output names and the file's hash are not declared there; add
+    them with ``info`` to get the full ``ModelInfo``.
+    """
+
+    name: str
+    version: str
+    labels: tuple[str, ...]
+    input_size: int
+    input_min: float
+    input_max: float
+    channels: int
+
+    def info(self, *, input_name: str, output_name: str, sha256: str, path: str) -> ModelInfo:
+        """The ModelInfo of a model that declares this, with its graph names and hash."""
+        return ModelInfo(
+            name=self.name,
+            version=self.version,
+            labels=self.labels,
+            input_size=self.input_size,
+            input_min=self.input_min,
+            input_max=self.input_max,
+            channels=self.channels,
+            input_name=input_name,
+            output_name=output_name,
+            sha256=sha256,
+            path=path,
+        )
+
+
+def format_number(value: float) -> str:
     """Write whole numbers without ``.0`` so the stored range reads ``-1024,1024``."""
     as_float = float(value)
     if as_float.is_integer():
@@ -87,12 +123,12 @@ def write_metadata(
         KEY_VERSION: version,
         KEY_LABELS: json.dumps(list(labels)),
         KEY_INPUT_SIZE: str(input_size),
-        KEY_INPUT_RANGE: f"{_format_number(input_min)},{_format_number(input_max)}",
+        KEY_INPUT_RANGE: format_range(input_min, input_max),
         KEY_CHANNELS: str(channels),
     }
     # Validate through the reader's own parser so writer and reader cannot drift apart.
     try:
-        _parse_metadata(values, source="metadata to write")
+        parse_metadata(values, source="metadata to write")
     except ModelFileInvalid as exc:
         raise ValueError(exc.message) from None
 
@@ -104,12 +140,20 @@ def write_metadata(
         entry.value = value
 
 
-def _invalid(source: str, problem: str, **details: Any) -> ModelFileInvalid:
+def format_range(low: float, high: float) -> str:
+    """An input range as stored and published: ``min,max`` (``-1024,1024``)."""
+    return f"{format_number(low)},{format_number(high)}"
+
+
+def _invalid(source: str, problem: str, **details: object) -> ModelFileInvalid:
     return ModelFileInvalid(f"model file {source}: {problem}", path=source, **details)
 
 
-def _parse_metadata(props: dict[str, str], *, source: str) -> dict[str, Any]:
-    """Check and convert the ``radstream.*`` entries; raises ModelFileInvalid naming the key."""
+def parse_metadata(props: Mapping[str, str], *, source: str) -> DeclaredModel:
+    """Check and convert the ``radstream.*`` entries; raises ModelFileInvalid naming the key.
+
+    ``source`` names where the entries come from (a file, an endpoint) in the messages.
+    """
     missing = [key for key in REQUIRED_KEYS if key not in props]
     if missing:
         raise _invalid(
@@ -173,15 +217,15 @@ def _parse_metadata(props: dict[str, str], *, source: str) -> dict[str, Any]:
             key=KEY_INPUT_RANGE,
         )
 
-    return {
-        "name": text(KEY_NAME),
-        "version": text(KEY_VERSION),
-        "labels": tuple(labels),
-        "input_size": positive_int(KEY_INPUT_SIZE),
-        "input_min": bounds[0],
-        "input_max": bounds[1],
-        "channels": positive_int(KEY_CHANNELS),
-    }
+    return DeclaredModel(
+        name=text(KEY_NAME),
+        version=text(KEY_VERSION),
+        labels=tuple(labels),
+        input_size=positive_int(KEY_INPUT_SIZE),
+        input_min=bounds[0],
+        input_max=bounds[1],
+        channels=positive_int(KEY_CHANNELS),
+    )
 
 
 def _static_dims(value_info: onnx.ValueInfoProto) -> list[int | None]:
@@ -197,7 +241,7 @@ def info_from_model(model: onnx.ModelProto, *, sha256: str, path: str) -> ModelI
     input/output shapes contradict the metadata.
     """
     props = {p.key: p.value for p in model.metadata_props}
-    meta = _parse_metadata(props, source=path)
+    meta = parse_metadata(props, source=path)
 
     initializers = {init.name for init in model.graph.initializer}
     # Older exporters list weights as graph inputs too; only the rest are fed by callers.
@@ -212,7 +256,7 @@ def info_from_model(model: onnx.ModelProto, *, sha256: str, path: str) -> ModelI
         raise _invalid(path, "the graph has no output")
     graph_input, graph_output = inputs[0], model.graph.output[0]
 
-    expected_in = [None, meta["channels"], meta["input_size"], meta["input_size"]]
+    expected_in = [None, meta.channels, meta.input_size, meta.input_size]
     dims_in = _static_dims(graph_input)
     clashes = [
         (d, e)
@@ -223,22 +267,18 @@ def info_from_model(model: onnx.ModelProto, *, sha256: str, path: str) -> ModelI
         raise _invalid(
             path,
             f"graph input {graph_input.name!r} has shape {dims_in}, but the metadata declares "
-            f"[N, {meta['channels']}, {meta['input_size']}, {meta['input_size']}]",
+            f"[N, {meta.channels}, {meta.input_size}, {meta.input_size}]",
         )
     dims_out = _static_dims(graph_output)
-    if len(dims_out) != 2 or (dims_out[1] is not None and dims_out[1] != len(meta["labels"])):
+    if len(dims_out) != 2 or (dims_out[1] is not None and dims_out[1] != len(meta.labels)):
         raise _invalid(
             path,
             f"graph output {graph_output.name!r} has shape {dims_out}, but the metadata "
-            f"declares {len(meta['labels'])} labels, so [N, {len(meta['labels'])}] is expected",
+            f"declares {len(meta.labels)} labels, so [N, {len(meta.labels)}] is expected",
         )
 
-    return ModelInfo(
-        **meta,
-        input_name=graph_input.name,
-        output_name=graph_output.name,
-        sha256=sha256,
-        path=path,
+    return meta.info(
+        input_name=graph_input.name, output_name=graph_output.name, sha256=sha256, path=path
     )
 
 
@@ -262,6 +302,8 @@ def read_model_file(path: Path) -> tuple[ModelInfo, bytes]:
         raise _invalid(source, f"cannot be read ({exc.strerror or exc})") from exc
     if not data:
         raise _invalid(source, "is empty (0 bytes); the write was probably interrupted")
+    import onnx  # here, not at the top: see the TYPE_CHECKING import
+
     try:
         model = onnx.load_model_from_string(data)
     except Exception as exc:  # protobuf raises DecodeError and, for some inputs, others

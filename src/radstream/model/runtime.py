@@ -1,17 +1,24 @@
-"""Run an ONNX model in-process with ONNX Runtime on the CPU."""
+"""Run an ONNX model in-process with ONNX Runtime on the CPU.
+
+ONNX Runtime is imported by ``OnnxModel.load``, not by importing this module, so that
+``radstream.model`` can name ``OnnxModel`` without loading the runtime.
+"""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
 from radstream.errors import ModelFileInvalid, ModelUnavailable
 from radstream.model.client import checked_batch, checked_logits
 from radstream.model.metadata import ModelInfo, read_model_file
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 PROVIDER = "CPUExecutionProvider"
 
@@ -26,10 +33,12 @@ def _ort_errors(*names: str) -> tuple[type[BaseException], ...]:
     return tuple(cls for cls in found if isinstance(cls, type) and issubclass(cls, BaseException))
 
 
-# Errors that say the file itself is wrong: retrying cannot help, so they are not transient.
-_FILE_ERRORS = _ort_errors(
-    "InvalidGraph", "InvalidProtobuf", "NotImplemented", "InvalidArgument", "Fail", "NoSuchFile"
-)
+@functools.cache
+def _file_errors() -> tuple[type[BaseException], ...]:
+    """Errors that say the file itself is wrong: retrying cannot help, so not transient."""
+    return _ort_errors(
+        "InvalidGraph", "InvalidProtobuf", "NotImplemented", "InvalidArgument", "Fail", "NoSuchFile"
+    )
 
 
 class OnnxModel:
@@ -39,7 +48,7 @@ class OnnxModel:
     are thread-safe for ``run``).
     """
 
-    def __init__(self, session: Any, info: ModelInfo) -> None:
+    def __init__(self, session: InferenceSession, info: ModelInfo) -> None:
         """Wrap an existing session; use ``OnnxModel.load`` to create one from a file."""
         self._session = session
         self._info = info
@@ -61,6 +70,8 @@ class OnnxModel:
         if intra_op_threads < 0:
             raise ValueError(f"intra_op_threads must be >= 0, got {intra_op_threads}")
         info, data = read_model_file(Path(path))
+        import onnxruntime as ort  # here, not at the top: see the module docstring
+
         if PROVIDER not in ort.get_available_providers():
             raise ModelUnavailable(
                 f"ONNX Runtime {ort.__version__} has no {PROVIDER}; reinstall onnxruntime",
@@ -77,7 +88,7 @@ class OnnxModel:
         try:
             # From the bytes already hashed, so info.sha256 names exactly what runs.
             session = ort.InferenceSession(data, sess_options=options, providers=[PROVIDER])
-        except _FILE_ERRORS as exc:
+        except _file_errors() as exc:
             raise ModelFileInvalid(
                 f"ONNX Runtime {ort.__version__} cannot load model file {info.path}: {exc}",
                 path=info.path,
@@ -116,7 +127,7 @@ class OnnxModel:
         array = checked_batch(batch, info)
         try:
             outputs = self._session.run([info.output_name], {info.input_name: array})
-        except _FILE_ERRORS as exc:
+        except _file_errors() as exc:
             raise ModelFileInvalid(
                 f"model {info.name} v{info.version} failed on a valid batch: {exc}",
                 path=info.path,

@@ -1,16 +1,17 @@
-"""KServe v2 / Open Inference Protocol serving: the wire codec and the model server.
+"""The KServe v2 / Open Inference Protocol model server behind ``radstream model serve``.
 
-``radstream.serving.protocol`` is pure and cheap to import (clients use it alone); the
-server (``ServeConfig``, ``serve``, ``running_server``, ``ServingApp``) lives in
-``radstream.serving.server`` and is imported from here lazily, on first use, so that
-importing the codec does not pull in Starlette, uvicorn and prometheus_client.
+The wire codec lives in ``radstream.kserve`` (shared with the client); its main names are
+re-exported here. The server (``ServeConfig``, ``serve``, ``running_server``,
+``ServingApp``, ``QueueFull``) is imported from here lazily, on first use, so that
+importing this package does not pull in Starlette, uvicorn and prometheus_client.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import importlib
+from typing import TYPE_CHECKING
 
-from radstream.serving.protocol import (
+from radstream.kserve import (
     InferRequest,
     ProtocolError,
     decode_infer_request,
@@ -20,23 +21,25 @@ from radstream.serving.protocol import (
 )
 
 if TYPE_CHECKING:
-    from radstream.serving.server import (
-        QueueFull,
-        ServeConfig,
-        ServingApp,
-        running_server,
-        serve,
-    )
+    from radstream.serving.app import ServingApp
+    from radstream.serving.config import ServeConfig
+    from radstream.serving.scheduler import QueueFull
+    from radstream.serving.server import running_server, serve
 
-_SERVER_NAMES = frozenset({"QueueFull", "ServeConfig", "ServingApp", "running_server", "serve"})
+_LAZY = {
+    "QueueFull": "radstream.serving.scheduler",
+    "ServeConfig": "radstream.serving.config",
+    "ServingApp": "radstream.serving.app",
+    "running_server": "radstream.serving.server",
+    "serve": "radstream.serving.server",
+}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _SERVER_NAMES:
-        from radstream.serving import server
-
-        return getattr(server, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 __all__ = [

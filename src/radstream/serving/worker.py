@@ -1,6 +1,6 @@
 """One model instance: a worker process that loads the ONNX model once and runs batches.
 
-The parent (``radstream.serving.server``) talks to it over a ``multiprocessing`` Pipe:
+The parent (``radstream.serving.instances``) talks to it over a ``multiprocessing`` Pipe:
 
 * worker → parent, once: ``("ready", pid)`` after loading, or
   ``("error", code, message, retryable)`` if loading failed (then the worker exits);
@@ -12,15 +12,28 @@ This module imports only numpy and the model runtime, so a spawned worker starts
 
 from __future__ import annotations
 
+import os
 import signal
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
 
 from radstream.errors import RadStreamError, error_from_exception
 
+ReadyReply = tuple[Literal["ready"], int]
+OkReply = tuple[Literal["ok"], npt.NDArray[np.float32]]
+ErrorReply = tuple[Literal["error"], str, str, bool]
+"""``("error", code, message, retryable)``: a typed error, rebuilt by the parent."""
+WorkerReply = ReadyReply | OkReply | ErrorReply
+Batch = npt.NDArray[np.float32] | None
+"""What the parent sends: a batch, or None to stop."""
 
-def _error_reply(exc: BaseException) -> tuple[str, str, str, bool]:
+
+def error_reply(exc: BaseException) -> ErrorReply:
+    """The reply that reports ``exc`` to the parent (a ValueError is a bad request)."""
     if isinstance(exc, ValueError):
         return ("error", "KSERVE_BAD_REQUEST", str(exc), False)
     err: RadStreamError = error_from_exception(exc)
@@ -31,29 +44,29 @@ def worker_main(conn: Connection, model_path: str, intra_op_threads: int) -> Non
     """Entry point of an instance process (the target of a spawned ``Process``)."""
     # The parent owns Ctrl-C and SIGTERM: it stops its instances itself, in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import os
-
     from radstream.model.runtime import OnnxModel
 
     try:
         model = OnnxModel.load(Path(model_path), intra_op_threads=intra_op_threads)
     except BaseException as exc:
-        conn.send(_error_reply(exc))
+        conn.send(error_reply(exc))
         conn.close()
         return
-    conn.send(("ready", os.getpid()))
+    ready: ReadyReply = ("ready", os.getpid())
+    conn.send(ready)
     while True:
         try:
-            batch: Any = conn.recv()
+            batch: Batch = conn.recv()
         except (EOFError, OSError):
             return  # the parent went away
         if batch is None:
             conn.close()
             return
+        reply: OkReply | ErrorReply
         try:
-            reply: tuple[Any, ...] = ("ok", model.predict_logits(batch))
+            reply = ("ok", model.predict_logits(batch))
         except Exception as exc:
-            reply = _error_reply(exc)
+            reply = error_reply(exc)
         try:
             conn.send(reply)
         except (BrokenPipeError, OSError):
