@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from radstream.cli import app
-from radstream.local.engine import LocalEngine
 from radstream.loadgen.synthetic import make_study
+from radstream.local.engine import LocalEngine
 
 
 def _cli(
@@ -191,6 +191,19 @@ def test_an_unexpected_error_is_internal_error_without_traceback(
     assert debug.exit_code == 3
     assert "Traceback (most recent call last)" in debug.output
     assert "in broken" in debug.output
+
+
+def test_aws_credential_and_connection_errors_get_a_code_and_hint() -> None:
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError
+
+    from radstream.cli.handler import EXIT_ERROR, problem_of
+
+    missing = problem_of(NoCredentialsError())
+    assert (missing.code, missing.exit_code) == ("CONFIG_INVALID", EXIT_ERROR)
+    assert "credentials" in missing.message and "AWS_PROFILE" in missing.hint
+    away = problem_of(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))
+    assert (away.code, away.exit_code) == ("CONFIG_INVALID", EXIT_ERROR)
+    assert "http://127.0.0.1:9" in away.message and "--endpoint-url" in away.hint
 
 
 def test_a_radstream_error_keeps_its_code_and_exit_status(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Annotated
 
 import typer
@@ -43,8 +43,8 @@ class DemoOutput:
     p99_ms: float | None
     max_ms: float | None
     throughput_per_s: float | None
+    unexpected_outcomes: list[str]
     data_dir: str
-    unexpected_outcomes: list[str] = field(default_factory=list)
 
 
 @app.command()
@@ -82,8 +82,8 @@ def demo(
         p99_ms=s.latency_ms["p99_ms"],
         max_ms=s.latency_ms["max_ms"],
         throughput_per_s=s.throughput_per_s,
-        data_dir=str(settings.data_dir.resolve()),
         unexpected_outcomes=report.unexpected,
+        data_dir=str(settings.data_dir.resolve()),
     )
     if as_json:
         out.print_json(json.dumps(asdict(shown)))
