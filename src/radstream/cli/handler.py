@@ -94,7 +94,7 @@ def _aws_problem(exc: Exception) -> Problem | None:
             ConfigInvalid.code,
             "no AWS credentials found",
             "Configure credentials (aws configure, AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY), or pass --endpoint-url for an emulator.",
+            "AWS_SECRET_ACCESS_KEY); for an emulator (--endpoint-url) any values do.",
             EXIT_ERROR,
         )
     if isinstance(exc, boto.EndpointConnectionError):
@@ -114,7 +114,7 @@ def report(exc: Exception, *, debug: bool) -> int:
     if debug:
         typer.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
     elif problem.exit_code == EXIT_INTERNAL:
-        # Kept for --log-level DEBUG, which a user can turn on without the noise of --debug.
+        # On the commands that log, --log-level DEBUG shows it without --debug.
         log.debug("unexpected error", exc_info=exc)
     typer.echo(f"error {problem.code}: {problem.message}\n  → {problem.hint}", err=True)
     return problem.exit_code
