@@ -9,8 +9,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+from typer.testing import CliRunner
 
+from radstream.cli import app
 from radstream.loadgen.synthetic import make_study
+from radstream.local.engine import LocalEngine
 
 
 def _cli(
@@ -36,6 +40,7 @@ def _cli(
     return proc
 
 
+@pytest.mark.slow
 def test_demo_json_reports_every_outcome(tmp_path: Path, standin_model: Path) -> None:
     proc = _cli(
         "demo",
@@ -64,6 +69,7 @@ def test_demo_json_reports_every_outcome(tmp_path: Path, standin_model: Path) ->
     assert report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"]
 
 
+@pytest.mark.slow
 def test_upload_run_status_from_files(tmp_path: Path, standin_model: Path) -> None:
     folder = tmp_path / "incoming"
     folder.mkdir()
@@ -132,3 +138,107 @@ def test_model_build_and_info(tmp_path: Path) -> None:
     )
     assert missing.returncode == 2
     assert "MODEL_FILE_INVALID" in missing.stderr
+
+
+def _bare_env() -> dict[str, str]:
+    """The environment without RADSTREAM_* variables: only the settings file counts."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("RADSTREAM_")}
+
+
+def test_invalid_settings_print_one_message_with_code_and_hint(tmp_path: Path) -> None:
+    (tmp_path / "radstream.toml").write_text('[engine]\nworkers = "many"\n')
+
+    def status(*options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "radstream.cli", *options, "status", "--json"],
+            env=_bare_env(),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    plain = status()
+    assert plain.returncode == 2, plain.stderr
+    assert plain.stdout == ""
+    lines = plain.stderr.strip().splitlines()
+    assert lines[0].startswith("error CONFIG_INVALID: ") and "engine.workers" in lines[0]
+    assert "'many'" in lines[0]
+    assert len(lines) == 2 and "radstream.toml" in lines[1]  # the hint, and nothing else
+    assert "Traceback" not in plain.stderr
+
+    debug = status("--debug")
+    assert debug.returncode == 2, debug.stderr
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert "ValidationError" in debug.stderr
+    assert debug.stderr.count("error CONFIG_INVALID: ") == 1
+
+
+def test_an_unexpected_error_is_internal_error_without_traceback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def broken(*_args: object, **_kwargs: object) -> LocalEngine:
+        raise KeyError("a bug")
+
+    monkeypatch.setenv("RADSTREAM_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(LocalEngine, "open", broken)
+    plain = CliRunner().invoke(app, ["status"])
+    assert plain.exit_code == 3
+    assert "error INTERNAL_ERROR: unexpected KeyError: 'a bug'" in plain.output
+    assert "--debug" in plain.output  # the hint says how to see more
+    assert "Traceback" not in plain.output
+    debug = CliRunner().invoke(app, ["--debug", "status"])
+    assert debug.exit_code == 3
+    assert "Traceback (most recent call last)" in debug.output
+    assert "in broken" in debug.output
+
+
+def test_aws_credential_and_connection_errors_get_a_code_and_hint() -> None:
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError
+
+    from radstream.cli.handler import EXIT_ERROR, problem_of
+
+    missing = problem_of(NoCredentialsError())
+    assert (missing.code, missing.exit_code) == ("CONFIG_INVALID", EXIT_ERROR)
+    assert "credentials" in missing.message and "AWS_PROFILE" in missing.hint
+    away = problem_of(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))
+    assert (away.code, away.exit_code) == ("CONFIG_INVALID", EXIT_ERROR)
+    assert "http://127.0.0.1:9" in away.message and "--endpoint-url" in away.hint
+
+
+def test_a_radstream_error_keeps_its_code_and_exit_status(tmp_path: Path) -> None:
+    proc = _cli("query", "nope", data_dir=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error QUERY_UNKNOWN: ")
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_run_logs_json_lines(tmp_path: Path, standin_model: Path) -> None:
+    data = tmp_path / "data"
+    _cli("upload", "--synthetic", "2", "--size", "600x700", "--no-wait", data_dir=data)
+    proc = _cli(
+        "--log-format",
+        "json",
+        "--log-level",
+        "info",
+        "run",
+        "--until-idle",
+        "--workers",
+        "1",
+        data_dir=data,
+        model=standin_model,
+    )
+    records = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    messages = [r["msg"] for r in records]
+    assert "workers started" in messages and "workers stopped" in messages
+    for record in records:
+        assert record["logger"].startswith("radstream") and record["level"] and record["ts"]
+    stopped = next(r for r in records if r["msg"] == "workers stopped")
+    assert stopped["exit_codes"] == [0]
+    status = json.loads(_cli("status", "--json", data_dir=data).stdout)
+    assert status["succeeded"] == 2
+
+    text = _cli("--log-format", "text", "run", "--until-idle", data_dir=data, model=standin_model)
+    assert "workers started" in text.stderr
+    assert not [line for line in text.stderr.splitlines() if line.startswith("{")]

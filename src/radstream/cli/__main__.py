@@ -1,0 +1,5 @@
+"""``python -m radstream.cli``."""
+
+from radstream.cli import main
+
+main()

@@ -1,0 +1,192 @@
+"""``model …``: build, serve, import, export, predict with and inspect model files."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from radstream.cli.app import DataDir, ModelPath, console, model_app, out, settings_for
+from radstream.errors import RadStreamError
+from radstream.logs import get_logger
+
+log = get_logger(__name__)
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@model_app.command("build")
+def model_build(
+    seed: Annotated[int, typer.Option(help="Weight seed")] = 0,
+    data_dir: DataDir = None,
+) -> None:
+    """Write the untrained stand-in DenseNet121 (ONNX) under the data directory."""
+    from radstream.model import ensure_standin, read_model_info
+
+    path = ensure_standin(settings_for(data_dir).models_dir, seed=seed)
+    info = read_model_info(path)
+    out.print(f"{escape(str(path))}  ({info.name} v{info.version}, sha256 {info.sha256[:16]}…)")
+
+
+def parse_autoscale(text: str | None) -> tuple[int, int] | None:
+    """``MIN:MAX`` → (min, max) instances; None when not given."""
+    if not text:
+        return None
+    low, sep, high = text.partition(":")
+    if not sep or not low.isdigit() or not high.isdigit():
+        raise typer.BadParameter("--autoscale takes MIN:MAX such as 1:2")
+    return int(low), int(high)
+
+
+@model_app.command("serve")
+def model_serve(
+    host: Annotated[
+        str, typer.Option(help="Address to bind (loopback unless told otherwise)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    name: Annotated[str, typer.Option(help="Model name in the URL")] = "radstream-densenet121",
+    max_batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    max_queue_delay_ms: Annotated[float, typer.Option(min=0.0)] = 5.0,
+    max_queue: Annotated[int, typer.Option(min=1, help="Beyond this: 503 + Retry-After")] = 64,
+    instances: Annotated[int, typer.Option(min=1, help="Worker processes (fixed)")] = 1,
+    autoscale: Annotated[
+        str | None, typer.Option(help="MIN:MAX instances, scaled on queue depth")
+    ] = None,
+    scale_up_delay: Annotated[float, typer.Option(help="Seconds of backlog before adding")] = 1.0,
+    scale_down_delay: Annotated[float, typer.Option(help="Idle seconds before removing")] = 10.0,
+    token: Annotated[
+        str | None, typer.Option(envvar="RADSTREAM_SERVE_TOKEN", help="Require this bearer token")
+    ] = None,
+    model: ModelPath = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Serve the model over KServe v2 / Open Inference Protocol (Triton-compatible)."""
+    from radstream.model.loading import resolve_model_path
+    from radstream.serving.server import ServeConfig, serve
+
+    scale = parse_autoscale(autoscale)
+    if host not in LOOPBACK and not token:
+        console.print(
+            f"[yellow]warning[/yellow] binding {escape(host)} without --token: anyone who can "
+            "reach this address can use the model"
+        )
+    config = ServeConfig(
+        model_path=resolve_model_path(settings_for(data_dir, model)),
+        name=name,
+        host=host,
+        port=port,
+        max_batch_size=max_batch_size,
+        max_queue_delay_ms=max_queue_delay_ms,
+        max_queue=max_queue,
+        instances=instances,
+        autoscale=scale,
+        scale_up_delay_s=scale_up_delay,
+        scale_down_delay_s=scale_down_delay,
+        token=token,
+    )
+    log.info("model server starting", extra={"model": name, "instances": instances})
+
+    def announce(url: str) -> None:
+        console.print(f"serving {escape(name)} at {escape(url)}/v2")
+
+    serve(config, announce=announce)
+
+
+@model_app.command("import")
+def model_import(
+    src: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="ONNX file")],
+    labels: Annotated[
+        str, typer.Option(help="txrv18, a comma-separated list, or a file of one per line")
+    ] = "txrv18",
+    input_range: Annotated[str, typer.Option(help="MIN,MAX the model expects")] = "-1024,1024",
+    size: Annotated[int, typer.Option(min=1, help="Input side in pixels")] = 224,
+    name: Annotated[str | None, typer.Option(help="Model name [default: file stem]")] = None,
+    version: Annotated[str, typer.Option(help="Model version")] = "1",
+    data_dir: DataDir = None,
+) -> None:
+    """Register a real model: copy it under the data directory with its metadata."""
+    from radstream.model.importer import import_model
+
+    try:
+        low, high = (float(v) for v in input_range.split(","))
+    except ValueError:
+        raise typer.BadParameter("--input-range takes MIN,MAX such as -1024,1024") from None
+    settings = settings_for(data_dir)
+    try:
+        path = import_model(
+            src,
+            settings.models_dir,
+            labels=labels,
+            input_range=(low, high),
+            size=size,
+            name=name,
+            version=version,
+        )
+    except RadStreamError:
+        raise  # the CLI's error handler prints it with its code
+    except ValueError as exc:
+        # import_model says what is wrong with the options (labels, range) as ValueError.
+        raise typer.BadParameter(str(exc)) from None
+    shown = escape(str(path))
+    out.print(f"{shown}\nuse it with --model {shown} (or model.path in radstream.toml)")
+
+
+@model_app.command("export-txrv")
+def model_export_txrv(
+    out_path: Annotated[Path, typer.Option("--out", help="ONNX file to write")],
+    weights: Annotated[
+        Path | None, typer.Option(exists=True, help="TorchXRayVision weights (.pt)")
+    ] = None,
+) -> None:
+    """Export TorchXRayVision's DenseNet121 to ONNX (needs torch and torchxrayvision)."""
+    from radstream.model.export_txrv import export_txrv
+
+    out.print(escape(str(export_txrv(weights, out_path))))
+
+
+@model_app.command("predict")
+def model_predict(
+    image: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="PNG, JPEG or DICOM")],
+    sidecar: Annotated[Path | None, typer.Option(exists=True, help="Its JSON sidecar")] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="KServe v2 / Triton URL [default: in process]")
+    ] = None,
+    model: ModelPath = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Print the 14 CheXpert probabilities of one image, in process or through an endpoint."""
+    from radstream.model.loading import load_model_client
+    from radstream.model.predict import predict_image
+
+    settings = settings_for(data_dir, model)
+    if endpoint:
+        settings = settings.model_copy(
+            update={"model": settings.model.model_copy(update={"endpoint": endpoint})}
+        )
+    probabilities = predict_image(image, load_model_client(settings), sidecar_path=sidecar)
+    sys.stdout.write(json.dumps(probabilities, indent=2) + "\n")
+
+
+@model_app.command("info")
+def model_info(model: ModelPath = None, data_dir: DataDir = None) -> None:
+    """Show a model file's metadata (the configured model by default)."""
+    from radstream.model import read_model_info
+    from radstream.model.loading import resolve_model_path
+
+    path = model or resolve_model_path(settings_for(data_dir))
+    info = read_model_info(path)
+    doc = {
+        "path": str(path),
+        "name": info.name,
+        "version": info.version,
+        "sha256": info.sha256,
+        "input_size": info.input_size,
+        "input_range": [info.input_min, info.input_max],
+        "channels": info.channels,
+        "labels": list(info.labels),
+    }
+    out.print_json(json.dumps(doc))

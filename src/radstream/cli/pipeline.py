@@ -1,0 +1,230 @@
+"""The embedded pipeline: ``demo``, ``run``, ``serve``, ``status``, ``reconcile``."""
+
+from __future__ import annotations
+
+import json
+import signal
+from dataclasses import asdict, dataclass
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from radstream.cli.app import (
+    DataDir,
+    JsonOpt,
+    ModelPath,
+    app,
+    console,
+    out,
+    phase_progress,
+    progress_bar,
+    settings_for,
+)
+from radstream.layout import FAILED, RESULTS, TELEMETRY
+from radstream.logs import get_logger
+from radstream.settings import Settings
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoOutput:
+    """What ``demo`` prints (``--json``: this object)."""
+
+    studies: int
+    succeeded: int
+    failed: int
+    lost: int
+    failures_by_code: dict[str, int]
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    throughput_per_s: float | None
+    unexpected_outcomes: list[str]
+    data_dir: str
+
+
+@app.command()
+def demo(
+    studies: Annotated[int, typer.Option(min=1, help="Studies to generate")] = 60,
+    invalid: Annotated[int, typer.Option(min=0, help="How many of them are bad")] = 10,
+    as_json: JsonOpt = False,
+    seed: Annotated[int, typer.Option(help="Generator seed")] = 7,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes")] = None,
+    image_wait: Annotated[
+        float, typer.Option(help="Seconds to wait for an image whose sidecar arrived first")
+    ] = 5.0,
+    model: ModelPath = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Generate synthetic studies (PNG, JPEG, DICOM; some bad) and run them end to end."""
+    from radstream.demo import run_demo
+
+    if invalid > studies:
+        raise typer.BadParameter("--invalid cannot exceed --studies")
+    settings = settings_for(data_dir, model, workers=workers, image_wait_s=image_wait)
+    with progress_bar() as bar:
+        report = run_demo(
+            settings, studies=studies, invalid=invalid, seed=seed, progress=phase_progress(bar)
+        )
+    s = report.summary
+    shown = DemoOutput(
+        studies=s.studies,
+        succeeded=s.succeeded,
+        failed=s.failed,
+        lost=s.lost,
+        failures_by_code=dict(s.failures_by_code),
+        p50_ms=s.latency_ms["p50_ms"],
+        p95_ms=s.latency_ms["p95_ms"],
+        p99_ms=s.latency_ms["p99_ms"],
+        max_ms=s.latency_ms["max_ms"],
+        throughput_per_s=s.throughput_per_s,
+        unexpected_outcomes=report.unexpected,
+        data_dir=str(settings.data_dir.resolve()),
+    )
+    if as_json:
+        out.print_json(json.dumps(asdict(shown)))
+    else:
+        _print_demo(shown)
+    if s.lost or report.unexpected:
+        raise typer.Exit(1)
+
+
+def _print_demo(p: DemoOutput) -> None:
+    table = Table(title="RadStream demo", show_header=False)
+    table.add_row("studies", str(p.studies))
+    table.add_row("succeeded", f"[green]{p.succeeded}[/green]")
+    table.add_row("failed (as designed)", f"[yellow]{p.failed}[/yellow]")
+    table.add_row("lost", f"[{'red' if p.lost else 'green'}]{p.lost}[/]")
+    for code, count in p.failures_by_code.items():
+        table.add_row(f"  {code}", str(count))
+    table.add_row(
+        "end-to-end p50 / p95 / p99",
+        f"{p.p50_ms} / {p.p95_ms} / {p.p99_ms} ms "
+        "(successful studies, upload → result, queueing included)",
+    )
+    table.add_row("throughput", f"{p.throughput_per_s} successful studies/s")
+    table.add_row("data dir", escape(p.data_dir))
+    out.print(table)
+    for line in p.unexpected_outcomes:
+        out.print(f"[red]unexpected[/red] {escape(line)}")
+    out.print(
+        f"Results: results bucket under {RESULTS} and {FAILED}; "
+        f"telemetry: lake/{TELEMETRY} (Parquet)."
+    )
+
+
+@app.command()
+def run(
+    until_idle: Annotated[
+        bool, typer.Option("--until-idle/--keep-running", help="Exit once nothing is pending")
+    ] = True,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes")] = None,
+    model: ModelPath = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Process everything pending, then exit."""
+    run_pool(settings_for(data_dir, model, workers=workers), until_idle=until_idle)
+
+
+@app.command()
+def serve(
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes")] = None,
+    model: ModelPath = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Keep running: process uploads as they arrive, from this or any other process."""
+    console.print("serving; Ctrl-C stops after the executions in flight")
+    run_pool(settings_for(data_dir, model, workers=workers), until_idle=False)
+
+
+def run_pool(settings: Settings, *, until_idle: bool) -> None:
+    """Start the worker pool, wait for it (SIGTERM or Ctrl-C stop it), report how it ended."""
+    from radstream.local.pool import WorkerPool
+    from radstream.model.loading import resolve_model_path
+
+    if not settings.model.endpoint:
+        resolve_model_path(settings)  # build or check it once, not in every worker
+    pool = WorkerPool(settings, until_idle=until_idle).start()
+    log.info(
+        "workers started",
+        extra={"workers": len(pool.processes), "until_idle": until_idle},
+    )
+
+    def _stop(_sig: int, _frame: object) -> None:
+        pool.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        pool.wait()
+    except KeyboardInterrupt:
+        console.print("stopping…")
+        pool.stop()
+    codes = pool.exit_codes
+    log.info("workers stopped", extra={"exit_codes": codes, "restarts": pool.restarts})
+    if pool.restarts:
+        console.print(f"[yellow]{pool.restarts} worker(s) died and were replaced[/yellow]")
+    if any(code not in (0, None) for code in codes):
+        console.print(f"[red]worker exit codes[/red] {codes}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(as_json: JsonOpt = False, data_dir: DataDir = None) -> None:
+    """Executions by state: pending, running, succeeded, failed."""
+    from radstream.local.engine import LocalEngine
+
+    with LocalEngine.open(settings_for(data_dir)) as engine:
+        counts = engine.executor.counts()
+    if as_json:
+        out.print_json(json.dumps(counts))
+        return
+    table = Table("state", "executions")
+    for state, count in counts.items():
+        table.add_row(state, str(count))
+    out.print(table)
+
+
+@app.command()
+def reconcile(
+    older_than: Annotated[
+        float, typer.Option(help="Only uploads older than this (seconds)")
+    ] = 60.0,
+    requeue_unrouted: Annotated[
+        bool, typer.Option("--requeue", help="Start executions for sidecars that have none")
+    ] = False,
+    as_json: JsonOpt = False,
+    data_dir: DataDir = None,
+) -> None:
+    """List images whose sidecar never arrived, and sidecars that started no execution."""
+    from radstream.local.engine import LocalEngine
+    from radstream.local.reconcile import reconcile as find_strays
+    from radstream.local.reconcile import requeue
+
+    with LocalEngine.open(settings_for(data_dir)) as engine:
+        found = find_strays(engine.store, engine.executor, older_than_s=older_than)
+        requeued = (
+            requeue(engine.store, engine.executor, found.unrouted_sidecars)
+            if requeue_unrouted
+            else 0
+        )
+    if as_json:
+        doc = {
+            "orphan_images": [asdict(s) for s in found.orphan_images],
+            "unrouted_sidecars": [asdict(s) for s in found.unrouted_sidecars],
+            "requeued": requeued,
+        }
+        out.print_json(json.dumps(doc))
+        return
+    for stray in found.orphan_images:
+        out.print(f"image without sidecar   {escape(stray.key)}  ({stray.age_s:.0f}s)")
+    for stray in found.unrouted_sidecars:
+        out.print(f"sidecar, no execution   {escape(stray.key)}  ({stray.age_s:.0f}s)")
+    console.print(
+        f"{len(found.orphan_images)} image(s) without a sidecar, "
+        f"{len(found.unrouted_sidecars)} sidecar(s) without an execution"
+        + (f"; requeued {requeued}" if requeue_unrouted else "")
+    )

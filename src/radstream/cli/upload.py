@@ -1,0 +1,215 @@
+"""``upload``: files, or synthetic studies at a load shape; locally or to a deployed stack."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from radstream.cli.app import (
+    AwsEndpointOpt,
+    DataDir,
+    RegionOpt,
+    app,
+    console,
+    out,
+    progress_bar,
+    settings_for,
+    stack_ref,
+)
+from radstream.cli.load import LoadOptions
+from radstream.layout import INCOMING
+from radstream.settings import Settings
+from radstream.stages.ports import ObjectInfo, ObjectStore
+
+if TYPE_CHECKING:
+    from radstream.aws.session import StackRef
+    from radstream.bench.outcomes import Outcome
+    from radstream.loadgen.synthetic import Study
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    """Where uploads go: a store, and (locally) the engine database that sees outcomes."""
+
+    store: ObjectStore
+    conn: sqlite3.Connection | None = None
+    """The local engine's database; None for a deployed stack (outcomes come from S3)."""
+
+
+@app.command(
+    help=f"Upload studies (image first, sidecar last) under {INCOMING}{{study_id}}/: files, "
+    "or synthetic ones at a chosen load shape; locally, or to a deployed stack (--stack)."
+)
+def upload(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(exists=True, help="Files or folders of image+sidecar")
+    ] = None,
+    synthetic: Annotated[
+        int | None, typer.Option(min=1, help="Generate N synthetic studies instead of PATHs")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="png|png16|jpeg|dicom|mix")] = "mix",
+    size: Annotated[str, typer.Option(help="Synthetic image size WxH")] = "2000x2500",
+    invalid_ratio: Annotated[
+        float, typer.Option(min=0.0, max=0.99, help="Share of bad studies")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Generator seed")] = 1,
+    rate: Annotated[float | None, typer.Option(help="Open loop: studies per second")] = None,
+    poisson: Annotated[bool, typer.Option("--poisson", help="Poisson arrivals at --rate")] = False,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Closed loop: studies in flight")
+    ] = None,
+    shape: Annotated[
+        str | None, typer.Option(help="step:R/S,R/S… | burst:N/S | ramp:R0-R1/S")
+    ] = None,
+    trace: Annotated[Path | None, typer.Option(exists=True, help="CSV of send offsets (s)")] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not wait for outcomes")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for outcomes")] = 300.0,
+    stack: Annotated[
+        str | None, typer.Option(help="Upload to this deployed AWS stack instead")
+    ] = None,
+    region: RegionOpt = None,
+    endpoint_url: AwsEndpointOpt = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Upload studies, from files or synthetic, locally or to a deployed stack."""
+    settings = settings_for(data_dir)
+    if (paths is None) == (synthetic is None):
+        raise typer.BadParameter("give PATHs or --synthetic N")
+    load = (
+        None
+        if synthetic is None
+        else LoadOptions(
+            studies=synthetic,
+            rate=rate,
+            concurrency=concurrency,
+            poisson=poisson,
+            shape=shape,
+            trace=trace,
+            fmt=fmt,
+            size=size,
+            invalid_ratio=invalid_ratio,
+            seed=seed,
+        )
+    )
+    if stack is not None:
+        if concurrency:
+            raise typer.BadParameter("--concurrency is local only; use --rate or --shape")
+        ref = stack_ref(settings, stack, region, endpoint_url)
+        _upload_to_stack(ref, paths or [], load, wait=not no_wait, timeout=timeout)
+    else:
+        _upload_locally(settings, paths or [], load, wait=not no_wait, timeout=timeout)
+
+
+def _upload_locally(
+    settings: Settings, paths: list[Path], load: LoadOptions | None, *, wait: bool, timeout: float
+) -> None:
+    from radstream.bench.outcomes import collect_outcomes
+    from radstream.local.engine import LocalEngine
+    from radstream.local.executor import execution_id
+
+    with LocalEngine.open(settings) as engine:
+        target = UploadTarget(store=engine.store, conn=engine.conn)
+        infos = upload_synthetic(target, load) if load else _upload_files(engine.store, paths)
+        console.print(f"uploaded {len(infos)} studies to {escape(str(settings.data_dir))}")
+        if not wait or not infos:
+            return
+        if not engine.executor.live_workers():
+            console.print(
+                "no worker is running: start `radstream serve`, or run "
+                "`radstream run --until-idle`, to process them"
+            )
+            return
+        console.print("waiting for outcomes")
+        ids = [execution_id(i.bucket, i.key, i.etag) for i in infos]
+        deadline = time.monotonic() + timeout
+        while engine.executor.terminal_count(ids) < len(ids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        _print_outcomes(collect_outcomes(engine.executor, engine.store, infos))
+
+
+def _upload_to_stack(
+    stack: StackRef, paths: list[Path], load: LoadOptions | None, *, wait: bool, timeout: float
+) -> None:
+    """Upload to the stack's images bucket; outcomes come from its results bucket."""
+    from radstream.aws.completions import S3CompletionWatcher
+    from radstream.aws.outcomes import stack_store, wait_for_outcomes
+
+    store = stack_store(stack)
+    # Outcomes already there (an earlier upload of the same images) must not count.
+    watcher = S3CompletionWatcher(store, min_interval_s=0.0) if wait else None
+    infos = (
+        upload_synthetic(UploadTarget(store=store), load) if load else _upload_files(store, paths)
+    )
+    console.print(f"uploaded {len(infos)} studies to stack {escape(stack.name)}")
+    if watcher is None or not infos:
+        return
+    console.print("waiting for outcomes (polling the results bucket)")
+    now = time.time()
+    _print_outcomes(wait_for_outcomes(watcher, [(i.key, now) for i in infos], timeout_s=timeout))
+
+
+def _upload_files(store: ObjectStore, paths: list[Path]) -> list[ObjectInfo]:
+    from radstream.loadgen.uploader import find_studies, upload_files
+
+    studies, orphans = find_studies(paths)
+    for image in orphans:
+        console.print(
+            f"[yellow]skipped[/yellow] {escape(str(image))}: "
+            f"no sidecar {escape(str(image.with_suffix('.json')))}"
+        )
+    return list(upload_files(store, studies))
+
+
+def _print_outcomes(outcomes: Iterable[Outcome]) -> None:
+    for outcome in outcomes:
+        out.print(
+            f"{outcome.status:<9} {outcome.error_code or '':<28} {escape(outcome.sidecar_key)}",
+            highlight=False,
+        )
+
+
+def upload_synthetic(target: UploadTarget, load: LoadOptions) -> list[ObjectInfo]:
+    """Generate ``load.studies`` studies and upload them at the load's shape (all at once
+    when none is given); return what was uploaded."""
+    from radstream.bench.completions import CompletionWatcher
+    from radstream.bench.runner import generate, schedule
+    from radstream.loadgen.driver import LoadDriver
+    from radstream.loadgen.uploader import upload_generated
+
+    if load.concurrency and target.conn is None:
+        raise typer.BadParameter("--concurrency is local only; use --rate or --shape")
+    if not load.has_shape:
+        load = replace(load, shape=f"burst:{load.studies}/1")  # send everything at once
+    cfg = load.config(warmup=0)
+    cfg.validate()
+    count = load.studies
+    infos: list[ObjectInfo] = []
+    with progress_bar() as bar:
+        task = bar.add_task("generate", total=count)
+        _, studies = generate(cfg, uuid.uuid4().hex[:6])
+        bar.update(task, completed=count)
+
+        def send(study: Study) -> str:
+            info = upload_generated(target.store, study)
+            infos.append(info)
+            return info.key
+
+        sending = bar.add_task("upload", total=count)
+        watcher = (
+            CompletionWatcher(target.conn) if load.concurrency and target.conn is not None else None
+        )
+        driver = LoadDriver(send, watcher, progress=lambda d, _t: bar.update(sending, completed=d))
+        if load.concurrency:
+            driver.closed_loop(studies, load.concurrency)
+        else:
+            driver.open_loop(studies, schedule(cfg, count), wait=False)
+        bar.update(sending, completed=len(infos))
+    return infos
