@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -22,6 +23,11 @@ from types import MappingProxyType
 from typing import IO, Any, Literal
 
 LogFormat = Literal["json", "text"]
+
+LOG_LEVEL_ENV = "RADSTREAM_LOG_LEVEL"
+LOG_FORMAT_ENV = "RADSTREAM_LOG_FORMAT"
+"""Set by the CLI's global options, so that worker processes (spawned, not forked: they do
+not inherit the logging setup) and Lambda containers log the same way."""
 
 CONTEXT_FIELDS: tuple[str, ...] = ("execution_id", "stage", "attempt", "code", "worker_id")
 """Fields a record carries from the surrounding :func:`log_context`."""
@@ -134,6 +140,18 @@ def configure(
     logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
+
+
+def configure_from_env(default_format: LogFormat = "json") -> None:
+    """:func:`configure` from ``RADSTREAM_LOG_LEVEL`` and ``RADSTREAM_LOG_FORMAT``.
+
+    Called at the start of each worker process and Lambda container.
+    """
+    fmt = os.environ.get(LOG_FORMAT_ENV, default_format)
+    configure(
+        os.environ.get(LOG_LEVEL_ENV, "INFO"),
+        "text" if fmt == "text" else "json",
+    )
 
 
 def get_logger(name: str) -> logging.Logger:

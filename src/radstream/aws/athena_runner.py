@@ -51,6 +51,8 @@ WORKGROUP_OUTPUT = "AthenaWorkGroup"
 """The stack output that names the stack's Athena workgroup."""
 
 _PAGE_SIZE = 1000  # GetQueryResults' maximum
+AthenaJson = dict[str, Any]
+"""A request to or reply from Athena's API (botocore speaks plain JSON)."""
 _FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 _INT_TYPES = frozenset({"tinyint", "smallint", "integer", "int", "bigint"})
 _FLOAT_TYPES = frozenset({"double", "float", "real", "decimal"})
@@ -236,7 +238,7 @@ class AthenaQueryRunner:
             sql, values = athena_to_duckdb(to_inline(athena_sql, params)), list[str]()
         else:
             sql, values = to_positional(athena_sql, params)
-        request: dict[str, Any] = {
+        request: AthenaJson = {
             "QueryString": sql,
             "WorkGroup": self.workgroup,
             "QueryExecutionContext": {"Database": self.database},
@@ -248,24 +250,24 @@ class AthenaQueryRunner:
         execution = self._wait(query_id)
         return self._results(query_id, execution.get("StatementType") == "DML")
 
-    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+    def _call(self, operation: str, **kwargs: Any) -> AthenaJson:
         # A refusal (bad workgroup, malformed query, throttling past botocore's retries)
         # is a failed query to the user, with Athena's own words.
         try:
-            reply: dict[str, Any] = getattr(self._client, operation)(**kwargs)
+            reply: AthenaJson = getattr(self._client, operation)(**kwargs)
         except ClientError as exc:
             raise QueryFailed(f"Athena refused {operation}: {exc}") from None
         except BotoCoreError as exc:
             raise QueryFailed(f"cannot reach Athena: {exc}") from None
         return reply
 
-    def _wait(self, query_id: str) -> dict[str, Any]:
+    def _wait(self, query_id: str) -> AthenaJson:
         """Poll until the query ends; its ``QueryExecution`` once it succeeded."""
         deadline = time.monotonic() + self._timeout_s
         waited = 0.0
         while True:
             reply = self._call("get_query_execution", QueryExecutionId=query_id)
-            execution: dict[str, Any] = reply["QueryExecution"]
+            execution: AthenaJson = reply["QueryExecution"]
             status = execution.get("Status", {})
             state = status.get("State", "")
             if state == "SUCCEEDED":
@@ -293,7 +295,7 @@ class AthenaQueryRunner:
         token: str | None = None
         first = True
         while True:
-            request: dict[str, Any] = {"QueryExecutionId": query_id, "MaxResults": _PAGE_SIZE}
+            request: AthenaJson = {"QueryExecutionId": query_id, "MaxResults": _PAGE_SIZE}
             if token:
                 request["NextToken"] = token
             page = self._call("get_query_results", **request)

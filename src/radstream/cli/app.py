@@ -26,7 +26,7 @@ from rich.progress import (
 )
 
 from radstream.cli.handler import CliState, RadStreamGroup
-from radstream.logs import LogFormat, configure
+from radstream.logs import LOG_FORMAT_ENV, LOG_LEVEL_ENV, LogFormat, configure
 from radstream.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -59,10 +59,6 @@ console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 """Results (stdout)."""
 
-LOG_LEVEL_ENV = "RADSTREAM_LOG_LEVEL"
-LOG_FORMAT_ENV = "RADSTREAM_LOG_FORMAT"
-"""Set from the global options, so that worker processes (spawned, not forked: they do
-not inherit the logging setup) can log the same way."""
 
 
 LOGGING_COMMANDS = frozenset({"run", "serve", "demo", "model"})
