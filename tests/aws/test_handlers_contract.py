@@ -40,29 +40,30 @@ def test_record_failure_reads_the_code_from_real_lambdas_cause() -> None:
     exc = lambda_error(ImageTruncated("the PNG ends early"), "prepare")
     error = {"Error": type(exc).__name__, "Cause": _lambda_cause(exc)}
     decoded = error_from_cause(error, {})
-    assert decoded["code"] == "IMAGE_TRUNCATED"
-    assert decoded["stage"] == "prepare"
-    assert decoded["message"] == "the PNG ends early"
-    assert decoded["hint"] == ImageTruncated.hint
+    assert decoded.code == "IMAGE_TRUNCATED"
+    assert decoded.stage == "prepare"
+    assert decoded.message == "the PNG ends early"
+    assert decoded.hint == ImageTruncated.hint
+    assert decoded.attempt == 1
 
 
 def test_record_failure_reads_the_code_from_a_bare_message_as_emulators_send_it() -> None:
     exc = lambda_error(ImageTruncated("the PNG ends early"), "prepare")
     decoded = error_from_cause({"Error": "Runtime.HandlerError", "Cause": str(exc)}, {})
-    assert decoded["code"] == "IMAGE_TRUNCATED"
+    assert decoded.code == "IMAGE_TRUNCATED"
 
 
 def test_a_timeout_is_filed_under_its_own_code_at_the_first_unfinished_stage() -> None:
-    state = {"stage_ms": {"validate": 3.0, "prepare": 40.0}}
-    decoded = error_from_cause({"Error": "States.Timeout", "Cause": ""}, state)
-    assert decoded["code"] == "STAGE_TIMEOUT"
-    assert decoded["stage"] == "infer"
-    assert decoded["retryable"] is False
+    stage_ms = {"validate": 3.0, "prepare": 40.0}
+    decoded = error_from_cause({"Error": "States.Timeout", "Cause": ""}, stage_ms)
+    assert decoded.code == "STAGE_TIMEOUT"
+    assert decoded.stage == "infer"
+    assert decoded.retryable is False
 
 
 def test_an_error_radstream_did_not_raise_is_a_crash_with_a_capped_cause() -> None:
     cause = "x" * 5000
     decoded = error_from_cause({"Error": "Runtime.ExitError", "Cause": cause}, {})
-    assert decoded["code"] == "STAGE_CRASHED"
-    assert decoded["stage"] == "validate"
-    assert len(decoded["message"]) < 600
+    assert decoded.code == "STAGE_CRASHED"
+    assert decoded.stage == "validate"
+    assert len(decoded.message) < 600
