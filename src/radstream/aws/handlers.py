@@ -195,7 +195,10 @@ class _Container:
 @functools.cache
 def _configure_logs() -> None:
     # Once per container: Lambda sends stderr to CloudWatch, one JSON object per line.
-    configure(level=os.environ.get(LOG_LEVEL_ENV, "INFO"), fmt="json")
+    # Only inside Lambda: a process that merely calls a handler (a test, a tool) keeps
+    # the logging it configured itself.
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        configure(level=os.environ.get(LOG_LEVEL_ENV, "INFO"), fmt="json")
 
 
 @functools.cache
