@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -227,3 +229,21 @@ def test_local_retries_wait_as_the_rendered_step_functions_retrier(tmp_path: Pat
 
 def _arns() -> dict[str, str]:
     return {s.name: f"arn:aws:lambda:eu-west-1:1:function:{s.name}" for s in PIPELINE.all_stages}
+
+
+@pytest.mark.parametrize(
+    ("module", "absent"),
+    [
+        # The infer Lambda with a remote endpoint ships without ONNX Runtime.
+        ("radstream.stages.infer", ("radstream.model", "onnxruntime", "numpy")),
+        # The handlers module is imported by every Lambda, validate and store included.
+        ("radstream.aws.handlers", ("numpy", "cv2", "onnxruntime", "radstream.local")),
+    ],
+)
+def test_importing_leaves_the_heavy_packages_unloaded(module: str, absent: tuple[str, ...]) -> None:
+    code = (
+        f"import sys, {module}\n"
+        f"loaded = [m for m in {absent!r} if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

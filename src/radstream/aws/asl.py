@@ -35,8 +35,9 @@ Contract for the Lambda handlers (``radstream.aws.handlers``):
 * Large payloads go by reference. Step Functions limits a state to 256 KB, and the tensor
   alone is 200 KB of float32. ``prepare`` therefore writes the tensor to the artifacts
   bucket (``tensors/{execution}.npy``, or the S3 Express directory bucket when that is
-  deployed) and returns only its bucket and key; ``infer`` reads it from there. The
-  artifacts bucket's lifecycle rule expires tensors after a day.
+  deployed), named by the execution (``radstream.layout.tensor_key``), and ``infer`` reads
+  it from there: the state never carries it. The artifacts bucket's lifecycle rule
+  expires tensors after a day.
 * Each Task keeps only the Lambda's ``Payload`` (``OutputPath``), not the invocation
   metadata, so the state stays small.
 """
@@ -50,6 +51,7 @@ from typing import Any
 
 from radstream.backoff import Backoff
 from radstream.errors import TransientError, all_error_classes
+from radstream.layout import failure_key
 from radstream.pipeline.definition import PIPELINE, Pipeline, RetryPolicy
 
 Json = dict[str, Any]
@@ -75,6 +77,7 @@ DEFAULT_OUTAGE_BUDGET_S = 600.0
 RECORD_FAILURE_ATTEMPTS = 3
 """Retries of ``record_failure`` whatever the error: it writes the study's only outcome."""
 RECORD_FAILURE_BACKOFF = Backoff(base_s=2.0, max_s=8.0, rate=2.0)
+_FAILURE_OBJECT = failure_key("{study_id}", "{stem}")
 JITTER_STRATEGY = "FULL"
 """Step Functions' name for :class:`~radstream.backoff.Backoff`'s jitter: a wait drawn
 uniformly between 0 and the computed interval."""
@@ -241,7 +244,7 @@ def render_state_machine(
             "MaxAttempts": RECORD_FAILURE_ATTEMPTS,
         }
     )
-    record["Comment"] = "write failed/{study_id}/{stem}.json with the error code"
+    record["Comment"] = f"write {_FAILURE_OBJECT} with the error code"
     # Keep the input (the state plus $.error) so the Fail state can name the error.
     record["ResultPath"] = None
     record["Next"] = FAILED_STATE
@@ -251,7 +254,7 @@ def render_state_machine(
         "Type": "Fail",
         "Comment": "the study failed; its failure object and telemetry carry the code",
         "Error": FAILURE_ERROR,
-        "Cause": "see failed/{study_id}/{stem}.json in the results bucket",
+        "Cause": f"see {_FAILURE_OBJECT} in the results bucket",
     }
     return {
         "Comment": (
