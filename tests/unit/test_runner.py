@@ -18,6 +18,7 @@ from radstream.aws.asl import render_state_machine, state_name
 from radstream.loadgen.study import make_study
 from radstream.local.database import connect
 from radstream.local.executor import Executor
+from radstream.local.pool import parent_log_setup
 from radstream.local.runner import ExecutionRunner
 from radstream.local.store import FolderStore
 from radstream.logs import configure
@@ -247,3 +248,9 @@ def test_importing_leaves_the_heavy_packages_unloaded(module: str, absent: tuple
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_spawned_workers_repeat_the_parents_log_setup(log_lines: io.StringIO) -> None:
+    assert parent_log_setup() == ("DEBUG", "json")
+    configure(level="WARNING", fmt="text", stream=log_lines)
+    assert parent_log_setup() == ("WARNING", "text")
