@@ -23,8 +23,11 @@ telemetry  ``telemetry/dt=…/hour=…/*.parquet`` the telemetry lake
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
+
+from radstream.errors import StoreKeyInvalid
 
 
 class Bucket(StrEnum):
@@ -115,9 +118,7 @@ def is_sidecar(key: str) -> bool:
     """Whether ``key`` is a sidecar upload: ``incoming/{study}/{stem}.json``, any case."""
     parts = key.split("/")
     return (
-        len(parts) == 3
-        and f"{parts[0]}/" == INCOMING
-        and parts[2].lower().endswith(SIDECAR_SUFFIX)
+        len(parts) == 3 and f"{parts[0]}/" == INCOMING and parts[2].lower().endswith(SIDECAR_SUFFIX)
     )
 
 
@@ -136,3 +137,29 @@ def sidecar_key_for(outcome_key: str) -> str | None:
     if len(parts) != 3 or outcome_kind(outcome_key) is None:
         return None
     return f"{INCOMING}{parts[1]}/{parts[2]}"
+
+
+# --- key safety -------------------------------------------------------------------------
+
+_SEGMENT_RE = re.compile(r"[^\x00-\x1f/\\]+")
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative key, else raise ``StoreKeyInvalid``.
+
+    Both stores check every key here: a key may never name a path outside its bucket
+    folder (locally), nor carry control characters or empty segments (on S3).
+    """
+    if not key or len(key) > 1024 or key.startswith("/"):
+        raise StoreKeyInvalid(f"object key {key!r} is empty, too long or absolute")
+    for segment in key.split("/"):
+        if segment in ("", ".", "..") or not _SEGMENT_RE.fullmatch(segment):
+            raise StoreKeyInvalid(f"object key {key!r} has an unsafe segment {segment!r}")
+    return key
+
+
+def check_bucket(bucket: str, known: tuple[str, ...]) -> str:
+    """Return ``bucket`` if it is one of ``known``, else raise ``StoreKeyInvalid``."""
+    if bucket not in known:
+        raise StoreKeyInvalid(f"unknown bucket {bucket!r}; buckets are {', '.join(known)}")
+    return bucket

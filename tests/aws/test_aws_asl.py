@@ -13,11 +13,13 @@ from radstream.aws.asl import (
     LAMBDA_SERVICE_ERRORS,
     OUTAGE_MAX_DELAY_S,
     asl_json,
-    outage_attempts,
+    outage_backoff,
     render_state_machine,
+    retrier_backoff,
     state_name,
     transient_codes,
 )
+from radstream.backoff import Backoff
 from radstream.errors import InvalidInputError, TransientError, all_error_classes
 from radstream.pipeline.definition import PIPELINE, RetryPolicy
 
@@ -130,9 +132,19 @@ def test_an_outage_is_retried_for_its_time_budget_as_locally(definition: dict[st
         r for r in definition["States"]["Infer"]["Retry"] if "MODEL_UNAVAILABLE" in r["ErrorEquals"]
     )
     assert outage["MaxDelaySeconds"] == OUTAGE_MAX_DELAY_S
-    delays = [min(2.0**i, OUTAGE_MAX_DELAY_S) for i in range(outage["MaxAttempts"])]
-    assert sum(delays) >= DEFAULT_OUTAGE_BUDGET_S > sum(delays[:-1])
-    assert outage_attempts(600, 30) == 24  # 1+2+4+8+16 = 31 s, then 19 x 30 s
+    assert outage["JitterStrategy"] == "FULL"
+    backoff = retrier_backoff(outage)
+    assert backoff == outage_backoff(POLICY)
+    retries = outage["MaxAttempts"]
+    # Under full jitter a wait averages half its ceiling: the expected waits of the
+    # rendered retries cover the budget, and one retry fewer would not.
+    expected = [backoff.expected_delay(k) for k in range(1, retries + 1)]
+    assert sum(expected) >= DEFAULT_OUTAGE_BUDGET_S > sum(expected[:-1])
+    # Counting retries at their full ceilings (the old rule) stops far too early: their
+    # expected total wait is about half the budget, so an outage ends studies early.
+    at_ceilings = next(n for n in range(1, 1000) if backoff.worst_case_s(n) >= 600)
+    assert at_ceilings < retries
+    assert sum(backoff.expected_delay(k) for k in range(1, at_ceilings + 1)) < 600
     short = render_state_machine(
         function_arns=ARNS, retry=POLICY, artifacts_bucket="a", outage_budget_s=120
     )
@@ -140,6 +152,20 @@ def test_an_outage_is_retried_for_its_time_budget_as_locally(definition: dict[st
         r for r in short["States"]["Infer"]["Retry"] if "MODEL_UNAVAILABLE" in r["ErrorEquals"]
     )
     assert fewer["MaxAttempts"] < outage["MaxAttempts"]
+
+
+def test_every_retrier_renders_a_pipeline_backoff(definition: dict[str, Any]) -> None:
+    whole = RetryPolicy(max_attempts=4, base_s=1.0, max_s=4.0, rate=3.0)
+    rendered = render_state_machine(function_arns=ARNS, retry=whole, artifacts_bucket="a")
+    general = next(
+        r
+        for r in rendered["States"]["Store"]["Retry"]
+        if "Lambda.ServiceException" in r["ErrorEquals"]
+    )
+    assert retrier_backoff(general) == whole.backoff == Backoff(base_s=1.0, max_s=4.0, rate=3.0)
+    for state in definition["States"].values():
+        for retrier in state.get("Retry", []):
+            assert isinstance(retrier_backoff(retrier), Backoff)  # FULL jitter, every one
 
 
 def test_only_record_failure_retries_every_error_since_it_writes_the_only_outcome(

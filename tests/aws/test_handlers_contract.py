@@ -10,9 +10,26 @@ from __future__ import annotations
 
 import json
 import traceback
+from collections.abc import Iterable
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from radstream.aws import handlers
 from radstream.aws.handlers import error_from_cause, lambda_error
-from radstream.errors import ImageTruncated, ModelUnavailable
+from radstream.bench.pricing import load_pricing
+from radstream.errors import ImageTruncated, ModelUnavailable, StoreObjectMissing
+from radstream.imaging import Preprocessing
+from radstream.layout import failure_key, result_key, tensor_key
+from radstream.loadgen.study import make_study
+from radstream.model import TXRV_LABELS, ModelInfo
+from radstream.pipeline.definition import PIPELINE
+from radstream.schema.telemetry import TelemetryRecord
+from radstream.settings import Settings
+from radstream.stages.ports import ObjectInfo, StageOptions, StagePorts
+from radstream.stages.telemetry import StageRecorder
 
 
 def _lambda_cause(exc: Exception) -> str:
@@ -40,29 +57,208 @@ def test_record_failure_reads_the_code_from_real_lambdas_cause() -> None:
     exc = lambda_error(ImageTruncated("the PNG ends early"), "prepare")
     error = {"Error": type(exc).__name__, "Cause": _lambda_cause(exc)}
     decoded = error_from_cause(error, {})
-    assert decoded["code"] == "IMAGE_TRUNCATED"
-    assert decoded["stage"] == "prepare"
-    assert decoded["message"] == "the PNG ends early"
-    assert decoded["hint"] == ImageTruncated.hint
+    assert decoded.code == "IMAGE_TRUNCATED"
+    assert decoded.stage == "prepare"
+    assert decoded.message == "the PNG ends early"
+    assert decoded.hint == ImageTruncated.hint
+    assert decoded.attempt == 1
 
 
 def test_record_failure_reads_the_code_from_a_bare_message_as_emulators_send_it() -> None:
     exc = lambda_error(ImageTruncated("the PNG ends early"), "prepare")
     decoded = error_from_cause({"Error": "Runtime.HandlerError", "Cause": str(exc)}, {})
-    assert decoded["code"] == "IMAGE_TRUNCATED"
+    assert decoded.code == "IMAGE_TRUNCATED"
 
 
 def test_a_timeout_is_filed_under_its_own_code_at_the_first_unfinished_stage() -> None:
-    state = {"stage_ms": {"validate": 3.0, "prepare": 40.0}}
-    decoded = error_from_cause({"Error": "States.Timeout", "Cause": ""}, state)
-    assert decoded["code"] == "STAGE_TIMEOUT"
-    assert decoded["stage"] == "infer"
-    assert decoded["retryable"] is False
+    stage_ms = {"validate": 3.0, "prepare": 40.0}
+    decoded = error_from_cause({"Error": "States.Timeout", "Cause": ""}, stage_ms)
+    assert decoded.code == "STAGE_TIMEOUT"
+    assert decoded.stage == "infer"
+    assert decoded.retryable is False
 
 
 def test_an_error_radstream_did_not_raise_is_a_crash_with_a_capped_cause() -> None:
     cause = "x" * 5000
     decoded = error_from_cause({"Error": "Runtime.ExitError", "Cause": cause}, {})
-    assert decoded["code"] == "STAGE_CRASHED"
-    assert decoded["stage"] == "validate"
-    assert len(decoded["message"]) < 600
+    assert decoded.code == "STAGE_CRASHED"
+    assert decoded.stage == "validate"
+    assert len(decoded.message) < 600
+
+
+# --- the handlers run the declared stage functions, state in, state out ------------------
+
+
+class MemoryS3:
+    """The S3 store's interface in memory, conditional PUT included."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+
+    def put(self, bucket: str, key: str, data: bytes) -> ObjectInfo:
+        self.objects[(bucket, key)] = data
+        return ObjectInfo(bucket=bucket, key=key, etag="e", size=len(data), modified=0.0)
+
+    def put_if_absent(self, bucket: str, key: str, data: bytes) -> bytes:
+        return self.objects.setdefault((bucket, key), data)
+
+    def get(self, bucket: str, key: str) -> bytes:
+        try:
+            return self.objects[(bucket, key)]
+        except KeyError:
+            raise StoreObjectMissing(f"no object {bucket}/{key}") from None
+
+    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        data = self.objects.get((bucket, key))
+        if data is None:
+            return None
+        return ObjectInfo(bucket=bucket, key=key, etag="e", size=len(data), modified=0.0)
+
+    def size(self, bucket: str, key: str) -> int | None:
+        info = self.head(bucket, key)
+        return None if info is None else info.size
+
+    def list(self, bucket: str, prefix: str = "") -> list[str]:
+        return sorted(k for b, k in self.objects if b == bucket and k.startswith(prefix))
+
+    def delete(self, bucket: str, key: str) -> None:
+        self.objects.pop((bucket, key), None)
+
+
+class ZeroModel:
+    info = ModelInfo(
+        name="zero",
+        version="1",
+        labels=tuple(TXRV_LABELS),
+        input_size=64,
+        input_min=-1024.0,
+        input_max=1024.0,
+        channels=1,
+        input_name="x",
+        output_name="y",
+        sha256="0" * 64,
+        path="",
+    )
+
+    def predict_logits(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        return np.zeros((batch.shape[0], len(TXRV_LABELS)), dtype=np.float32)
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.records: list[TelemetryRecord] = []
+
+    def emit(self, records: Iterable[TelemetryRecord]) -> None:
+        self.records.extend(records)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> tuple[MemoryS3, ListSink]:
+    store = MemoryS3()
+    sink = ListSink()
+    model = ZeroModel()
+    settings = Settings()
+    ports = StagePorts(
+        store=store,
+        model=lambda: model,
+        preprocessing=lambda: Preprocessing(size=64, input_min=-1024.0, input_max=1024.0),
+        tensors=handlers.S3TensorHandoff(store),  # type: ignore[arg-type]
+        claims=handlers.S3UploadClaims(store),  # type: ignore[arg-type]
+        options=StageOptions(),
+    )
+    recorder = StageRecorder(
+        telemetry=settings.telemetry,
+        cost=settings.cost,
+        pricing=load_pricing(settings.cost.pricing),
+        worker_id="lambda",
+    )
+    box = handlers._Container(settings=settings, ports=ports, sink=sink, recorder=recorder)  # type: ignore[arg-type]
+    monkeypatch.setattr(handlers, "_container", lambda: box)
+    return store, sink
+
+
+def _event(state: dict[str, Any], execution: str, attempt: int = 0) -> dict[str, Any]:
+    return {"state": state, "execution": execution, "attempt": attempt}
+
+
+def _upload(store: MemoryS3, study_id: str) -> dict[str, Any]:
+    study = make_study(study_id, "png", np.random.default_rng(5), width=96, height=96)
+    store.put("images", f"incoming/{study_id}/{study.image_name}", study.image)
+    store.put("images", f"incoming/{study_id}/{study_id}.json", study.sidecar)
+    # The EventBridge input transformer's keys.
+    return {
+        "bucket": "rs-images-123",
+        "key": f"incoming/{study_id}/{study_id}.json",
+        "etag": "abc",
+        "sequencer": "0055AED6DCD90281E5",
+        "event_time": "2026-01-01T00:00:00Z",
+        "event_id": "ev-1",
+    }
+
+
+def test_every_declared_stage_has_its_lambda_entry_point() -> None:
+    for stage in PIPELINE.all_stages:
+        entry = getattr(handlers, stage.name)
+        assert callable(entry) and entry.__name__ == stage.name
+
+
+def test_the_handlers_run_a_study_through_the_declared_stages(
+    s3: tuple[MemoryS3, ListSink],
+) -> None:
+    store, sink = s3
+    state = _upload(store, "s1")
+    for stage in PIPELINE.names:
+        previous = state
+        state = getattr(handlers, stage)(_event(state, "ex-1"))
+        json.dumps(state)  # JSON on the wire
+        # Keys only Step Functions and EventBridge know are passed on untouched.
+        assert {k: state[k] for k in ("bucket", "etag", "sequencer", "event_id")} == {
+            k: previous[k] for k in ("bucket", "etag", "sequencer", "event_id")
+        }
+        if stage == "validate":
+            assert state["duplicate"] is False
+        if stage == "prepare":
+            assert ("tensors", tensor_key("ex-1")) in store.objects
+    assert state["outcome_key"] == result_key("s1", "s1")
+    result = json.loads(store.get("results", result_key("s1", "s1")))
+    assert result["execution_id"] == "ex-1"
+    assert result["model"]["name"] == "zero"
+    assert set(result["stage_ms"]) == {"validate", "prepare", "infer"}
+    assert [r.stage for r in sink.records] == list(PIPELINE.names)
+    assert [r.status for r in sink.records] == ["ok"] * len(PIPELINE.names)
+
+
+def test_a_second_execution_for_the_same_upload_is_a_duplicate(
+    s3: tuple[MemoryS3, ListSink],
+) -> None:
+    store, _ = s3
+    state = _upload(store, "s2")
+    assert handlers.validate(_event(state, "ex-a"))["duplicate"] is False
+    assert handlers.validate(_event(state, "ex-b"))["duplicate"] is True
+    # A retry of the winner still holds its claim.
+    assert handlers.validate(_event(state, "ex-a", attempt=1))["duplicate"] is False
+
+
+def test_a_caught_error_is_filed_by_record_failure(s3: tuple[MemoryS3, ListSink]) -> None:
+    store, sink = s3
+    state = _upload(store, "s3")
+    sidecar = {"study_id": "other", "view": "PA", "timestamp": "2026-01-01T00:00:00Z"}
+    store.put("images", "incoming/s3/s3.json", json.dumps(sidecar).encode())
+    with pytest.raises(Exception, match="STUDY_ID_MISMATCH") as raised:
+        handlers.validate(_event(state, "ex-f"))
+    code = type(raised.value).__name__
+    assert code == "STUDY_ID_MISMATCH"
+    # What the Catch adds: the Lambda error, bare as emulators pass it.
+    caught = {**state, "error": {"Error": code, "Cause": str(raised.value)}}
+    out = handlers.record_failure(_event(caught, "ex-f"))
+    assert out["outcome_key"] == failure_key("s3", "s3")
+    failure = json.loads(store.get("results", failure_key("s3", "s3")))
+    assert failure["error"]["code"] == code
+    assert failure["error"]["stage"] == "validate"
+    assert [(r.stage, r.status, r.error_code) for r in sink.records] == [
+        ("validate", "error", code),
+        ("record_failure", "ok", code),
+    ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import random
 import re
 import sys
 import time
@@ -29,6 +28,7 @@ from radstream.aws.kinesis_sink import (
     partition_key,
 )
 from radstream.aws.session import AwsTarget
+from radstream.backoff import Backoff
 from radstream.schema.telemetry import StageStatus, TelemetryRecord
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -308,9 +308,8 @@ def test_only_the_failed_entries_are_resent_in_order() -> None:
 
 
 def test_flush_gives_up_within_the_budget_and_logs_no_record_contents(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(random, "random", lambda: 1.0)  # the longest backoffs
     fake_time = FakeTime()
     call_starts: list[float] = []
 
@@ -326,6 +325,7 @@ def test_flush_gives_up_within_the_budget_and_logs_no_record_contents(
         max_attempts=100,
         sleep=fake_time.sleep,
         clock=fake_time.clock,
+        rng=lambda: 0.999,  # the longest backoffs
     )
     records = [make_record(i, f"exec-{i % 4}", study_id=f"1.2.840.{i}") for i in range(600)]
     sink.emit(records)
@@ -368,6 +368,29 @@ def test_max_attempts_bounds_the_calls_per_batch() -> None:
     assert len(client.calls) == 3
     assert all(c == client.calls[0] for c in client.calls)
     assert sink.stats == KinesisSinkStats(sent=0, dropped=4, retried=8)
+
+
+def test_resends_wait_the_pipeline_backoff_with_the_injected_randomness() -> None:
+    fake_time = FakeTime()
+    client = FakeKinesis(EndpointConnectionError(endpoint_url="http://127.0.0.1:1"))
+    backoff = Backoff(base_s=0.05, max_s=0.15, rate=2.0)
+    sink = KinesisTelemetrySink(
+        client,
+        "telemetry",
+        flush_budget_s=10.0,
+        max_attempts=4,
+        sleep=fake_time.sleep,
+        clock=fake_time.clock,
+        backoff=backoff,
+        rng=lambda: 0.5,
+    )
+    sink.emit(make_record(i) for i in range(2))
+    sink.flush()
+
+    assert len(client.calls) == 4
+    # Full jitter under a capped ceiling: half of 0.05, 0.1, then the 0.15 cap.
+    assert fake_time.sleeps == pytest.approx([0.025, 0.05, 0.075])
+    assert fake_time.sleeps == pytest.approx([backoff.delay(k, lambda: 0.5) for k in (1, 2, 3)])
 
 
 def test_permanent_errors_are_not_retried(caplog: pytest.LogCaptureFixture) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 
 from radstream.local.database import connect
 from radstream.local.executor import Executor, execution_id
+from radstream.stages.context import ExecutionContext
 from radstream.stages.ports import ObjectInfo
 
 
@@ -62,7 +64,9 @@ def test_claim_checkpoint_finish(executor: Executor) -> None:
     assert claim.execution_id == execution_id("images", "incoming/s/a.json", "e1")
     assert claim.stage == "validate" and claim.claims == 1
     assert executor.claim("w2") is None  # leased
-    assert executor.checkpoint(claim, "w1", "prepare", {"study_id": "s"})
+    assert claim.context.key == "incoming/s/a.json"
+    assert claim.context.execution_id == claim.execution_id
+    assert executor.checkpoint(claim, "w1", "prepare", ExecutionContext(study_id="s"))
     assert executor.finish(claim, "w1", succeeded=True, outcome_key="results/s/a.json")
     assert executor.counts()["succeeded"] == 1
     assert executor.idle()
@@ -74,14 +78,14 @@ def test_expired_lease_is_taken_over_and_old_owner_is_fenced(
     executor.object_created(_event("incoming/s/a.json"))
     first = executor.claim("w1")
     assert first is not None
-    assert executor.checkpoint(first, "w1", "prepare", {"study_id": "s"})
+    assert executor.checkpoint(first, "w1", "prepare", ExecutionContext(study_id="s"))
     clock.now += 11  # w1 stops renewing: it died
     second = executor.claim("w2")
     assert second is not None
-    assert second.stage == "prepare" and second.context == {"study_id": "s"}
+    assert second.stage == "prepare" and second.context.study_id == "s"
     assert second.takeovers == 1
     # The presumed-dead worker wakes up: its writes no longer land.
-    assert not executor.checkpoint(first, "w1", "store", {})
+    assert not executor.checkpoint(first, "w1", "store", ExecutionContext())
     assert not executor.finish(first, "w1", succeeded=True, outcome_key="x")
     assert executor.finish(second, "w2", succeeded=True, outcome_key="y")
 
@@ -95,14 +99,16 @@ def test_too_many_takeovers_route_to_failure(executor: Executor, clock: Clock) -
     claim = executor.claim("w")
     assert claim is not None
     assert claim.stage == "record_failure"
-    assert claim.context["error"]["code"] == "EXECUTION_ABANDONED"
+    assert claim.context.failure is not None
+    assert claim.context.failure.code == "EXECUTION_ABANDONED"
+    assert claim.context.failure.stage == "validate"
 
 
 def test_retry_later_waits_for_backoff(executor: Executor, clock: Clock) -> None:
     executor.object_created(_event("incoming/s/a.json"))
     claim = executor.claim("w1")
     assert claim is not None
-    assert executor.retry_later(claim, "w1", "validate", 1, 2.0, {})
+    assert executor.retry_later(claim, "w1", "validate", 1, 2.0, claim.context)
     assert executor.claim("w1") is None
     assert not executor.idle()
     clock.now += 2.5
@@ -165,3 +171,41 @@ def test_retry_delay_never_overflows() -> None:
     assert policy.delay(1, 0.0) == 0.0
     assert policy.delay(1, 0.5) == pytest.approx(0.1)
     assert policy.delay(100_000, 0.99) == pytest.approx(4.95)
+
+
+def test_a_checkpoint_written_before_the_typed_context_still_loads(
+    executor: Executor, tmp_path: Path
+) -> None:
+    executor.object_created(_event("incoming/s/a.json"))
+    executor.route()
+    # The dict an older runner checkpointed: the routed error under "error".
+    old = {
+        "study_id": "s",
+        "expected_size": [None, 640],
+        "stage_ms": {"validate": 1.5},
+        "error": {
+            "code": "IMAGE_TRUNCATED",
+            "message": "m",
+            "hint": "h",
+            "retryable": False,
+            "details": {},
+            "stage": "prepare",
+        },
+    }
+    conn = connect(tmp_path / "engine.db")
+    conn.execute("UPDATE executions SET context = ?", (json.dumps(old),))
+    claim = executor.claim("w")
+    assert claim is not None
+    context = claim.context
+    assert context.study_id == "s" and context.expected_size == (None, 640)
+    assert context.stage_ms == {"validate": 1.5}
+    assert context.failure is not None and context.failure.code == "IMAGE_TRUNCATED"
+    assert context.failure.stage == "prepare"
+
+
+def test_keys_step_functions_adds_survive_a_round_trip() -> None:
+    state = {"bucket": "rs-images", "etag": "abc", "sequencer": "0A1", "error": {"Error": "X"}}
+    context = ExecutionContext.from_json(state, execution_id="e1")
+    assert context.extra("sequencer") == "0A1"
+    assert context.failure is None  # a Catch's {"Error", "Cause"} is not a routed error
+    assert {k: context.to_json()[k] for k in state} == state

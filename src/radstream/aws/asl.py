@@ -5,8 +5,15 @@ one Task state per stage, in order, then ``Succeed``. Retry and catch follow the
 classes of :mod:`radstream.errors`, so the two engines agree on what is transient:
 
 * every stage retries the codes of :class:`~radstream.errors.TransientError` subclasses
-  (and the Lambda service's own transient errors) with exponential backoff and full
-  jitter taken from a :class:`~radstream.pipeline.definition.RetryPolicy`;
+  (and the Lambda service's own transient errors) with the
+  :class:`~radstream.backoff.Backoff` of a :class:`~radstream.pipeline.definition.RetryPolicy`:
+  ``IntervalSeconds``, ``BackoffRate`` and ``MaxDelaySeconds`` are its base, rate and cap
+  (in whole seconds), and ``"JitterStrategy": "FULL"`` is its jitter, the rule the local
+  executor draws its waits from;
+* an outage (``MODEL_UNAVAILABLE``) is retried for a time budget: ``MaxAttempts`` is the
+  count whose *expected* waits under full jitter fill the budget
+  (:meth:`~radstream.backoff.Backoff.attempts_within`), so it lasts about as long on AWS
+  as locally;
 * any other error (invalid input, exhausted retries, a bug) is caught by ``States.ALL``
   into the ``RecordFailure`` task, which writes ``failed/{study_id}/{stem}.json``, and then
   into a ``Fail`` state. A failed study is therefore a FAILED execution, never SUCCEEDED.
@@ -28,8 +35,9 @@ Contract for the Lambda handlers (``radstream.aws.handlers``):
 * Large payloads go by reference. Step Functions limits a state to 256 KB, and the tensor
   alone is 200 KB of float32. ``prepare`` therefore writes the tensor to the artifacts
   bucket (``tensors/{execution}.npy``, or the S3 Express directory bucket when that is
-  deployed) and returns only its bucket and key; ``infer`` reads it from there. The
-  artifacts bucket's lifecycle rule expires tensors after a day.
+  deployed), named by the execution (``radstream.layout.tensor_key``), and ``infer`` reads
+  it from there: the state never carries it. The artifacts bucket's lifecycle rule
+  expires tensors after a day.
 * Each Task keeps only the Lambda's ``Payload`` (``OutputPath``), not the invocation
   metadata, so the state stays small.
 """
@@ -41,8 +49,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from radstream.backoff import Backoff
 from radstream.errors import TransientError, all_error_classes
+from radstream.layout import failure_key
 from radstream.pipeline.definition import PIPELINE, Pipeline, RetryPolicy
+
+Json = dict[str, Any]
+"""A JSON object of the rendered definition."""
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 LAMBDA_SERVICE_ERRORS: tuple[str, ...] = (
@@ -62,7 +75,12 @@ OUTAGE_MAX_DELAY_S = 30
 DEFAULT_OUTAGE_BUDGET_S = 600.0
 """How long an outage (``MODEL_UNAVAILABLE``) is retried, as ``engine.outage_budget_s``."""
 RECORD_FAILURE_ATTEMPTS = 3
-"""Backstop for self-bounded waits: the stage ends them itself (see the module doc)."""
+"""Retries of ``record_failure`` whatever the error: it writes the study's only outcome."""
+RECORD_FAILURE_BACKOFF = Backoff(base_s=2.0, max_s=8.0, rate=2.0)
+_FAILURE_OBJECT = failure_key("{study_id}", "{stem}")
+JITTER_STRATEGY = "FULL"
+"""Step Functions' name for :class:`~radstream.backoff.Backoff`'s jitter: a wait drawn
+uniformly between 0 and the computed interval."""
 
 
 def state_name(stage: str) -> str:
@@ -85,38 +103,62 @@ def transient_codes(
     return sorted(codes)
 
 
-def outage_attempts(budget_s: float, max_delay_s: int) -> int:
-    """Retries whose full delays add up to at least ``budget_s`` (doubling from 1 s, capped)."""
-    attempts, total, delay = 0, 0.0, 1.0
-    while total < budget_s:
-        total += min(delay, max_delay_s)
-        delay *= 2
-        attempts += 1
-    return attempts
+def asl_backoff(backoff: Backoff) -> Backoff:
+    """The backoff as Step Functions can run it: whole seconds, at least one."""
+    return Backoff(
+        base_s=float(max(1, math.ceil(backoff.base_s))),
+        max_s=float(max(1, math.ceil(backoff.max_s))),
+        rate=max(1.0, float(backoff.rate)),
+    )
 
 
-def _retriers(retry: RetryPolicy, outage_budget_s: float) -> list[dict[str, Any]]:
-    # ASL wants whole seconds; a sub-second local base delay rounds up to one second.
-    base: dict[str, Any] = {
-        "IntervalSeconds": max(1, math.ceil(retry.base_s)),
-        "BackoffRate": max(1.0, float(retry.rate)),
-        "MaxDelaySeconds": max(1, math.ceil(retry.max_s)),
-        "JitterStrategy": "FULL",
+def retrier_timing(backoff: Backoff) -> Json:
+    """The waiting fields of an ASL retrier that waits as ``backoff`` (see :func:`asl_backoff`)."""
+    rendered = asl_backoff(backoff)
+    return {
+        "IntervalSeconds": int(rendered.base_s),
+        "BackoffRate": rendered.rate,
+        "MaxDelaySeconds": int(rendered.max_s),
+        "JitterStrategy": JITTER_STRATEGY,
     }
-    retriers: list[dict[str, Any]] = []
+
+
+def retrier_backoff(retrier: Mapping[str, Any]) -> Backoff:
+    """The :class:`Backoff` an ASL retrier waits with (the inverse of :func:`retrier_timing`)."""
+    if retrier.get("JitterStrategy") != JITTER_STRATEGY:
+        raise ValueError(f"retrier does not use full jitter: {retrier!r}")
+    return Backoff(
+        base_s=float(retrier.get("IntervalSeconds", 1)),
+        max_s=float(retrier.get("MaxDelaySeconds", math.inf)),
+        rate=float(retrier.get("BackoffRate", 2.0)),
+    )
+
+
+def outage_backoff(retry: RetryPolicy) -> Backoff:
+    """How an outage is waited out on AWS: the policy's backoff, capped at 30 s, not 5 s."""
+    base = asl_backoff(retry.backoff)
+    return Backoff(base_s=base.base_s, max_s=float(OUTAGE_MAX_DELAY_S), rate=base.rate)
+
+
+def _retriers(retry: RetryPolicy, outage_budget_s: float) -> list[Json]:
+    timing = retrier_timing(retry.backoff)
+    retriers: list[Json] = []
     bounded = transient_codes(self_bounded=True)
     if bounded:
-        retriers.append({"ErrorEquals": bounded, **base, "MaxAttempts": SELF_BOUNDED_MAX_ATTEMPTS})
+        # A backstop: the stage ends a self-bounded wait itself (see the module doc).
+        retriers.append(
+            {"ErrorEquals": bounded, **timing, "MaxAttempts": SELF_BOUNDED_MAX_ATTEMPTS}
+        )
     outage = transient_codes(self_bounded=False, time_bounded=True)
     if outage:
         # As locally: an outage (an endpoint restarting) is retried for a time budget, not
         # a handful of attempts, or every study in flight would fail within seconds.
+        backoff = outage_backoff(retry)
         retriers.append(
             {
                 "ErrorEquals": outage,
-                **base,
-                "MaxDelaySeconds": OUTAGE_MAX_DELAY_S,
-                "MaxAttempts": outage_attempts(outage_budget_s, OUTAGE_MAX_DELAY_S),
+                **retrier_timing(backoff),
+                "MaxAttempts": backoff.attempts_within(outage_budget_s),
             }
         )
     # RetryPolicy.max_attempts counts every attempt; ASL's MaxAttempts counts retries.
@@ -126,14 +168,14 @@ def _retriers(retry: RetryPolicy, outage_budget_s: float) -> list[dict[str, Any]
                 *transient_codes(self_bounded=False, time_bounded=False),
                 *LAMBDA_SERVICE_ERRORS,
             ],
-            **base,
+            **timing,
             "MaxAttempts": max(0, retry.max_attempts - 1),
         }
     )
     return retriers
 
 
-def _task(function_arn: str, retry: RetryPolicy, outage_budget_s: float) -> dict[str, Any]:
+def _task(function_arn: str, retry: RetryPolicy, outage_budget_s: float) -> Json:
     return {
         "Type": "Task",
         "Resource": LAMBDA_INVOKE,
@@ -158,7 +200,7 @@ def render_state_machine(
     retry: RetryPolicy,
     artifacts_bucket: str,
     outage_budget_s: float = DEFAULT_OUTAGE_BUDGET_S,
-) -> dict[str, Any]:
+) -> Json:
     """The ASL definition of ``pipeline``; ``function_arns`` maps stage name → Lambda ARN.
 
     ``artifacts_bucket`` is recorded in the ``Comment``: the tensor travels through it by
@@ -169,7 +211,7 @@ def render_state_machine(
     if missing:
         raise KeyError(f"no function ARN for stage(s) {', '.join(missing)}")
     failure = state_name(pipeline.failure_stage)
-    states: dict[str, Any] = {}
+    states: Json = {}
     for stage in pipeline.stages:
         state = _task(function_arns[stage.name], retry, outage_budget_s)
         state["Comment"] = stage.description
@@ -198,13 +240,11 @@ def render_state_machine(
     record["Retry"].append(
         {
             "ErrorEquals": ["States.ALL"],
-            "IntervalSeconds": 2,
-            "BackoffRate": 2.0,
+            **retrier_timing(RECORD_FAILURE_BACKOFF),
             "MaxAttempts": RECORD_FAILURE_ATTEMPTS,
-            "JitterStrategy": "FULL",
         }
     )
-    record["Comment"] = "write failed/{study_id}/{stem}.json with the error code"
+    record["Comment"] = f"write {_FAILURE_OBJECT} with the error code"
     # Keep the input (the state plus $.error) so the Fail state can name the error.
     record["ResultPath"] = None
     record["Next"] = FAILED_STATE
@@ -214,7 +254,7 @@ def render_state_machine(
         "Type": "Fail",
         "Comment": "the study failed; its failure object and telemetry carry the code",
         "Error": FAILURE_ERROR,
-        "Cause": "see failed/{study_id}/{stem}.json in the results bucket",
+        "Cause": f"see {_FAILURE_OBJECT} in the results bucket",
     }
     return {
         "Comment": (

@@ -13,7 +13,13 @@ Contract with the state machine (:mod:`radstream.aws.asl`):
   wraps around it.
 * The tensor travels by reference: ``prepare`` writes ``tensors/{execution}.npy`` to the
   tensor bucket and ``infer`` reads it (Step Functions limits a state to 256 KB).
-* Every attempt emits one telemetry record to Kinesis, flushed before the handler returns.
+* Every attempt emits one telemetry record to Kinesis, flushed before the handler returns,
+  and logs as JSON lines (execution id, stage, attempt, code) to CloudWatch.
+
+Each handler runs the function its ``StageDef`` declares, the one the local runner runs:
+this module only adapts the wire (the state as an :class:`ExecutionContext`, errors as
+typed Lambda errors) and lends the stages their AWS ports (S3, the tensor hand-off through
+S3, the upload claim as a conditional PUT).
 
 Heavy libraries (OpenCV, ONNX Runtime) are imported inside the stages that use them: the
 ``validate``, ``store`` and ``record_failure`` functions ship without them.
@@ -28,11 +34,11 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from radstream.aws.kinesis_sink import KinesisTelemetrySink
@@ -46,22 +52,133 @@ from radstream.errors import (
     StageTimedOut,
     error_from_exception,
 )
-from radstream.pipeline.definition import INFER, PIPELINE, PREPARE, RECORD_FAILURE, STORE, VALIDATE
-from radstream.schema.outcome import ModelRef
+from radstream.layout import Bucket, claim_key, tensor_key
+from radstream.logs import configure, get_logger, log_context
+from radstream.pipeline.definition import (
+    INFER,
+    PIPELINE,
+    PREPARE,
+    RECORD_FAILURE,
+    STORE,
+    VALIDATE,
+    StageDef,
+)
 from radstream.schema.telemetry import StageStatus
 from radstream.settings import Settings
-from radstream.stages import outcomes
-from radstream.stages import store as store_stage
-from radstream.stages import validate as validate_stage
+from radstream.stages.context import ExecutionContext, JsonObject, StageError
+from radstream.stages.ports import StageOptions, StagePorts
+from radstream.stages.registry import stage_function
 from radstream.stages.telemetry import StageRecorder
 
-State = dict[str, Any]
-TENSORS = "tensors"
-CLAIM_PREFIX = "claims/"
-TENSOR_PREFIX = "tensors/"
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from radstream.imaging import Preprocessing
+    from radstream.model import ModelClient
+
+logger = get_logger(__name__)
+
 MODEL_FILE = Path(tempfile.gettempdir()) / "radstream-model.onnx"
 _TIMEOUT_ERRORS = ("States.Timeout", "Sandbox.Timedout")
 MIN_BOTOCORE = (1, 35)
+LOG_LEVEL_ENV = "RADSTREAM_LOG_LEVEL"
+"""The log level of the handlers (INFO when unset)."""
+
+
+# --- the AWS ports ----------------------------------------------------------------------
+
+
+class S3TensorHandoff:
+    """The tensor between ``prepare`` and ``infer``: ``tensors/{execution}.npy`` on S3."""
+
+    def __init__(self, store: S3ObjectStore) -> None:
+        self._store = store
+
+    def put(self, execution_id: str, tensor: npt.NDArray[np.float32]) -> None:
+        """Write the tensor as ``.npy`` (no pickles)."""
+        import numpy as np
+
+        buffer = io.BytesIO()
+        np.save(buffer, tensor, allow_pickle=False)
+        self._store.put(Bucket.TENSORS, tensor_key(execution_id), buffer.getvalue())
+
+    def get(self, execution_id: str) -> npt.NDArray[np.float32]:
+        """Read the tensor ``prepare`` wrote for this execution."""
+        import numpy as np
+
+        data = self._store.get(Bucket.TENSORS, tensor_key(execution_id))
+        tensor: npt.NDArray[np.float32] = np.load(io.BytesIO(data), allow_pickle=False)
+        return tensor
+
+
+class S3UploadClaims:
+    """One execution per upload, by a conditional PUT to ``claims/`` in the artifacts bucket.
+
+    One key per upload: the sidecar key plus S3's per-write sequencer (or the ETag), written
+    only if absent (``If-None-Match: *``), so exactly one execution wins per upload, while a
+    later re-upload of the same sidecar (a retry after a fix) still runs.
+    """
+
+    def __init__(self, store: S3ObjectStore) -> None:
+        self._store = store
+
+    def claim(self, context: ExecutionContext) -> bool:
+        """True if this execution holds the upload's claim (now, or from an earlier try)."""
+        marker = str(context.extra("sequencer") or context.extra("etag") or "")
+        digest = hashlib.sha256(f"{context.key}\n{marker}".encode()).hexdigest()[:40]
+        owner = self._store.put_if_absent(
+            Bucket.ARTIFACTS, claim_key(digest), context.execution_id.encode()
+        )
+        return owner == context.execution_id.encode()
+
+
+class LambdaModel:
+    """The model client of a container, made on first use (only ``infer`` ever asks)."""
+
+    def __init__(self, settings: Settings, store: S3ObjectStore) -> None:
+        self._settings = settings
+        self._store = store
+        self._client: ModelClient | None = None
+
+    def __call__(self) -> ModelClient:
+        """The client: in process from the artifacts bucket's model file, or the endpoint."""
+        if self._client is None:
+            from radstream.model.loading import load_model_client
+
+            settings = self._settings
+            if not settings.model.endpoint:
+                self._download(settings.aws.model_key)
+                settings = settings.model_copy(
+                    update={"model": settings.model.model_copy(update={"path": MODEL_FILE})}
+                )
+            self._client = load_model_client(settings)
+        return self._client
+
+    def _download(self, key: str) -> None:
+        # Once per container: /tmp outlives invocations, so a warm start skips this.
+        if MODEL_FILE.exists():
+            return
+        data = self._store.get(Bucket.ARTIFACTS, key)
+        # A private temporary name, then an atomic rename: a reader never sees a
+        # half-written model, even where containers share /tmp (an emulator).
+        with tempfile.NamedTemporaryFile(
+            dir=MODEL_FILE.parent, prefix=MODEL_FILE.name, delete=False
+        ) as partial:
+            partial.write(data)
+        os.replace(partial.name, MODEL_FILE)
+
+
+def _preprocessing_of(settings: Settings) -> Callable[[], Preprocessing]:
+    def preprocessing() -> Preprocessing:
+        from radstream.imaging import Preprocessing
+
+        return Preprocessing(**json.loads(settings.aws.preprocessing or "{}"))
+
+    return preprocessing
+
+
+# --- one container ----------------------------------------------------------------------
 
 
 @dataclass
@@ -69,12 +186,19 @@ class _Container:
     """What one Lambda container keeps between invocations (clients, the model)."""
 
     settings: Settings
-    store: S3ObjectStore
+    ports: StagePorts
     sink: KinesisTelemetrySink
     recorder: StageRecorder
     cold: bool = True
-    model: Any = None
-    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@functools.cache
+def _configure_logs() -> None:
+    # Once per container: Lambda sends stderr to CloudWatch, one JSON object per line.
+    # Only inside Lambda: a process that merely calls a handler (a test, a tool) keeps
+    # the logging it configured itself.
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        configure(level=os.environ.get(LOG_LEVEL_ENV, "INFO"), fmt="json")
 
 
 @functools.cache
@@ -88,10 +212,10 @@ def _container() -> _Container:
     store = S3ObjectStore(
         target.client("s3"),
         {
-            "images": aws.images_bucket,
-            "results": aws.results_bucket,
-            "artifacts": aws.artifacts_bucket,
-            TENSORS: aws.tensor_bucket or aws.artifacts_bucket,
+            Bucket.IMAGES: aws.images_bucket,
+            Bucket.RESULTS: aws.results_bucket,
+            Bucket.ARTIFACTS: aws.artifacts_bucket,
+            Bucket.TENSORS: aws.tensor_bucket or aws.artifacts_bucket,
         },
     )
     sink = KinesisTelemetrySink(
@@ -100,15 +224,24 @@ def _container() -> _Container:
         flush_budget_s=aws.telemetry_flush_s,
     )
     endpoint = settings.model.endpoint
+    backend = f"kserve:{urlsplit(endpoint).netloc}" if endpoint else "onnxruntime"
     recorder = StageRecorder(
         telemetry=settings.telemetry,
         cost=settings.cost,
         pricing=load_pricing(settings.cost.pricing),
         # The log stream names the container, as a worker id names a local worker process.
         worker_id=os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "lambda"),
-        backend=f"kserve:{urlsplit(endpoint).netloc}" if endpoint else "onnxruntime",
+        backend=backend,
     )
-    return _Container(settings=settings, store=store, sink=sink, recorder=recorder)
+    ports = StagePorts(
+        store=store,
+        model=LambdaModel(settings, store),
+        preprocessing=_preprocessing_of(settings),
+        tensors=S3TensorHandoff(store),
+        claims=S3UploadClaims(store),
+        options=StageOptions.from_settings(settings, backend=backend),
+    )
+    return _Container(settings=settings, ports=ports, sink=sink, recorder=recorder)
 
 
 def _check_sdk() -> None:
@@ -141,12 +274,15 @@ def lambda_error(err: RadStreamError, stage: str, attempt: int = 1) -> Exception
     return cls(json.dumps(payload, default=str))
 
 
-def error_from_cause(error: dict[str, Any], state: State) -> dict[str, Any]:
+def error_from_cause(
+    error: Mapping[str, object], stage_ms: Mapping[str, float] | None = None
+) -> StageError:
     """The RadStream error of a caught Step Functions error (``{"Error", "Cause"}``).
 
     Lambda wraps the handler's message in ``{"errorMessage": …, "errorType": …}``; an
     emulator may pass it through bare. An error RadStream did not raise (a timeout, an
-    out-of-memory kill) gets a typed code of its own.
+    out-of-memory kill) gets a typed code of its own, filed under the first stage that has
+    no time in ``stage_ms`` (the one that was running).
     """
     name = str(error.get("Error", ""))
     cause = str(error.get("Cause", ""))
@@ -154,47 +290,84 @@ def error_from_cause(error: dict[str, Any], state: State) -> dict[str, Any]:
     if isinstance(payload, dict) and "errorMessage" in payload:
         payload = _loads(str(payload["errorMessage"]))
     if isinstance(payload, dict) and {"code", "message", "stage"} <= payload.keys():
-        return payload
-    stage = next((s for s in PIPELINE.names if s not in state.get("stage_ms", {})), "unknown")
+        return StageError.model_validate(payload)
+    done = stage_ms or {}
+    stage = next((s for s in PIPELINE.names if s not in done), "unknown")
     cls = StageTimedOut if name in _TIMEOUT_ERRORS else StageCrashed
     # The cause is capped: it is an AWS message, not ours, and must not flood the object.
-    return cls(f"{name}: {cause[:500]}", error=name).to_dict() | {"stage": stage}
+    crashed = cls(f"{name}: {cause[:500]}", error=name)
+    return StageError.model_validate(crashed.to_dict() | {"stage": stage})
 
 
-def _loads(text: str) -> Any:
+def _loads(text: str) -> object:
     try:
-        return json.loads(text)
+        loaded: object = json.loads(text)
     except ValueError:
         return None
+    return loaded
 
 
 # --- one invocation -------------------------------------------------------------------
 
 
-def _run(
-    stage: str, event: dict[str, Any], work: Callable[[_Container, State, str], State]
-) -> State:
-    state: State = dict(event["state"])
+def _context_of(event: Mapping[str, Any], execution_id: str) -> ExecutionContext:
+    """The state of ``event`` as a context, with the execution and the sidecar's arrival."""
+    state: JsonObject = dict(event["state"])
+    if state.get("arrived_at") is None and state.get("event_time"):
+        state["arrived_at"] = _epoch(str(state["event_time"]))
+    return ExecutionContext.from_json(state, execution_id=execution_id)
+
+
+def invoke(stage: StageDef, event: Mapping[str, Any]) -> JsonObject:
+    """Run ``stage`` for one Lambda event and return the next state (or raise, typed)."""
+    _configure_logs()
     execution_id = str(event["execution"])
     attempt = int(event.get("attempt") or 0) + 1
     start = time.time()
-    try:
-        box = _container()
-    except Exception as exc:  # bad settings: still a typed error, with no telemetry client
-        raise lambda_error(error_from_exception(exc), stage, attempt) from exc
-    try:
-        new_state = work(box, state, execution_id)
-    except Exception as exc:  # every error leaves as a typed Lambda error
-        err = error_from_exception(exc)
-        status = StageStatus.RETRY if err.retryable else StageStatus.ERROR
-        _emit(box, stage, status, start, state, execution_id, attempt, err.code)
-        raise lambda_error(err, stage, attempt) from exc
-    finally:
-        box.cold = False
-    new_state.setdefault("stage_ms", {})[stage] = round((time.time() - start) * 1000.0, 3)
-    code = state["failure"]["code"] if stage == RECORD_FAILURE else None
-    _emit(box, stage, StageStatus.OK, start, new_state, execution_id, attempt, code)
-    return new_state
+    with log_context(execution_id=execution_id, stage=stage.name, attempt=attempt):
+        try:
+            box = _container()
+            context = _context_of(event, execution_id)
+        except Exception as exc:  # bad settings or state: still a typed error, no telemetry
+            raise lambda_error(_logged(exc, stage), stage.name, attempt) from exc
+        if stage.name == PIPELINE.failure_stage and context.failure is None:
+            # The telemetry row of record_failure carries the code: decode it first.
+            failure = error_from_cause(_mapping(context.extra("error")), context.stage_ms)
+            context = context.model_copy(update={"failure": failure})
+        try:
+            done = stage_function(stage)(box.ports, context)
+        except Exception as exc:  # every error leaves as a typed Lambda error
+            err = _logged(exc, stage)
+            status = StageStatus.RETRY if err.retryable else StageStatus.ERROR
+            _emit(box, stage.name, status, start, context, attempt, err.code)
+            raise lambda_error(err, stage.name, attempt) from exc
+        finally:
+            box.cold = False
+        done = done.with_stage_ms(stage.name, (time.time() - start) * 1000.0)
+        failed = stage.name == PIPELINE.failure_stage
+        code = done.failure.code if failed and done.failure else None
+        _emit(box, stage.name, StageStatus.OK, start, done, attempt, code)
+        if stage.next is None or done.duplicate:
+            with log_context(code=code):
+                outcome = "a duplicate, ignored" if done.duplicate else "failed" if failed else ""
+                logger.info("execution %s", outcome or "succeeded")
+        return done.to_json()
+
+
+def _logged(exc: Exception, stage: StageDef) -> RadStreamError:
+    """``exc`` as a RadStream error, logged as it leaves the handler."""
+    err = error_from_exception(exc)
+    with log_context(code=err.code):
+        if not isinstance(exc, RadStreamError):
+            # A bug, not a bad study: the traceback is kept here; the failure gets a trimmed one.
+            logger.exception("unexpected error in stage %s", stage.name)
+        elif err.retryable:
+            logger.warning("transient error; Step Functions retries %s", stage.name)
+    return err
+
+
+def _mapping(value: object) -> Mapping[str, object]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _emit(
@@ -202,18 +375,17 @@ def _emit(
     stage: str,
     status: StageStatus,
     start: float,
-    state: State,
-    execution_id: str,
+    context: ExecutionContext,
     attempt: int,
     error_code: str | None,
 ) -> None:
-    model = state.get("model") or {}
     queue_wait = None
-    if stage == VALIDATE and state.get("event_time") and attempt == 1:
-        queue_wait = max(0.0, start - _epoch(str(state["event_time"])))
+    if stage == VALIDATE and context.arrived_at is not None and attempt == 1:
+        queue_wait = max(0.0, start - context.arrived_at)
+    model = context.model
     record = box.recorder.record(
-        execution_id=execution_id,
-        study_id=state.get("study_id") or validate_stage.study_folder(str(state.get("key", ""))),
+        execution_id=context.execution_id,
+        study_id=context.study_or_folder(),
         stage=stage,
         status=status,
         start_s=start,
@@ -221,12 +393,9 @@ def _emit(
         attempt=attempt,
         error_code=error_code,
         queue_wait_s=queue_wait,
-        bytes_in={
-            VALIDATE: state.get("sidecar_bytes", 0),
-            PREPARE: state.get("image_bytes", 0),
-        }.get(stage, 0),
-        model_name=model.get("name"),
-        model_version=model.get("version"),
+        bytes_in=context.bytes_in(stage),
+        model_name=model.name if model else None,
+        model_version=model.version if model else None,
         cold_start=box.cold,
     )
     box.sink.emit([record])
@@ -238,150 +407,25 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-# --- the stages -----------------------------------------------------------------------
-
-
-def _validate(box: _Container, state: State, execution_id: str) -> State:
-    if not _claim(box, state, execution_id):
-        # Another execution already holds this upload (EventBridge delivers at least once).
-        return {**state, "duplicate": True}
-    waited = time.time() - _epoch(str(state["event_time"])) if state.get("event_time") else 0.0
-    study = validate_stage.validate(
-        box.store,
-        "images",
-        str(state["key"]),
-        waited_s=waited,
-        image_wait_s=box.settings.engine.image_wait_s,
-    )
-    return {**state, **study.to_context(), "duplicate": False}
-
-
-def _claim(box: _Container, state: State, execution_id: str) -> bool:
-    """Record this execution as the one for this upload; False if another already is.
-
-    One key per upload: the sidecar key plus S3's per-write sequencer (or the ETag), written
-    only if absent (``If-None-Match: *``), so exactly one execution wins per upload, while a
-    later re-upload of the same sidecar (a retry after a fix) still runs.
-    """
-    marker = str(state.get("sequencer") or state.get("etag") or "")
-    digest = hashlib.sha256(f"{state['key']}\n{marker}".encode()).hexdigest()[:40]
-    owner = box.store.put_if_absent("artifacts", f"{CLAIM_PREFIX}{digest}", execution_id.encode())
-    return owner == execution_id.encode()
-
-
-def _prepare(box: _Container, state: State, execution_id: str) -> State:
-    import numpy as np
-
-    from radstream.imaging import ImagingLimits, Preprocessing
-    from radstream.stages import prepare as prepare_stage
-
-    study = validate_stage.ValidatedStudy.from_context(state)
-    preprocessing = Preprocessing(**json.loads(box.settings.aws.preprocessing or "{}"))
-    imaging = box.settings.imaging
-    prepared = prepare_stage.prepare(
-        box.store,
-        "images",
-        study.image_key,
-        expected_size=study.expected_size,
-        preprocessing=preprocessing,
-        limits=ImagingLimits(max_pixels=imaging.max_pixels, max_file_bytes=imaging.max_file_bytes),
-    )
-    buffer = io.BytesIO()
-    np.save(buffer, prepared.image.tensor, allow_pickle=False)
-    key = f"{TENSOR_PREFIX}{execution_id}.npy"
-    box.store.put(TENSORS, key, buffer.getvalue())
-    return {**state, **outcomes.prepared_context(prepared, preprocessing), "tensor_key": key}
-
-
-def _model(box: _Container) -> Any:
-    if box.model is None:
-        from radstream.model.loading import load_model_client
-
-        settings = box.settings
-        if not settings.model.endpoint:
-            # Once per container: /tmp outlives invocations, so a warm start skips this.
-            if not MODEL_FILE.exists():
-                data = box.store.get("artifacts", settings.aws.model_key)
-                # A private temporary name, then an atomic rename: a reader never sees
-                # a half-written model, even where containers share /tmp (an emulator).
-                with tempfile.NamedTemporaryFile(
-                    dir=MODEL_FILE.parent, prefix=MODEL_FILE.name, delete=False
-                ) as partial:
-                    partial.write(data)
-                os.replace(partial.name, MODEL_FILE)
-            settings = settings.model_copy(
-                update={"model": settings.model.model_copy(update={"path": MODEL_FILE})}
-            )
-        box.model = load_model_client(settings)
-    return box.model
-
-
-def _infer(box: _Container, state: State, execution_id: str) -> State:
-    import numpy as np
-
-    from radstream.stages import infer as infer_stage
-
-    tensor = np.load(
-        io.BytesIO(box.store.get(TENSORS, str(state["tensor_key"]))), allow_pickle=False
-    )
-    model = _model(box)
-    result = infer_stage.infer(model, tensor)
-    info = model.info
-    ref = ModelRef(
-        name=info.name, version=info.version, sha256=info.sha256, backend=box.recorder.backend
-    )
-    return {
-        **state,
-        "raw_outputs": result.raw_outputs,
-        "probabilities": result.probabilities,
-        "model": ref.model_dump(),
-    }
-
-
-def _store(box: _Container, state: State, execution_id: str) -> State:
-    result = outcomes.build_result(execution_id, state, ModelRef.model_validate(state["model"]))
-    return {**state, "outcome_key": store_stage.store_result(box.store, result)}
-
-
-def _record_failure(box: _Container, state: State, execution_id: str) -> State:
-    error = state.get("failure") or error_from_cause(state.get("error") or {}, state)
-    failure = outcomes.build_failure(
-        execution_id, str(state["key"]), state, error, attempts=int(error.get("attempt", 1))
-    )
-    key = store_stage.record_failure(box.store, failure)
-    return {**state, "failure": error, "outcome_key": key}
-
-
-def _with_failure(event: dict[str, Any]) -> dict[str, Any]:
-    # The telemetry row of record_failure carries the code; decode it before the stage runs.
-    state = dict(event["state"])
-    state.setdefault("failure", error_from_cause(state.get("error") or {}, state))
-    return {**event, "state": state}
-
-
 # --- entry points (Handler: radstream.aws.handlers.<stage>) ----------------------------
 
-
-def validate(event: dict[str, Any], context: Any = None) -> State:
-    """Lambda entry point of the ``validate`` stage."""
-    return _run(VALIDATE, event, _validate)
+LambdaHandler = Callable[[Mapping[str, Any], object], JsonObject]
 
 
-def prepare(event: dict[str, Any], context: Any = None) -> State:
-    """Lambda entry point of the ``prepare`` stage."""
-    return _run(PREPARE, event, _prepare)
+def handler_for(name: str) -> LambdaHandler:
+    """The Lambda entry point of the stage ``name``, as the template's ``Handler`` names it."""
+    stage = PIPELINE.stage(name)
+
+    def handler(event: Mapping[str, Any], context: object = None) -> JsonObject:
+        return invoke(stage, event)
+
+    handler.__name__ = handler.__qualname__ = name
+    handler.__doc__ = f"Lambda entry point of the ``{name}`` stage: {stage.description}."
+    return handler
 
 
-def infer(event: dict[str, Any], context: Any = None) -> State:
-    """Lambda entry point of the ``infer`` stage."""
-    return _run(INFER, event, _infer)
-
-
-def store(event: dict[str, Any], context: Any = None) -> State:
-    """Lambda entry point of the ``store`` stage."""
-    return _run(STORE, event, _store)
-
-
-def record_failure(event: dict[str, Any], context: Any = None) -> State:
-    """Lambda entry point of ``record_failure``: files ``failed/{study}/{stem}.json``."""
-    return _run(RECORD_FAILURE, _with_failure(event), _record_failure)
+validate = handler_for(VALIDATE)
+prepare = handler_for(PREPARE)
+infer = handler_for(INFER)
+store = handler_for(STORE)
+record_failure = handler_for(RECORD_FAILURE)

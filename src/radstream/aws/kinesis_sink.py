@@ -27,6 +27,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from radstream.backoff import Backoff, Random
 from radstream.schema.telemetry import TelemetryRecord
 
 logger = logging.getLogger("radstream.telemetry")
@@ -160,10 +161,12 @@ class KinesisTelemetrySink:
 
     ``client`` is a botocore Kinesis client (``AwsTarget.client("kinesis")``). Records are
     buffered by :meth:`emit` and sent by :meth:`flush` in ``PutRecords`` calls of at most
-    500 records and 5 MiB. Failed entries are re-sent with exponential backoff and full
-    jitter, up to ``max_attempts`` calls per batch, while ``flush_budget_s`` (measured with
-    ``clock``) lasts; what is left then is dropped and counted. The budget is checked
-    between calls: a call already in flight runs to the client's own timeouts.
+    500 records and 5 MiB. Failed entries are re-sent with the pipeline's backoff
+    (:class:`~radstream.backoff.Backoff`, full jitter drawn from ``rng``; by default from
+    ``base_delay_s``, doubling), up to ``max_attempts`` calls per batch, while
+    ``flush_budget_s`` (measured with ``clock``) lasts; what is left then is dropped and
+    counted. The budget is checked between calls: a call already in flight runs to the
+    client's own timeouts.
 
     Delivery is at least once (a reply lost after Kinesis stored the records makes them
     go again), and a re-sent entry lands after its batch's successful ones, so per-execution
@@ -180,6 +183,8 @@ class KinesisTelemetrySink:
         base_delay_s: float = 0.05,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        backoff: Backoff | None = None,
+        rng: Random = random.random,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -187,7 +192,11 @@ class KinesisTelemetrySink:
         self._stream_name = stream_name
         self._flush_budget_s = flush_budget_s
         self._max_attempts = max_attempts
-        self._base_delay_s = base_delay_s
+        # No wait beyond the flush budget is ever useful: it caps the ceiling.
+        self._backoff = backoff or Backoff(
+            base_s=base_delay_s, max_s=max(base_delay_s, flush_budget_s), rate=2.0
+        )
+        self._rng = rng
         self._sleep = sleep
         self._clock = clock
         # emit() may be called from a thread other than the one flushing (a background
@@ -296,7 +305,7 @@ class KinesisTelemetrySink:
                 return
             # Full jitter: spreads the retries of many concurrent Lambdas over the window
             # instead of having them hit a throttled shard in lockstep.
-            delay = self._base_delay_s * 2 ** (attempt - 1) * random.random()
+            delay = self._backoff.delay(attempt, self._rng)
             if self._clock() + delay >= deadline:
                 self._drop(failed, codes, drops)
                 return

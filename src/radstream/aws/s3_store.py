@@ -20,7 +20,7 @@ from radstream.errors import (
     StoreKeyInvalid,
     StoreObjectMissing,
 )
-from radstream.local.keys import check_key
+from radstream.layout import check_key
 from radstream.stages.ports import ObjectInfo
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}

@@ -27,15 +27,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from radstream.errors import ExecutionAbandoned
+from radstream.layout import SIDECAR_SUFFIX, UPLOADS
 from radstream.pipeline.definition import PIPELINE, Pipeline
+from radstream.stages.context import ExecutionContext, StageError
 from radstream.stages.ports import ObjectInfo
-
-TRIGGER_BUCKET = "images"
-TRIGGER_PREFIX = "incoming/"
-TRIGGER_SUFFIX = ".json"
 
 STATES = ("pending", "running", "succeeded", "failed")
 
@@ -53,11 +50,8 @@ def rerun_id(trigger_id: str, event_id: int) -> str:
 
 def matches_trigger(bucket: str, key: str) -> bool:
     """The trigger rule: a sidecar created under ``incoming/`` in the images bucket."""
-    return (
-        bucket == TRIGGER_BUCKET
-        and key.startswith(TRIGGER_PREFIX)
-        and key.lower().endswith(TRIGGER_SUFFIX)
-    )
+    # Any depth under incoming/: a misplaced sidecar still runs, and fails with a code.
+    return UPLOADS.contains(bucket, key) and key.lower().endswith(SIDECAR_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -69,7 +63,8 @@ class Claim:
     key: str
     etag: str
     stage: str
-    context: dict[str, Any]
+    context: ExecutionContext
+    """The checkpointed context, with the execution's id, sidecar key and arrival set."""
     stage_attempt: int
     claims: int
     takeovers: int
@@ -207,14 +202,22 @@ class Executor:
             row = min(found, key=lambda r: r["created_at"])
             takeover = row["state"] == "running"
             takeovers = row["takeovers"] + (1 if takeover else 0)
-            stage, context = row["stage"], json.loads(row["context"])
+            stage = row["stage"]
+            context = ExecutionContext.from_json(
+                json.loads(row["context"]),
+                execution_id=row["id"],
+                key=row["key"],
+                arrived_at=row["created_at"],
+            )
             if takeover and takeovers > self._max_takeovers:
                 # Workers keep dying on this one: stop trying, record why.
                 stage = self._pipeline.failure_stage
-                context["error"] = ExecutionAbandoned(
+                abandoned = ExecutionAbandoned(
                     f"{takeovers} workers died while running this execution",
                     takeovers=takeovers,
-                ).to_dict() | {"stage": row["stage"]}
+                )
+                failure = StageError.model_validate(abandoned.to_dict() | {"stage": row["stage"]})
+                context = context.model_copy(update={"failure": failure})
             claims = row["claims"] + 1
             conn.execute(
                 "UPDATE executions SET state = 'running', stage = ?, context = ?, claims = ?, "
@@ -222,7 +225,7 @@ class Executor:
                 "started_at = COALESCE(started_at, ?) WHERE id = ?",
                 (
                     stage,
-                    json.dumps(context),
+                    json.dumps(context.to_json()),
                     claims,
                     takeovers,
                     worker_id,
@@ -249,7 +252,7 @@ class Executor:
     # --- progress -------------------------------------------------------------------
 
     def _fenced_update(
-        self, claim: Claim, worker_id: str, sets: str, args: tuple[Any, ...]
+        self, claim: Claim, worker_id: str, sets: str, args: tuple[object, ...]
     ) -> bool:
         with self._write() as conn:
             cur = conn.execute(
@@ -260,14 +263,14 @@ class Executor:
             return cur.rowcount == 1
 
     def checkpoint(
-        self, claim: Claim, worker_id: str, next_stage: str, context: dict[str, Any]
+        self, claim: Claim, worker_id: str, next_stage: str, context: ExecutionContext
     ) -> bool:
         """Persist progress and renew the lease. False if the lease was lost (stop work)."""
         return self._fenced_update(
             claim,
             worker_id,
             "stage = ?, context = ?, stage_attempt = 0, lease_expires = ?",
-            (next_stage, json.dumps(context), self._clock() + self._lease_s),
+            (next_stage, json.dumps(context.to_json()), self._clock() + self._lease_s),
         )
 
     def renew(self, claim: Claim, worker_id: str) -> bool:
@@ -288,7 +291,7 @@ class Executor:
         stage: str,
         stage_attempt: int,
         delay_s: float,
-        context: dict[str, Any],
+        context: ExecutionContext,
     ) -> bool:
         """Give the execution back, runnable again after ``delay_s``, at ``stage``."""
         not_before = self._clock() + delay_s
@@ -297,7 +300,7 @@ class Executor:
             worker_id,
             "state = 'pending', stage = ?, stage_attempt = ?, context = ?, lease_owner = NULL, "
             "lease_expires = NULL, not_before = ?, ready_at = ?",
-            (stage, stage_attempt, json.dumps(context), not_before, not_before),
+            (stage, stage_attempt, json.dumps(context.to_json()), not_before, not_before),
         )
 
     def finish(

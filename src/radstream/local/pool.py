@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 import time
@@ -11,7 +12,18 @@ from types import TracebackType
 
 from radstream.local.executor import Executor
 from radstream.local.worker import worker_main
+from radstream.logs import JsonFormatter, LogFormat
 from radstream.settings import Settings
+
+
+def parent_log_setup() -> tuple[str, LogFormat] | None:
+    """The ``(level, format)`` :func:`radstream.logs.configure` gave this process, if any."""
+    root = logging.getLogger("radstream")
+    for handler in root.handlers:
+        if getattr(handler, "_radstream", False):
+            fmt: LogFormat = "json" if isinstance(handler.formatter, JsonFormatter) else "text"
+            return logging.getLevelName(root.level), fmt
+    return None
 
 
 class WorkerPool:
@@ -53,7 +65,14 @@ class WorkerPool:
         self._spawned += 1
         proc = self._ctx.Process(
             target=worker_main,
-            args=(self._settings_json, worker_id, self._stop, self._until_idle, os.getpid()),
+            args=(
+                self._settings_json,
+                worker_id,
+                self._stop,
+                self._until_idle,
+                os.getpid(),
+                parent_log_setup(),
+            ),
             name=f"radstream-{worker_id}",
             daemon=False,
         )

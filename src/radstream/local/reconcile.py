@@ -11,11 +11,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from radstream.layout import INCOMING, SIDECAR_SUFFIX, Bucket
 from radstream.local.executor import Executor, execution_id
 from radstream.stages.ports import ObjectStore
-
-_INCOMING = "incoming/"
-_BUCKET = "images"
 
 
 @dataclass(frozen=True)
@@ -42,18 +40,18 @@ def reconcile(
     now: float | None = None,
 ) -> Reconciliation:
     """Find strays under ``incoming/`` older than ``older_than_s`` seconds."""
-    keys = store.list(_BUCKET, _INCOMING)
+    keys = store.list(Bucket.IMAGES, INCOMING)
     current = time.time() if now is None else now
-    sidecars = [k for k in keys if k.lower().endswith(".json")]
+    sidecars = [k for k in keys if k.lower().endswith(SIDECAR_SUFFIX)]
     stems = {k.rsplit(".", 1)[0] for k in sidecars}
     orphans, unrouted = [], []
     for key in keys:
-        head = store.head(_BUCKET, key)
+        head = store.head(Bucket.IMAGES, key)
         if head is None or current - head.modified < older_than_s:
             continue
         age = round(current - head.modified, 1)
         if key in sidecars:
-            if not executor.latest([execution_id(_BUCKET, key, head.etag)]):
+            if not executor.latest([execution_id(Bucket.IMAGES, key, head.etag)]):
                 unrouted.append(Stray(key=key, age_s=age))
         elif key.rsplit(".", 1)[0] not in stems:
             orphans.append(Stray(key=key, age_s=age))
@@ -64,7 +62,7 @@ def requeue(store: ObjectStore, executor: Executor, strays: list[Stray]) -> int:
     """Record the missing "object created" event of each unrouted sidecar."""
     count = 0
     for stray in strays:
-        head = store.head(_BUCKET, stray.key)
+        head = store.head(Bucket.IMAGES, stray.key)
         if head is not None:
             executor.object_created(head)
             count += 1

@@ -1,8 +1,9 @@
 """Run one claimed execution through the pipeline's stages.
 
 This is the local interpreter of :data:`radstream.pipeline.definition.PIPELINE`: it calls
-the stage functions, emits one telemetry record per stage attempt, checkpoints where the
-definition says, retries transient errors with backoff, and routes every other error to
+the stage function each ``StageDef`` declares (the same functions the Lambda handlers
+call), emits one telemetry record per stage attempt, checkpoints where the definition
+says, retries transient errors with the pipeline's backoff, and routes every other error to
 ``record_failure``, so that each execution ends as exactly one result or failure object.
 """
 
@@ -10,46 +11,64 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import numpy as np
+import numpy.typing as npt
+
+from radstream.backoff import Random
 from radstream.bench.pricing import load_pricing
 from radstream.errors import RadStreamError, TransientError, error_from_exception
-from radstream.imaging import ImagingLimits, Preprocessing
+from radstream.imaging import Preprocessing
 from radstream.local.executor import Claim, Executor
-from radstream.model import ModelClient, ModelInfo
-from radstream.pipeline.definition import (
-    INFER,
-    PIPELINE,
-    PREPARE,
-    STORE,
-    VALIDATE,
-    Pipeline,
-    RetryPolicy,
-)
-from radstream.schema.outcome import ModelRef, Result
+from radstream.logs import get_logger, log_context
+from radstream.pipeline.definition import PIPELINE, Pipeline, RetryPolicy, StageDef
 from radstream.schema.telemetry import StageStatus, TelemetryRecord
 from radstream.settings import Settings
-from radstream.stages import infer as infer_stage
-from radstream.stages import outcomes
-from radstream.stages import prepare as prepare_stage
-from radstream.stages import store as store_stage
-from radstream.stages import validate as validate_stage
-from radstream.stages.ports import ObjectStore, TelemetrySink
+from radstream.stages.context import ExecutionContext, StageError
+from radstream.stages.ports import ObjectStore, StageOptions, StagePorts, TelemetrySink
+from radstream.stages.registry import stage_function
 from radstream.stages.telemetry import StageRecorder
 
+if TYPE_CHECKING:
+    from radstream.model import ModelClient, ModelInfo
 
-class LeaseLost(Exception):
-    """Raised inside a stage when the lease was taken over; the worker drops the execution."""
+logger = get_logger(__name__)
 
 
-@dataclass
-class _Scratch:
-    """Per-attempt, in-memory state that is not checkpointed (the tensor)."""
+class MemoryTensors:
+    """The tensor hand-off of one worker: in memory, never checkpointed (it is large).
 
-    prepared: prepare_stage.PreparedStudy | None = None
-    records: list[TelemetryRecord] = field(default_factory=list)
+    A resumed execution re-runs ``prepare``, whose checkpoint flag is off for this reason.
+    """
+
+    def __init__(self) -> None:
+        self._tensors: dict[str, npt.NDArray[np.float32]] = {}
+
+    def put(self, execution_id: str, tensor: npt.NDArray[np.float32]) -> None:
+        """Keep the tensor until ``infer`` takes it."""
+        self._tensors[execution_id] = tensor
+
+    def get(self, execution_id: str) -> npt.NDArray[np.float32]:
+        """The tensor of ``execution_id``; an error if ``prepare`` did not run here."""
+        try:
+            return self._tensors[execution_id]
+        except KeyError:
+            raise RuntimeError("infer reached without a tensor; prepare must run first") from None
+
+    def drop(self, execution_id: str) -> None:
+        """Forget the tensor of a finished (or handed back) execution."""
+        self._tensors.pop(execution_id, None)
+
+
+class EveryClaimWins:
+    """Local upload claims: the executor already starts one execution per upload."""
+
+    def claim(self, context: ExecutionContext) -> bool:
+        """Always True."""
+        return True
 
 
 class ExecutionRunner:
@@ -65,14 +84,17 @@ class ExecutionRunner:
         settings: Settings,
         worker_id: str,
         pipeline: Pipeline = PIPELINE,
+        rng: Random = random.random,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self._store = store
         self._executor = executor
         self._model = model
         self._sink = sink
         self._settings = settings
         self._worker_id = worker_id
         self._pipeline = pipeline
+        self._rng = rng
+        self._clock = clock
         self._retry = RetryPolicy(
             max_attempts=settings.engine.max_stage_attempts,
             base_s=settings.engine.retry_base_s,
@@ -81,106 +103,134 @@ class ExecutionRunner:
         # Model metadata is fetched on first use, not here: with a remote endpoint that is
         # down, the worker must still start, and the stage that needs it retries.
         self._info: ModelInfo | None = None
-        self._limits = ImagingLimits(
-            max_pixels=settings.imaging.max_pixels,
-            max_file_bytes=settings.imaging.max_file_bytes,
-        )
         self._cold = True
         self._lease_deadline = 0.0
         # Where inference ran: in this process, or the endpoint's address (no path, no token).
         endpoint = settings.model.endpoint
-        self._backend = f"kserve:{urlsplit(endpoint).netloc}" if endpoint else "onnxruntime"
+        backend = f"kserve:{urlsplit(endpoint).netloc}" if endpoint else "onnxruntime"
+        self._tensors = MemoryTensors()
+        self._ports = StagePorts(
+            store=store,
+            model=lambda: self._model,
+            preprocessing=self._preprocessing,
+            tensors=self._tensors,
+            claims=EveryClaimWins(),
+            options=StageOptions.from_settings(settings, backend=backend),
+            clock=clock,
+        )
         self._recorder = StageRecorder(
             telemetry=settings.telemetry,
             cost=settings.cost,
             pricing=load_pricing(settings.cost.pricing),
             worker_id=worker_id,
-            backend=self._backend,
+            backend=backend,
         )
+
+    @property
+    def ports(self) -> StagePorts:
+        """What this runner lends the stage functions."""
+        return self._ports
 
     def run(self, claim: Claim) -> None:
         """Drive ``claim`` until it is terminal, handed back for a retry, or its lease is lost."""
-        context: dict[str, Any] = dict(claim.context)
-        scratch = _Scratch()
+        records: list[TelemetryRecord] = []
+        self._lease_deadline = self._clock() + self._executor.lease_s
+        with log_context(
+            execution_id=claim.execution_id, attempt=claim.claims, worker_id=self._worker_id
+        ):
+            try:
+                self._drive(claim, records)
+            finally:
+                self._tensors.drop(claim.execution_id)
+                self._sink.emit(records)
+                self._cold = False
+
+    def _drive(self, claim: Claim, records: list[TelemetryRecord]) -> None:
+        context = claim.context
         stage: str | None = claim.stage
         resume_stage = claim.stage
         queue_wait: float | None = claim.queue_wait_s
-        self._lease_deadline = time.time() + self._executor.lease_s
-        try:
-            while stage is not None:
-                if not self._keep_lease(claim):
-                    return  # lease lost: the new owner carries on
-                if stage == self._pipeline.failure_stage:
-                    self._fail(claim, context, scratch)
-                    return
-                start = time.time()
+        failure_stage = self._pipeline.failure_stage
+        while stage is not None:
+            if not self._keep_lease(claim):
+                return  # lease lost: the new owner carries on
+            definition = self._pipeline.stage(stage)
+            if definition.next is None and not self._keep_lease(claim, force=True):
+                return  # the outcome is the new owner's to write
+            if stage == failure_stage and context.failure is not None:
+                failure = context.failure.model_copy(update={"attempt": claim.claims})
+                context = context.model_copy(update={"failure": failure})
+            start = self._clock()
+            with log_context(stage=stage):
                 try:
-                    self._run_stage(stage, claim, context, scratch)
-                except LeaseLost:
-                    return
-                except Exception as exc:  # every error is routed, none escapes the worker
+                    context = self._call(definition, context)
+                except Exception as exc:
+                    if stage == failure_stage:
+                        raise  # nothing to route it to: the worker dies, a peer takes over
                     err = error_from_exception(exc)
-                    if self._should_retry(err, claim, resume_stage):
-                        self._record(
-                            claim,
-                            context,
-                            scratch,
-                            stage,
-                            StageStatus.RETRY,
-                            start,
-                            queue_wait,
-                            err.code,
-                        )
-                        attempt = claim.stage_attempt + 1 if resume_stage == claim.stage else 1
-                        delay = self._retry.delay(attempt, random.random())
-                        self._executor.retry_later(
-                            claim, self._worker_id, resume_stage, attempt, delay, context
-                        )
+                    retry = self._should_retry(err, claim, resume_stage)
+                    status = StageStatus.RETRY if retry else StageStatus.ERROR
+                    records.append(
+                        self._record(claim, context, stage, status, start, queue_wait, err.code)
+                    )
+                    if retry:
+                        with log_context(code=err.code):
+                            self._retry_later(claim, resume_stage, context)
                         return
-                    self._record(
-                        claim,
-                        context,
-                        scratch,
-                        stage,
-                        StageStatus.ERROR,
-                        start,
-                        queue_wait,
-                        err.code,
-                    )
-                    context["error"] = err.to_dict() | {"stage": stage}
-                    stage = self._pipeline.failure_stage
-                    queue_wait = None
+                    error = StageError.model_validate(err.to_dict() | {"stage": stage})
+                    context = context.model_copy(update={"failure": error})
+                    stage, queue_wait = failure_stage, None
                     continue
-                self._record(claim, context, scratch, stage, StageStatus.OK, start, queue_wait)
-                # Kept in the checkpoint, so a result resumed after a crash still has them.
-                context.setdefault("stage_ms", {})[stage] = round(
-                    scratch.records[-1].duration_ms, 3
-                )
-                queue_wait = None
-                definition = self._pipeline.stage(stage)
-                if definition.next is None:
-                    self._executor.finish(
-                        claim, self._worker_id, succeeded=True, outcome_key=context["outcome_key"]
-                    )
-                    return
-                if definition.checkpoint:
-                    if not self._executor.checkpoint(
-                        claim, self._worker_id, definition.next, context
-                    ):
-                        return  # lease lost: the new owner carries on
-                    self._lease_deadline = time.time() + self._executor.lease_s
-                    resume_stage = definition.next
-                stage = definition.next
-        finally:
-            self._sink.emit(scratch.records)
-            self._cold = False
+            code = context.failure.code if stage == failure_stage and context.failure else None
+            record = self._record(claim, context, stage, StageStatus.OK, start, queue_wait, code)
+            records.append(record)
+            queue_wait = None
+            if definition.next is None:
+                self._finish(claim, context, stage, succeeded=stage != failure_stage)
+                return
+            context = context.with_stage_ms(stage, record.duration_ms)
+            if definition.checkpoint:
+                if not self._executor.checkpoint(claim, self._worker_id, definition.next, context):
+                    return  # lease lost: the new owner carries on
+                self._lease_deadline = self._clock() + self._executor.lease_s
+                resume_stage = definition.next
+            stage = definition.next
+
+    def _call(self, definition: StageDef, context: ExecutionContext) -> ExecutionContext:
+        try:
+            return stage_function(definition)(self._ports, context)
+        except RadStreamError:
+            raise
+        except Exception:
+            # A bug, not a bad study: keep the traceback here, the failure gets a trimmed one.
+            logger.exception("unexpected error in stage %s", definition.name)
+            raise
+
+    def _retry_later(self, claim: Claim, resume_stage: str, context: ExecutionContext) -> None:
+        attempt = claim.stage_attempt + 1 if resume_stage == claim.stage else 1
+        delay = self._retry.backoff.delay(attempt, self._rng)
+        logger.warning("transient error; retry %d of %s in %.2f s", attempt, resume_stage, delay)
+        self._executor.retry_later(claim, self._worker_id, resume_stage, attempt, delay, context)
+
+    def _finish(
+        self, claim: Claim, context: ExecutionContext, stage: str, *, succeeded: bool
+    ) -> None:
+        code = None if succeeded or context.failure is None else context.failure.code
+        self._executor.finish(
+            claim,
+            self._worker_id,
+            succeeded=succeeded,
+            outcome_key=context.outcome_key or "",
+            error_code=code,
+        )
+        with log_context(stage=stage, code=code):
+            logger.info("execution %s", "succeeded" if succeeded else "failed")
 
     def _model_info(self) -> ModelInfo:
         if self._info is None:
             self._info = self._model.info
         return self._info
 
-    @property
     def _preprocessing(self) -> Preprocessing:
         info = self._model_info()
         return Preprocessing(
@@ -193,7 +243,7 @@ class ExecutionRunner:
     def _keep_lease(self, claim: Claim, *, force: bool = False) -> bool:
         # Renew once half the lease is used (a slow stage must not let a peer take over
         # mid-work); checkpoints renew it too. Forced before outcome objects are written.
-        now = time.time()
+        now = self._clock()
         if not force and now < self._lease_deadline - self._executor.lease_s / 2:
             return True
         if not self._executor.renew(claim, self._worker_id):
@@ -209,112 +259,36 @@ class ExecutionRunner:
         if isinstance(err, TransientError) and err.time_bounded:
             # An outage (endpoint restarting, circuit open) is bounded by time: counting
             # attempts would fail every study in flight within seconds.
-            return time.time() - claim.created_at < self._settings.engine.outage_budget_s
+            return self._clock() - claim.created_at < self._settings.engine.outage_budget_s
         attempts = claim.stage_attempt + 1 if resume_stage == claim.stage else 1
         return attempts < self._retry.max_attempts
-
-    # --- stages ---------------------------------------------------------------------
-
-    def _run_stage(
-        self, stage: str, claim: Claim, context: dict[str, Any], scratch: _Scratch
-    ) -> None:
-        if stage == VALIDATE:
-            study = validate_stage.validate(
-                self._store,
-                claim.bucket,
-                claim.key,
-                waited_s=time.time() - claim.created_at,
-                image_wait_s=self._settings.engine.image_wait_s,
-            )
-            context.update(study.to_context())
-        elif stage == PREPARE:
-            study = validate_stage.ValidatedStudy.from_context(context)
-            preprocessing = self._preprocessing
-            scratch.prepared = prepare_stage.prepare(
-                self._store,
-                claim.bucket,
-                study.image_key,
-                expected_size=study.expected_size,
-                preprocessing=preprocessing,
-                limits=self._limits,
-            )
-            context.update(outcomes.prepared_context(scratch.prepared, preprocessing))
-        elif stage == INFER:
-            if scratch.prepared is None:
-                raise RuntimeError("infer reached without a tensor; prepare must run first")
-            result = infer_stage.infer(self._model, scratch.prepared.image.tensor)
-            context["raw_outputs"] = result.raw_outputs
-            context["probabilities"] = result.probabilities
-        elif stage == STORE:
-            outcome = self._result(claim, context, scratch)
-            if not self._keep_lease(claim, force=True):
-                raise LeaseLost(claim.execution_id)
-            context["outcome_key"] = store_stage.store_result(self._store, outcome)
-        else:
-            raise RuntimeError(f"unknown stage {stage!r}")
-
-    def _result(self, claim: Claim, context: dict[str, Any], scratch: _Scratch) -> Result:
-        info = self._model_info()
-        model = ModelRef(
-            name=info.name, version=info.version, sha256=info.sha256, backend=self._backend
-        )
-        return outcomes.build_result(claim.execution_id, context, model)
-
-    def _fail(self, claim: Claim, context: dict[str, Any], scratch: _Scratch) -> None:
-        start = time.time()
-        error = context["error"]
-        failure = outcomes.build_failure(
-            claim.execution_id, claim.key, context, error, attempts=claim.claims
-        )
-        if not self._keep_lease(claim, force=True):
-            return  # the new owner records the outcome
-        key = store_stage.record_failure(self._store, failure)
-        self._record(
-            claim,
-            context,
-            scratch,
-            self._pipeline.failure_stage,
-            StageStatus.OK,
-            start,
-            None,
-            error["code"],
-        )
-        self._executor.finish(
-            claim, self._worker_id, succeeded=False, outcome_key=key, error_code=error["code"]
-        )
-
-    # --- telemetry ------------------------------------------------------------------
 
     def _record(
         self,
         claim: Claim,
-        context: dict[str, Any],
-        scratch: _Scratch,
+        context: ExecutionContext,
         stage: str,
         status: StageStatus,
         start: float,
         queue_wait: float | None,
         error_code: str | None = None,
-    ) -> None:
-        bytes_in = {
-            VALIDATE: context.get("sidecar_bytes", 0),
-            PREPARE: context.get("image_bytes", 0),
-        }.get(stage, 0)
-        info = self._info  # only what is already known: telemetry must never call the model
-        scratch.records.append(
-            self._recorder.record(
-                execution_id=claim.execution_id,
-                study_id=context.get("study_id") or validate_stage.study_folder(claim.key),
-                stage=stage,
-                status=status,
-                start_s=start,
-                end_s=time.time(),
-                attempt=claim.claims,
-                error_code=error_code,
-                queue_wait_s=queue_wait,
-                bytes_in=bytes_in,
-                model_name=info.name if info else None,
-                model_version=info.version if info else None,
-                cold_start=self._cold,
-            )
+    ) -> TelemetryRecord:
+        # Only what is already known: telemetry must never call the model.
+        info = self._info
+        model_name = info.name if info else context.model.name if context.model else None
+        model_version = info.version if info else context.model.version if context.model else None
+        return self._recorder.record(
+            execution_id=claim.execution_id,
+            study_id=context.study_or_folder(),
+            stage=stage,
+            status=status,
+            start_s=start,
+            end_s=self._clock(),
+            attempt=claim.claims,
+            error_code=error_code,
+            queue_wait_s=queue_wait,
+            bytes_in=context.bytes_in(stage),
+            model_name=model_name,
+            model_version=model_version,
+            cold_start=self._cold,
         )

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Protocol
 
 from radstream.errors import StoreObjectMissing
-from radstream.local.keys import check_bucket, check_key
-from radstream.stages.ports import BUCKETS, ObjectInfo
+from radstream.layout import STORE_BUCKETS, check_bucket, check_key
+from radstream.stages.ports import ObjectInfo
 
 _TMP = ".tmp"
 
@@ -38,7 +38,7 @@ class FolderStore:
         listener: ObjectCreatedListener | None = None,
         *,
         fsync: bool = False,
-        buckets: tuple[str, ...] = BUCKETS,
+        buckets: tuple[str, ...] = STORE_BUCKETS,
     ) -> None:
         self.root = root
         self.buckets = buckets

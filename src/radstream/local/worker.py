@@ -10,17 +10,38 @@ from multiprocessing.synchronize import Event
 from radstream.lake.parquet_sink import ParquetSink
 from radstream.local.engine import LocalEngine
 from radstream.local.runner import ExecutionRunner
+from radstream.logs import LogFormat, configure, get_logger, log_context
 from radstream.model.loading import load_model_client
 from radstream.settings import Settings
+
+logger = get_logger(__name__)
 
 # How often an idle worker looks for leases held by dead processes.
 _REAP_EVERY_S = 0.5
 
 
 def worker_main(
+    settings_json: str,
+    worker_id: str,
+    stop: Event,
+    until_idle: bool,
+    parent_pid: int,
+    log_setup: tuple[str, LogFormat] | None = None,
+) -> None:
+    """Entry point of a worker process (spawned by :class:`~radstream.local.pool.WorkerPool`).
+
+    ``log_setup`` is the parent's ``(level, format)``: a spawned process starts with no
+    logging configured, so it repeats the parent's :func:`radstream.logs.configure`.
+    """
+    if log_setup is not None:
+        configure(level=log_setup[0], fmt=log_setup[1])
+    with log_context(worker_id=worker_id):
+        _work(settings_json, worker_id, stop, until_idle, parent_pid)
+
+
+def _work(
     settings_json: str, worker_id: str, stop: Event, until_idle: bool, parent_pid: int
 ) -> None:
-    """Entry point of a worker process (spawned by :class:`~radstream.local.pool.WorkerPool`)."""
     # The pool's parent decides when to stop; a Ctrl-C in the terminal or a service
     # manager's SIGTERM reaches every process of the group, and must not kill a worker
     # halfway through a stage or lose its telemetry buffer.
@@ -44,6 +65,7 @@ def worker_main(
             worker_id=worker_id,
         )
         engine.executor.register_worker(worker_id, os.getpid())
+        logger.info("worker ready")
         try:
             _loop(
                 engine,
@@ -55,6 +77,11 @@ def worker_main(
                 settings.engine.poll_s,
                 parent_pid,
             )
+        except Exception:
+            # The pool replaces the worker and a peer takes its execution over; the
+            # traceback is kept here, since nothing else will show it.
+            logger.exception("worker stopped by an unexpected error")
+            raise
         finally:
             sink.close()
             engine.executor.unregister_worker(worker_id)

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 from radstream.errors import ImageFileTooLarge
 from radstream.imaging import ImagingLimits, PreparedImage, Preprocessing, prepare_image
-from radstream.stages.ports import ObjectStore
+from radstream.layout import Bucket
+from radstream.stages.context import ExecutionContext
+from radstream.stages.outcomes import prepared_context
+from radstream.stages.ports import ObjectStore, StagePorts
 
 
 @dataclass(frozen=True)
@@ -48,3 +51,21 @@ def prepare(
     return PreparedStudy(
         image=image, image_sha256=hashlib.sha256(data).hexdigest(), image_bytes=len(data)
     )
+
+
+def run(ports: StagePorts, context: ExecutionContext) -> ExecutionContext:
+    """The ``prepare`` stage: decode the image, hand the tensor on, record how it was made."""
+    if context.image_key is None:
+        raise RuntimeError("prepare reached without an image key; validate must run first")
+    preprocessing = ports.preprocessing()
+    options = ports.options
+    prepared = prepare(
+        ports.store,
+        Bucket.IMAGES,
+        context.image_key,
+        expected_size=context.expected_size,
+        preprocessing=preprocessing,
+        limits=ImagingLimits(max_pixels=options.max_pixels, max_file_bytes=options.max_file_bytes),
+    )
+    ports.tensors.put(context.execution_id, prepared.image.tensor)
+    return context.model_copy(update=prepared_context(prepared, preprocessing))

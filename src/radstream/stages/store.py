@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from radstream.schema.outcome import Failure, Result
-from radstream.stages.ports import ObjectStore
+from radstream import layout
+from radstream.layout import Bucket
+from radstream.schema.outcome import Failure, ModelRef, Result
+from radstream.stages.context import ExecutionContext
+from radstream.stages.outcomes import build_failure, build_result
+from radstream.stages.ports import ObjectStore, StagePorts
 
-RESULTS_BUCKET = "results"
-
-
-def result_key(study_id: str, image_id: str) -> str:
-    """``results/{study_id}/{image_stem}.json``."""
-    return f"results/{study_id}/{image_id}.json"
-
-
-def failure_key(study_id: str, image_id: str) -> str:
-    """``failed/{study_id}/{image_stem}.json``."""
-    return f"failed/{study_id}/{image_id}.json"
+# Re-exported for callers written before radstream.layout; new code uses layout directly.
+RESULTS_BUCKET: str = Bucket.RESULTS
+result_key = layout.result_key
+failure_key = layout.failure_key
 
 
 def _encode(model: Result | Failure) -> bytes:
@@ -27,9 +24,9 @@ def store_result(store: ObjectStore, result: Result) -> str:
 
     Written before the stale failure is removed, so a reader never sees neither.
     """
-    key = result_key(result.study_id, result.image_id)
-    store.put(RESULTS_BUCKET, key, _encode(result))
-    store.delete(RESULTS_BUCKET, failure_key(result.study_id, result.image_id))
+    key = layout.result_key(result.study_id, result.image_id)
+    store.put(Bucket.RESULTS, key, _encode(result))
+    store.delete(Bucket.RESULTS, layout.failure_key(result.study_id, result.image_id))
     return key
 
 
@@ -38,7 +35,30 @@ def record_failure(store: ObjectStore, failure: Failure) -> str:
 
     The latest upload of an image decides its outcome: one image, one outcome object.
     """
-    key = failure_key(failure.study_id, failure.image_id)
-    store.put(RESULTS_BUCKET, key, _encode(failure))
-    store.delete(RESULTS_BUCKET, result_key(failure.study_id, failure.image_id))
+    key = layout.failure_key(failure.study_id, failure.image_id)
+    store.put(Bucket.RESULTS, key, _encode(failure))
+    store.delete(Bucket.RESULTS, layout.result_key(failure.study_id, failure.image_id))
     return key
+
+
+def run(ports: StagePorts, context: ExecutionContext) -> ExecutionContext:
+    """The ``store`` stage: build the result from the context and write it."""
+    model = context.model
+    if model is None:
+        # A local checkpoint written before infer recorded its model: ask the model.
+        info = ports.model().info
+        model = ModelRef(
+            name=info.name, version=info.version, sha256=info.sha256, backend=ports.options.backend
+        )
+    key = store_result(ports.store, build_result(context, model))
+    return context.model_copy(update={"outcome_key": key})
+
+
+def run_record_failure(ports: StagePorts, context: ExecutionContext) -> ExecutionContext:
+    """The ``record_failure`` stage: write the failure object of ``context.failure``."""
+    error = context.failure
+    if error is None:
+        raise RuntimeError("record_failure reached without an error in the context")
+    failure = build_failure(context, error, attempts=error.attempt or 1)
+    key = record_failure(ports.store, failure)
+    return context.model_copy(update={"outcome_key": key})

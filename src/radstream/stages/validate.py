@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from radstream.errors import (
     ImageAmbiguous,
@@ -14,11 +13,12 @@ from radstream.errors import (
     StudyIdInvalid,
     StudyIdMismatch,
 )
-from radstream.schema.sidecar import is_safe_study_id
+from radstream.layout import INCOMING, SIDECAR_SUFFIX, Bucket, is_sidecar, upload_key
 from radstream.schema.sidecar_parse import MAX_SIDECAR_BYTES, parse_sidecar
-from radstream.stages.ports import ObjectStore
+from radstream.stages.context import ExecutionContext, study_folder
+from radstream.stages.ports import ObjectStore, StagePorts
 
-INCOMING = "incoming"
+__all__ = ["UploadKey", "ValidatedStudy", "parse_upload_key", "run", "study_folder", "validate"]
 
 
 @dataclass(frozen=True)
@@ -32,24 +32,12 @@ class UploadKey:
 
 def parse_upload_key(key: str) -> UploadKey:
     """Split a sidecar key; raise ``StudyIdInvalid`` if it is not ``incoming/{id}/{stem}.json``."""
-    parts = key.split("/")
-    if len(parts) != 3 or parts[0] != INCOMING or not parts[2].lower().endswith(".json"):
-        raise StudyIdInvalid(f"sidecar key {key!r} is not incoming/{{study_id}}/{{name}}.json")
-    stem = parts[2][: -len(".json")]
-    return UploadKey(folder=parts[1], stem=stem, key=key)
-
-
-def study_folder(key: str) -> str:
-    """Best-effort study folder of a key, for naming failure objects of unparseable sidecars.
-
-    An unsafe folder name is replaced by ``invalid-{hash}``: still distinct per folder, so
-    two such uploads never share (and overwrite) one failure object.
-    """
-    parts = key.split("/")
-    folder = parts[1] if len(parts) >= 3 else key
-    if is_safe_study_id(folder):
-        return folder
-    return "invalid-" + hashlib.sha256(folder.encode()).hexdigest()[:16]
+    if not is_sidecar(key):
+        raise StudyIdInvalid(
+            f"sidecar key {key!r} is not {INCOMING}{{study_id}}/{{name}}{SIDECAR_SUFFIX}"
+        )
+    _, folder, name = key.split("/")
+    return UploadKey(folder=folder, stem=name[: -len(SIDECAR_SUFFIX)], key=key)
 
 
 @dataclass(frozen=True)
@@ -66,16 +54,24 @@ class ValidatedStudy:
     sidecar_sha256: str
     sidecar_bytes: int
 
-    def to_context(self) -> dict[str, Any]:
-        """JSON-safe checkpoint form."""
-        return asdict(self)
 
-    @classmethod
-    def from_context(cls, context: dict[str, Any]) -> ValidatedStudy:
-        """Rebuild from a checkpoint."""
-        size = context.get("expected_size")
-        fields = {k: context[k] for k in cls.__dataclass_fields__ if k != "expected_size"}
-        return cls(**fields, expected_size=tuple(size) if size is not None else None)
+def run(ports: StagePorts, context: ExecutionContext) -> ExecutionContext:
+    """The ``validate`` stage: claim the upload, validate its sidecar, locate its image.
+
+    An execution that loses the upload's claim (a duplicate event on AWS) is marked
+    ``duplicate`` and touches nothing.
+    """
+    if not ports.claims.claim(context):
+        return context.model_copy(update={"duplicate": True})
+    waited = 0.0 if context.arrived_at is None else ports.clock() - context.arrived_at
+    study = validate(
+        ports.store,
+        Bucket.IMAGES,
+        context.key,
+        waited_s=waited,
+        image_wait_s=ports.options.image_wait_s,
+    )
+    return context.model_copy(update={**asdict(study), "duplicate": False})
 
 
 def validate(
@@ -102,7 +98,7 @@ def validate(
     if sidecar.study_id != upload.folder:
         raise StudyIdMismatch(
             f"sidecar says study_id {sidecar.study_id!r} but was uploaded under "
-            f"incoming/{upload.folder}/"
+            f"{upload_key(upload.folder, '')}"
         )
     image_key = _find_image(store, bucket, upload, waited_s=waited_s, image_wait_s=image_wait_s)
     return ValidatedStudy(
@@ -121,11 +117,11 @@ def validate(
 def _find_image(
     store: ObjectStore, bucket: str, upload: UploadKey, *, waited_s: float, image_wait_s: float
 ) -> str:
-    base = f"{INCOMING}/{upload.folder}/{upload.stem}"
+    base = upload_key(upload.folder, upload.stem)
     candidates = [
         k
         for k in store.list(bucket, base + ".")
-        if k.rsplit(".", 1)[0] == base and not k.lower().endswith(".json")
+        if k.rsplit(".", 1)[0] == base and not k.lower().endswith(SIDECAR_SUFFIX)
     ]
     if len(candidates) > 1:
         raise ImageAmbiguous(f"several images match {base}.*: {', '.join(candidates)}")
