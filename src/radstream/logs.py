@@ -26,8 +26,8 @@ LogFormat = Literal["json", "text"]
 
 LOG_LEVEL_ENV = "RADSTREAM_LOG_LEVEL"
 LOG_FORMAT_ENV = "RADSTREAM_LOG_FORMAT"
-"""Set by the CLI's global options, so that worker processes (spawned, not forked: they do
-not inherit the logging setup) and Lambda containers log the same way."""
+"""Read by :func:`configure_from_env` in Lambda containers (set them in the function's
+environment). Local worker processes copy their parent's setup instead."""
 
 CONTEXT_FIELDS: tuple[str, ...] = ("execution_id", "stage", "attempt", "code", "worker_id")
 """Fields a record carries from the surrounding :func:`log_context`."""
@@ -145,7 +145,7 @@ def configure(
 def configure_from_env(default_format: LogFormat = "json") -> None:
     """:func:`configure` from ``RADSTREAM_LOG_LEVEL`` and ``RADSTREAM_LOG_FORMAT``.
 
-    Called at the start of each worker process and Lambda container.
+    Called once per Lambda container.
     """
     fmt = os.environ.get(LOG_FORMAT_ENV, default_format)
     configure(

@@ -53,7 +53,7 @@ from radstream.errors import (
     error_from_exception,
 )
 from radstream.layout import Bucket, claim_key, tensor_key
-from radstream.logs import configure, get_logger, log_context
+from radstream.logs import configure_from_env, get_logger, log_context
 from radstream.pipeline.definition import (
     INFER,
     PIPELINE,
@@ -82,7 +82,6 @@ logger = get_logger(__name__)
 MODEL_FILE = Path(tempfile.gettempdir()) / "radstream-model.onnx"
 _TIMEOUT_ERRORS = ("States.Timeout", "Sandbox.Timedout")
 MIN_BOTOCORE = (1, 35)
-LOG_LEVEL_ENV = "RADSTREAM_LOG_LEVEL"
 """The log level of the handlers (INFO when unset)."""
 
 
@@ -198,7 +197,7 @@ def _configure_logs() -> None:
     # Only inside Lambda: a process that merely calls a handler (a test, a tool) keeps
     # the logging it configured itself.
     if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
-        configure(level=os.environ.get(LOG_LEVEL_ENV, "INFO"), fmt="json")
+        configure_from_env()
 
 
 @functools.cache

@@ -7,7 +7,6 @@ them all, so ``radstream.cli:app`` is the whole command.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -26,7 +25,7 @@ from rich.progress import (
 )
 
 from radstream.cli.handler import CliState, RadStreamGroup
-from radstream.logs import LOG_FORMAT_ENV, LOG_LEVEL_ENV, LogFormat, configure
+from radstream.logs import LogFormat, configure
 from radstream.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -106,9 +105,8 @@ def global_options(
         fmt = "json" if log_format is LogFormatChoice.json else "text"
     ctx.obj = CliState(debug=debug, log_level=level, log_format=fmt)
     if ctx.invoked_subcommand in LOGGING_COMMANDS:
+        # Worker processes copy this setup when the pool spawns them.
         configure(level, fmt)
-        os.environ[LOG_LEVEL_ENV] = level
-        os.environ[LOG_FORMAT_ENV] = fmt
 
 
 DataDir = Annotated[
