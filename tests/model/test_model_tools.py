@@ -27,7 +27,7 @@ from radstream.model import (
 )
 from radstream.model.export_txrv import INSTALL_HINT, ExportDependencyMissing, export_txrv
 from radstream.model.importer import import_model, resolve_labels
-from radstream.model.predict import predict_image
+from radstream.stages.predict import predict_image
 
 
 def conv_classifier(

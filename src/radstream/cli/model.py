@@ -160,7 +160,7 @@ def model_predict(
 ) -> None:
     """Print the 14 CheXpert probabilities of one image, in process or through an endpoint."""
     from radstream.model.loading import load_model_client
-    from radstream.model.predict import predict_image
+    from radstream.stages.predict import predict_image
 
     settings = settings_for(data_dir, model)
     if endpoint:

@@ -29,6 +29,7 @@ from radstream.schema.telemetry import StageStatus, TelemetryRecord
 from radstream.settings import Settings
 from radstream.stages.context import ExecutionContext, StageError
 from radstream.stages.ports import ObjectStore, StageOptions, StagePorts, TelemetrySink
+from radstream.stages.prepare import preprocessing_for
 from radstream.stages.registry import stage_function
 from radstream.stages.telemetry import StageRecorder
 
@@ -232,13 +233,7 @@ class ExecutionRunner:
         return self._info
 
     def _preprocessing(self) -> Preprocessing:
-        info = self._model_info()
-        return Preprocessing(
-            size=info.input_size,
-            input_min=info.input_min,
-            input_max=info.input_max,
-            channels=info.channels,
-        )
+        return preprocessing_for(self._model_info())
 
     def _keep_lease(self, claim: Claim, *, force: bool = False) -> bool:
         # Renew once half the lease is used (a slow stage must not let a peer take over

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from radstream.errors import ImageFileTooLarge
 from radstream.imaging import ImagingLimits, PreparedImage, Preprocessing, prepare_image
@@ -11,6 +12,19 @@ from radstream.layout import Bucket
 from radstream.stages.context import ExecutionContext
 from radstream.stages.outcomes import prepared_context
 from radstream.stages.ports import ObjectStore, StagePorts
+
+if TYPE_CHECKING:
+    from radstream.model import ModelInfo
+
+
+def preprocessing_for(info: ModelInfo) -> Preprocessing:
+    """The preprocessing a model declares in its metadata (size, range, channels)."""
+    return Preprocessing(
+        size=info.input_size,
+        input_min=info.input_min,
+        input_max=info.input_max,
+        channels=info.channels,
+    )
 
 
 @dataclass(frozen=True)

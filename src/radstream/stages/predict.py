@@ -8,11 +8,15 @@ would the pipeline say about this file?" without uploading it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from radstream.imaging import ImagingLimits, Preprocessing, prepare_image
-from radstream.model.client import ModelClient
+from radstream.imaging import ImagingLimits, prepare_image
 from radstream.schema.sidecar_parse import parse_sidecar
 from radstream.stages.infer import infer
+from radstream.stages.prepare import preprocessing_for
+
+if TYPE_CHECKING:
+    from radstream.model.client import ModelClient
 
 
 def predict_image(
@@ -37,17 +41,11 @@ def predict_image(
     expected_size = None
     if sidecar_path is not None:
         expected_size = parse_sidecar(Path(sidecar_path).read_bytes()).expected_size()
-    info = model.info
     prepared = prepare_image(
         data,
         filename=image_path.name,
         expected_size=expected_size,
-        preprocessing=Preprocessing(
-            size=info.input_size,
-            input_min=info.input_min,
-            input_max=info.input_max,
-            channels=info.channels,
-        ),
+        preprocessing=preprocessing_for(model.info),
         limits=limits if limits is not None else ImagingLimits(),
     )
     return infer(model, prepared.tensor).probabilities
