@@ -38,7 +38,6 @@ from urllib.parse import urlsplit
 from radstream.aws.kinesis_sink import KinesisTelemetrySink
 from radstream.aws.s3_store import S3ObjectStore
 from radstream.aws.session import AwsTarget
-from radstream.bench.pricing import load_pricing
 from radstream.errors import (
     ConfigInvalid,
     RadStreamError,
@@ -47,6 +46,7 @@ from radstream.errors import (
     error_from_exception,
 )
 from radstream.pipeline.definition import INFER, PIPELINE, PREPARE, RECORD_FAILURE, STORE, VALIDATE
+from radstream.pricing import load_pricing
 from radstream.schema.outcome import ModelRef
 from radstream.schema.telemetry import StageStatus
 from radstream.settings import Settings

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from radstream.bench.pricing import load_pricing
 from radstream.errors import RadStreamError, TransientError, error_from_exception
 from radstream.imaging import ImagingLimits, Preprocessing
 from radstream.local.executor import Claim, Executor
@@ -28,6 +27,7 @@ from radstream.pipeline.definition import (
     Pipeline,
     RetryPolicy,
 )
+from radstream.pricing import load_pricing
 from radstream.schema.outcome import ModelRef, Result
 from radstream.schema.telemetry import StageStatus, TelemetryRecord
 from radstream.settings import Settings
