@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from radstream.bench.console import summary_rows
 from radstream.bench.report import BenchReport
 from radstream.bench.report_html import NOT_MEASURED, render_report, render_report_html
 from radstream.pipeline.definition import INFER, PIPELINE, PREPARE, STORE, VALIDATE
@@ -556,3 +557,19 @@ def test_outside_fetch_is_blocked_and_detected(chromium: str, tmp_path: Path) ->
     _, log = run_chromium(chromium, page, "--dump-dom")
     errors = console_errors(log)
     assert any("example.invalid" in line for line in errors), log[-3000:]
+
+
+# --------------------------------------------------------------------------- terminal
+
+
+def test_terminal_summary_lists_stages_and_verdicts() -> None:
+    data = sample_dict()
+    data["slo"]["p95_ms"].update(value=2500.0, limit=2000.0, **{"pass": False})
+    rows = dict(summary_rows(BenchReport.model_validate(data)))
+    assert rows["studies measured (valid)"] == "200"
+    assert [label.strip() for label in rows if label.endswith("p50 / p95")] == [
+        f"{stage} p50 / p95" for stage in (*STAGES, "queue_wait")
+    ]
+    assert rows["SLO p95_ms < 2000.0"].endswith("[red]FAIL[/red]")
+    assert rows["SLO success_rate >= 0.99"].endswith("[green]pass[/green]")
+    assert rows["efficiency (vs in-memory limit)"] == "0.87"
