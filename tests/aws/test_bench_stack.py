@@ -78,6 +78,7 @@ def s3(emulator: Any) -> tuple[S3ObjectStore, list[str]]:
     return S3ObjectStore(client, {"results": bucket}), lists
 
 
+@pytest.mark.slow  # starts the emulator
 def test_watcher_ignores_earlier_objects_and_reports_each_outcome_once(
     s3: tuple[S3ObjectStore, list[str]],
 ) -> None:
@@ -100,6 +101,7 @@ def test_watcher_ignores_earlier_objects_and_reports_each_outcome_once(
     assert watcher.poll() == []
 
 
+@pytest.mark.slow  # starts the emulator
 def test_watcher_lists_at_most_once_per_interval(s3: tuple[S3ObjectStore, list[str]]) -> None:
     store, lists = s3
     clock = FakeClock()
@@ -126,6 +128,7 @@ def test_watcher_lists_at_most_once_per_interval(s3: tuple[S3ObjectStore, list[s
     assert len(lists) == 4
 
 
+@pytest.mark.slow  # starts the emulator
 def test_watcher_lists_only_its_study_prefix(s3: tuple[S3ObjectStore, list[str]]) -> None:
     store, lists = s3
     clock = FakeClock()
