@@ -128,7 +128,13 @@ def sample_dict(seed: int = 7, n: int = 200) -> dict[str, Any]:
                 "pass": True,
                 "description": "95 % of studies finish within this time",
             },
-            "p99_ms": {"value": pct[99], "limit": 5000.0, "op": "<", "pass": True},
+            "p99_ms": {
+                "value": pct[99],
+                "limit": 5000.0,
+                "op": "<",
+                "pass": True,
+                "description": "99 % of studies finish within this time",
+            },
             "success_rate": {
                 "value": 0.995,
                 "limit": 0.99,
@@ -136,7 +142,13 @@ def sample_dict(seed: int = 7, n: int = 200) -> dict[str, Any]:
                 "pass": True,
                 "description": "valid studies that produce a result",
             },
-            "throughput_per_min": {"value": 217.5, "limit": 120.0, "op": ">=", "pass": True},
+            "throughput_per_min": {
+                "value": 217.5,
+                "limit": 120.0,
+                "op": ">=",
+                "pass": True,
+                "description": "sustained images per minute",
+            },
         },
         "outcomes": {
             "valid": n,
@@ -573,3 +585,16 @@ def test_terminal_summary_lists_stages_and_verdicts() -> None:
     assert rows["SLO p95_ms < 2000.0"].endswith("[red]FAIL[/red]")
     assert rows["SLO success_rate >= 0.99"].endswith("[green]pass[/green]")
     assert rows["efficiency (vs in-memory limit)"] == "0.87"
+
+
+def test_json_object_is_the_report_without_series_or_empty_notes() -> None:
+    data = sample_dict()
+    public = BenchReport.model_validate(data).json_object()
+    assert "series" not in public
+    assert "telemetry_note" not in public and "efficiency_note" not in public
+    assert public["baseline"] == data["baseline"]
+    assert public["slo"]["p95_ms"]["pass"] is True  # the JSON key, not the attribute name
+    assert {k: v for k, v in data.items() if k != "series"} == public
+    noted = BenchReport.model_validate(data | {"telemetry_note": "late", "baseline": None})
+    assert noted.json_object()["telemetry_note"] == "late"
+    assert "baseline" not in noted.json_object()
