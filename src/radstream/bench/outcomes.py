@@ -12,7 +12,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from radstream.local.outcomes import collect_outcomes
 from radstream.stages.completions import Outcome
+
+# Outcome and collect_outcomes are re-exported only for callers written before they moved
+# (demo.py, tests/e2e): those should import Outcome from radstream.stages.completions and
+# collect_outcomes from radstream.local.outcomes; drop them here once none is left.
+__all__ = [
+    "PERCENTILES",
+    "Outcome",
+    "OutcomeSummary",
+    "collect_outcomes",
+    "percentiles_ms",
+    "summarise",
+]
 
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 
