@@ -39,9 +39,7 @@ class Backoff:
 
     def __post_init__(self) -> None:
         if not self.base_s >= 0 or not self.max_s >= 0 or not self.rate >= 1:
-            raise ValueError(
-                f"backoff needs base_s >= 0, max_s >= 0 and rate >= 1, got {self!r}"
-            )
+            raise ValueError(f"backoff needs base_s >= 0, max_s >= 0 and rate >= 1, got {self!r}")
 
     def ceiling(self, retry: int) -> float:
         """The longest wait before retry number ``retry`` (1-based)."""

@@ -9,14 +9,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from radstream.bench.outcomes import Outcome, OutcomeSummary, collect_outcomes, summarise
+from radstream.bench.outcomes import OutcomeSummary, summarise
 from radstream.loadgen.synthetic import Study, make_studies
 from radstream.loadgen.uploader import upload_generated
 from radstream.local.engine import LocalEngine
 from radstream.local.executor import execution_id
+from radstream.local.outcomes import collect_outcomes
 from radstream.local.pool import WorkerPool
 from radstream.model.loading import resolve_model_path
 from radstream.settings import Settings
+from radstream.stages.completions import Outcome
 from radstream.stages.ports import ObjectInfo
 
 DEMO_FORMATS = ("png", "jpeg", "dicom")

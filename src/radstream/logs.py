@@ -123,9 +123,7 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure(
-    level: str = "INFO", fmt: LogFormat = "json", stream: IO[str] | None = None
-) -> None:
+def configure(level: str = "INFO", fmt: LogFormat = "json", stream: IO[str] | None = None) -> None:
     """Send RadStream's logs to ``stream`` (stderr) as JSON lines or text, at ``level``.
 
     Idempotent: a second call replaces the handler the first installed.

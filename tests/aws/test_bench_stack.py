@@ -24,8 +24,7 @@ from radstream.aws.completions import S3CompletionWatcher
 from radstream.aws.outcomes import stack_store, wait_for_outcomes
 from radstream.aws.s3_store import S3ObjectStore
 from radstream.aws.session import AwsTarget, StackRef
-from radstream.bench.completions import Completion
-from radstream.bench.runner import _await_telemetry
+from radstream.bench.runner import await_telemetry
 from radstream.cli import app
 from radstream.lake.columns import arrow_schema
 from radstream.loadgen.bad_inputs import BAD_KINDS
@@ -34,6 +33,7 @@ from radstream.loadgen.synthetic import make_studies
 from radstream.loadgen.uploader import upload_generated
 from radstream.schema.telemetry import StageStatus
 from radstream.settings import Settings
+from radstream.stages.completions import Completion
 from radstream.stages.telemetry import pseudonym, stage_record
 
 STACK = "rsbench"
@@ -78,6 +78,7 @@ def s3(emulator: Any) -> tuple[S3ObjectStore, list[str]]:
     return S3ObjectStore(client, {"results": bucket}), lists
 
 
+@pytest.mark.slow  # starts the emulator
 def test_watcher_ignores_earlier_objects_and_reports_each_outcome_once(
     s3: tuple[S3ObjectStore, list[str]],
 ) -> None:
@@ -100,6 +101,7 @@ def test_watcher_ignores_earlier_objects_and_reports_each_outcome_once(
     assert watcher.poll() == []
 
 
+@pytest.mark.slow  # starts the emulator
 def test_watcher_lists_at_most_once_per_interval(s3: tuple[S3ObjectStore, list[str]]) -> None:
     store, lists = s3
     clock = FakeClock()
@@ -126,6 +128,7 @@ def test_watcher_lists_at_most_once_per_interval(s3: tuple[S3ObjectStore, list[s
     assert len(lists) == 4
 
 
+@pytest.mark.slow  # starts the emulator
 def test_watcher_lists_only_its_study_prefix(s3: tuple[S3ObjectStore, list[str]]) -> None:
     store, lists = s3
     clock = FakeClock()
@@ -162,11 +165,11 @@ def test_telemetry_wait_matches_pseudonymised_ids_and_is_bounded() -> None:
         return pa.Table.from_pylist(rows, schema=arrow_schema())
 
     # r-m-2 has a result but no store row yet: incomplete once the (zero) wait is over.
-    got, complete = _await_telemetry(settings, read, run, sent, 0.0, lambda *_: None)
+    got, complete = await_telemetry(settings, read, run, sent, 0.0, lambda *_: None)
     assert not complete
     assert len(got) == 2  # the warm-up study's row is not the run's
     rows.append(row("r-m-2", "store"))
-    got, complete = _await_telemetry(settings, read, run, sent, 60.0, lambda *_: None)
+    got, complete = await_telemetry(settings, read, run, sent, 60.0, lambda *_: None)
     assert complete and len(got) == 3
 
 

@@ -19,13 +19,13 @@ import pytest
 
 from radstream.aws import handlers
 from radstream.aws.handlers import error_from_cause, lambda_error
-from radstream.bench.pricing import load_pricing
 from radstream.errors import ImageTruncated, ModelUnavailable, StoreObjectMissing
 from radstream.imaging import Preprocessing
 from radstream.layout import failure_key, result_key, tensor_key
 from radstream.loadgen.study import make_study
 from radstream.model import TXRV_LABELS, ModelInfo
 from radstream.pipeline.definition import PIPELINE
+from radstream.pricing import load_pricing
 from radstream.schema.telemetry import TelemetryRecord
 from radstream.settings import Settings
 from radstream.stages.ports import ObjectInfo, StageOptions, StagePorts

@@ -113,7 +113,7 @@ def test_code_zip_is_reproducible_and_holds_only_runtime_files(tmp_path: Path) -
         "radstream/__init__.py",
         "radstream/py.typed",
         "radstream/lake/athena_queries.sql",
-        "radstream/bench/pricing.json",
+        "radstream/pricing/pricing.json",
         "radstream/bench/templates/report.html.j2",
     } <= set(names)
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
@@ -400,7 +400,7 @@ def test_each_handler_imports_with_only_its_layers(unpacked: dict[str, Path], st
         assert callable(handlers.{stage})
         # What the handler imports when it first runs, and its packaged price table.
         import {lazy}
-        from radstream.bench.pricing import load_pricing
+        from radstream.pricing import load_pricing
         load_pricing()
         """,
     )

@@ -10,16 +10,9 @@ from typing import Any
 
 import pytest
 
-from radstream.bench.cost import (
-    CostEstimate,
-    CostInputs,
-    CostItem,
-    estimate_cost,
-    firehose_billed_bytes,
-    kinesis_payload_units,
-)
-from radstream.bench.pricing import Pricing, load_pricing
+from radstream.bench.cost import CostEstimate, CostInputs, CostItem, estimate_cost
 from radstream.errors import ConfigInvalid
+from radstream.pricing import Pricing, firehose_billed_bytes, kinesis_payload_units, load_pricing
 
 KB = 1024
 GB = 1024**3
@@ -135,7 +128,7 @@ def test_shipped_pricing_loads_dated_with_sources() -> None:
 
 
 def test_shipped_pricing_loads_from_an_explicit_path_too() -> None:
-    shipped = Path(__file__).parents[2] / "src/radstream/bench/pricing.json"
+    shipped = Path(__file__).parents[2] / "src/radstream/pricing/pricing.json"
     assert load_pricing(shipped) == load_pricing()
 
 
@@ -289,7 +282,7 @@ def test_realistic_example_is_a_fraction_of_a_cent_and_serialises() -> None:
     assert 0 < est.per_image_usd < 0.001
     # Step Functions STANDARD: 5 transitions x $0.025 / 1,000 dominate.
     assert by_name(est)["Step Functions transitions"].usd == pytest.approx(5 * 0.025 / 1000)
-    data = json.loads(json.dumps(est.to_dict()))
+    data = json.loads(est.model_dump_json())
     assert data["total_usd"] == pytest.approx(sum(i["usd"] for i in data["items"]))
     assert data["pricing_as_of"] == est.pricing_as_of
 

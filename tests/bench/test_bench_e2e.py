@@ -1,17 +1,23 @@
-"""`radstream bench` end to end on the real embedded pipeline."""
+"""`radstream bench` end to end on the real embedded pipeline (worker processes: slow)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+import pytest
+
+from radstream.bench.report_html import render_report_html
 from radstream.bench.runner import BenchConfig, run_bench
+from radstream.pipeline.definition import PIPELINE
 from radstream.settings import Settings
+
+pytestmark = pytest.mark.slow
 
 SMALL = {"width": 800, "height": 1000, "format": "jpeg"}
 FIELDS = {
@@ -41,15 +47,19 @@ def test_overload_shows_in_latency_not_hidden_by_late_sends(
     """Coordinated omission: above capacity, latency from the intended send time must grow."""
     calm = run_bench(make_settings(), BenchConfig(studies=12, rate=2.0, warmup=2, **SMALL))
     flood = run_bench(make_settings(), BenchConfig(studies=60, rate=100.0, warmup=2, **SMALL))
-    assert calm["success_rate"] == flood["success_rate"] == 1.0
-    assert flood["p95_ms"] >= 5 * calm["p95_ms"]
-    assert flood["late_sends"]["count"] > 0 or flood["stages"]["queue_wait"]["p95_ms"] > 100
+    assert calm.success_rate == flood.success_rate == 1.0
+    assert calm.p95_ms is not None and flood.p95_ms is not None
+    assert flood.p95_ms >= 5 * calm.p95_ms
+    flood_wait = flood.stages["queue_wait"].p95_ms
+    assert flood.late_sends.count > 0 or (flood_wait is not None and flood_wait > 100)
     # The pipeline cannot finish 100/s on two cores; throughput reports what it did.
-    assert flood["throughput_per_min"] < 100 * 60
-    assert calm.keys() >= FIELDS
-    assert set(calm["stages"]) >= {"validate", "prepare", "infer", "store", "queue_wait"}
-    assert calm["stages"]["infer"]["n"] == 12
-    assert len(calm["series"]["latencies_ms"]) == 12
+    assert flood.throughput_per_min is not None and flood.throughput_per_min < 100 * 60
+    public = calm.json_object()
+    assert public.keys() >= FIELDS and "series" not in public
+    assert json.loads(json.dumps(public)) == public  # plain JSON
+    assert list(calm.stages) == [*PIPELINE.names, "queue_wait"]
+    assert calm.stages["infer"].n == 12
+    assert len(calm.series.latencies_ms) == 12
 
 
 def test_injected_invalid_studies_are_reported_apart(
@@ -59,11 +69,33 @@ def test_injected_invalid_studies_are_reported_apart(
         make_settings(image_wait_s=0.5),
         BenchConfig(studies=16, concurrency=4, warmup=0, invalid_ratio=0.25, **SMALL),
     )
-    outcomes: dict[str, Any] = report["outcomes"]
-    assert outcomes["valid"] == 12 and outcomes["invalid_injected"] == 4
-    assert outcomes["invalid_rejected"] == 4
-    assert report["success_rate"] == 1.0  # the bad studies do not count against it
-    assert report["load"]["mode"] == "closed"
+    outcomes = report.outcomes
+    assert outcomes.valid == 12 and outcomes.invalid_injected == 4
+    assert outcomes.invalid_rejected == 4
+    assert report.success_rate == 1.0  # the bad studies do not count against it
+    assert report.load.mode == "closed"
+
+
+def test_html_report_of_a_real_run_shows_the_pipeline_stages(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The page is rendered from what run_bench returned, not from a hand-built report."""
+    report = run_bench(
+        make_settings(image_wait_s=0.5),
+        BenchConfig(studies=4, concurrency=2, warmup=0, invalid_ratio=0.25, **SMALL),
+    )
+    text = render_report_html(report)
+
+    table = text.split('<section id="stages">')[1].split("</section>")[0]
+    shown = re.findall(r"<tr>\s*<td>([^<]*)</td>", table)
+    # The main path for the valid studies, the failure stage for the invalid one, then the
+    # wait: named and ordered as the pipeline declares them.
+    assert shown == [*PIPELINE.names, PIPELINE.failure_stage, "queue wait"]
+    assert set(report.stages) == {*PIPELINE.names, PIPELINE.failure_stage, "queue_wait"}
+    assert report.stages["infer"].n == 3
+    assert '<section class="verdict' in text and "Lambda compute" in text
+    assert report.manifest.config_hash in text
+    assert text.count("<svg ") == 4  # latency, stages, throughput and queue were all drawn
 
 
 def _bench_cli(tmp_path: Path, model: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radstream.bench.completions import Completion, sidecar_key_for
+from radstream.bench.report import LateSends
 from radstream.bench.slo import SloInvalid, targets_with, verdict
 from radstream.bench.stats import late_sends, latency_summary, steady_throughput
 from radstream.loadgen.driver import DriveResult, Sent
 from radstream.loadgen.shapes import ShapeInvalid, constant, parse_shape, poisson, read_trace
+from radstream.stages.completions import Completion, completion_of, outcome_key_of
 
 
 def test_percentiles_match_numpy_on_known_data() -> None:
@@ -78,7 +79,7 @@ def _run(sends: list[tuple[float, float]], done_at: list[float]) -> tuple[DriveR
 
 def test_lateness_is_counted_and_measured() -> None:
     _, sent = _run([(0.0, 0.0), (1.0, 1.002), (2.0, 2.5), (3.0, 4.0)], [1, 2, 3, 5])
-    assert late_sends(sent) == {"count": 2, "max_ms": 1000.0, "mean_ms": 750.0}
+    assert late_sends(sent) == LateSends(count=2, max_ms=1000.0, mean_ms=750.0)
 
 
 def test_steady_throughput_and_stability() -> None:
@@ -103,21 +104,36 @@ def test_slo_verdict_and_overrides() -> None:
         },
         targets,
     )
-    assert result["p95_ms"] == {
+    assert result["p95_ms"].model_dump(by_alias=True) == {
         "value": 150.0,
         "limit": 100.0,
         "op": "<",
         "pass": False,
         "description": "end-to-end p95 latency (ms)",
     }
-    assert result["throughput_per_min"]["pass"]
-    assert not result["success_rate"]["pass"]  # not measured is not a pass
+    assert result["throughput_per_min"].passed
+    assert not result["success_rate"].passed  # not measured is not a pass
     for bad in (["nope=1"], ["p95_ms"], ["p95_ms=fast"]):
         with pytest.raises(SloInvalid):
             targets_with(bad)
 
 
 def test_outcome_keys_map_back_to_uploads() -> None:
-    assert sidecar_key_for("results/s1/a.json") == "incoming/s1/a.json"
-    assert sidecar_key_for("failed/s1/a.json") == "incoming/s1/a.json"
-    assert sidecar_key_for("other/s1/a.json") is None
+    assert completion_of("results/s1/a.json", 2.0) == Completion(
+        "incoming/s1/a.json", "result", 2.0
+    )
+    assert completion_of("failed/s1/a.json", 3.0) == Completion(
+        "incoming/s1/a.json", "failure", 3.0
+    )
+    assert completion_of("other/s1/a.json", 1.0) is None
+    assert completion_of("results/s1/deeper/a.json", 1.0) is None
+
+
+def test_uploads_map_to_their_outcome_keys() -> None:
+    assert outcome_key_of("incoming/s1/a.json", "result") == "results/s1/a.json"
+    assert outcome_key_of("incoming/s1/a.json", "failure") == "failed/s1/a.json"
+    for kind in ("result", "failure"):
+        key = outcome_key_of("incoming/s1/a.json", kind)
+        completion = completion_of(key, 0.0)
+        assert completion is not None
+        assert (completion.sidecar_key, completion.kind) == ("incoming/s1/a.json", kind)

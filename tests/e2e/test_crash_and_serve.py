@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from radstream.bench.outcomes import collect_outcomes
 from radstream.lake.parquet_sink import read_lake
 from radstream.loadgen.bad_inputs import make_bad_study
 from radstream.loadgen.synthetic import make_study
 from radstream.loadgen.uploader import upload_study
 from radstream.local.engine import LocalEngine
+from radstream.local.outcomes import collect_outcomes
 from radstream.local.pool import WorkerPool
 from radstream.settings import Settings
 from radstream.stages.ports import ObjectInfo

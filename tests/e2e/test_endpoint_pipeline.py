@@ -19,11 +19,11 @@ import httpx
 import numpy as np
 import pytest
 
-from radstream.bench.outcomes import collect_outcomes
 from radstream.lake.parquet_sink import read_lake
 from radstream.loadgen.synthetic import Study, make_study
 from radstream.loadgen.uploader import upload_study
 from radstream.local.engine import LocalEngine
+from radstream.local.outcomes import collect_outcomes
 from radstream.local.pool import WorkerPool
 from radstream.settings import Settings
 from radstream.stages.ports import ObjectInfo

@@ -9,12 +9,12 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow.compute as pc
 
-from radstream.bench.outcomes import collect_outcomes
 from radstream.lake.parquet_sink import read_lake
 from radstream.loadgen.bad_inputs import BAD_KINDS, make_bad_study
 from radstream.loadgen.synthetic import Study, make_study
 from radstream.loadgen.uploader import upload_generated, upload_study
 from radstream.local.engine import LocalEngine
+from radstream.local.outcomes import collect_outcomes
 from radstream.local.pool import WorkerPool
 from radstream.pipeline.definition import PIPELINE
 from radstream.settings import Settings

@@ -1,7 +1,7 @@
 """Completion notifications from a deployed stack: outcome objects seen by LISTing S3.
 
 The local engine stamps each outcome object with the moment it was created, and
-:class:`~radstream.bench.completions.CompletionWatcher` tails those stamps. A deployed stack
+:class:`~radstream.local.completions.CompletionWatcher` tails those stamps. A deployed stack
 has no such log that a client can tail cheaply, so this watcher LISTs the results bucket's
 ``results/`` and ``failed/`` prefixes and stamps an outcome with the time of the LIST that
 first saw it.
@@ -19,10 +19,11 @@ import time
 from collections.abc import Callable
 
 from radstream.aws.s3_store import S3ObjectStore
-from radstream.bench.completions import Completion, sidecar_key_for
-from radstream.stages.store import RESULTS_BUCKET
+from radstream.layout import FAILURE_OBJECTS, RESULT_OBJECTS, Bucket
+from radstream.stages.completions import Completion, completion_of
 
-_PREFIXES: dict[str, str] = {"results/": "result", "failed/": "failure"}
+# Where outcome objects land: results and failures, both in the results bucket.
+_PREFIXES = (RESULT_OBJECTS.prefix, FAILURE_OBJECTS.prefix)
 
 
 class S3CompletionWatcher:
@@ -62,7 +63,7 @@ class S3CompletionWatcher:
         if 0.0 <= now - self._last_list < self._min_interval_s:
             return []
         found: list[Completion] = []
-        for prefix, kind in _PREFIXES.items():
+        for prefix in _PREFIXES:
             keys = self._list(prefix)
             # Stamped after the LIST returns: the object existed by then, so the stamp is
             # never early, only late.
@@ -71,11 +72,11 @@ class S3CompletionWatcher:
                 if self._seen.get(key) == etag:
                     continue
                 self._seen[key] = etag
-                sidecar = sidecar_key_for(key)
-                if sidecar is not None:
-                    found.append(Completion(sidecar, kind, seen_at))
+                completion = completion_of(key, seen_at)
+                if completion is not None:
+                    found.append(completion)
         self._last_list = now
         return found
 
     def _list(self, prefix: str) -> dict[str, str]:
-        return self._store.etags(RESULTS_BUCKET, f"{prefix}{self._study_prefix}")
+        return self._store.etags(Bucket.RESULTS, f"{prefix}{self._study_prefix}")

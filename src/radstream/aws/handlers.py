@@ -44,7 +44,6 @@ from urllib.parse import urlsplit
 from radstream.aws.kinesis_sink import KinesisTelemetrySink
 from radstream.aws.s3_store import S3ObjectStore
 from radstream.aws.session import AwsTarget
-from radstream.bench.pricing import load_pricing
 from radstream.errors import (
     ConfigInvalid,
     RadStreamError,
@@ -63,6 +62,7 @@ from radstream.pipeline.definition import (
     VALIDATE,
     StageDef,
 )
+from radstream.pricing import load_pricing
 from radstream.schema.telemetry import StageStatus
 from radstream.settings import Settings
 from radstream.stages.context import ExecutionContext, JsonObject, StageError

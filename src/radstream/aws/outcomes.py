@@ -17,17 +17,14 @@ from collections.abc import Callable, Iterable
 from radstream.aws.completions import S3CompletionWatcher
 from radstream.aws.s3_store import S3ObjectStore
 from radstream.aws.session import StackRef
-from radstream.bench.completions import Completion
-from radstream.bench.outcomes import Outcome
-from radstream.stages.outcomes import sidecar_stem
-from radstream.stages.store import RESULTS_BUCKET, failure_key, result_key
-from radstream.stages.validate import study_folder
+from radstream.layout import Bucket
+from radstream.stages.completions import Completion, Outcome, outcome_key_of
 
 STACK_BUCKETS: dict[str, str] = {
-    "images": "ImagesBucketName",
-    "results": "ResultsBucketName",
-    "telemetry": "TelemetryBucketName",
-    "artifacts": "ArtifactsBucketName",
+    Bucket.IMAGES: "ImagesBucketName",
+    Bucket.RESULTS: "ResultsBucketName",
+    Bucket.TELEMETRY: "TelemetryBucketName",
+    Bucket.ARTIFACTS: "ArtifactsBucketName",
 }
 
 
@@ -37,12 +34,6 @@ def stack_store(stack: StackRef) -> S3ObjectStore:
     return S3ObjectStore(
         stack.target.client("s3"), {role: outputs[key] for role, key in STACK_BUCKETS.items()}
     )
-
-
-def outcome_keys(sidecar_key: str) -> tuple[str, str]:
-    """Where the result and the failure of an upload land (``results/…``, ``failed/…``)."""
-    folder, stem = study_folder(sidecar_key), sidecar_stem(sidecar_key)
-    return result_key(folder, stem), failure_key(folder, stem)
 
 
 def wait_for_outcomes(
@@ -81,9 +72,10 @@ def _outcome(store: S3ObjectStore, key: str, created: float, seen: Completion | 
     when = seen.at
     if seen.kind == "result":
         return Outcome(key, "succeeded", None, created, when)
-    _, outcome_key = outcome_keys(key)
     try:
-        error = json.loads(store.get(RESULTS_BUCKET, outcome_key)).get("error", {})
+        error = json.loads(store.get(Bucket.RESULTS, outcome_key_of(key, "failure"))).get(
+            "error", {}
+        )
         code = str(error.get("code")) if isinstance(error, dict) else None
     except ValueError:
         code = None

@@ -6,7 +6,8 @@ each state (validate, prepare, infer, store, or record_failure on the failure pa
 Lambda invocation; the tensor travels through an artifacts bucket; one telemetry record per
 stage goes to Kinesis and on through Firehose into the lake. :func:`estimate_cost` prices
 exactly that, from measured stage durations and counts, with a :class:`Pricing` table
-(:func:`radstream.bench.pricing.load_pricing`).
+(:func:`radstream.pricing.load_pricing`); the billing rules it shares with the telemetry
+``cost_usd`` column are in :mod:`radstream.pricing`.
 
 Every execution is paid for, failed ones included, but the total is divided by successful
 images only: ``per_image_usd`` is what one delivered result costs.
@@ -15,21 +16,28 @@ images only: ``per_image_usd`` is what one delivered result costs.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
-from radstream.bench.pricing import Price, Pricing
+from pydantic import BaseModel, ConfigDict, Field
+
 from radstream.errors import ConfigInvalid
 from radstream.pipeline.definition import INFER, PREPARE
+from radstream.pricing import (
+    GB,
+    Architecture,
+    Pricing,
+    StateMachine,
+    StorageClass,
+    billed_lambda_ms,
+    firehose_billed_bytes,
+    gb_second_price,
+    kinesis_payload_units,
+    s3_class,
+    unit_price,
+)
 
-Architecture = Literal["x86_64", "arm64"]
-StorageClass = Literal["standard", "express"]
-StateMachine = Literal["STANDARD", "EXPRESS"]
 ModelBackend = Literal["lambda", "endpoint"]
-
-# Binary units, as in AWS's own worked examples (the S3 FAQ divides KB by 1,048,576).
-KB = 1024
-GB = 1024**3
 
 _ARCHITECTURES = ("x86_64", "arm64")
 _STORAGE_CLASSES = ("standard", "express")
@@ -117,9 +125,10 @@ class CostInputs:
             raise ValueError(f"throughput_per_s must be > 0, not {self.throughput_per_s}")
 
 
-@dataclass(frozen=True)
-class CostItem:
+class CostItem(BaseModel):
     """One line of the bill: ``usd == quantity * unit_price_usd``."""
+
+    model_config = ConfigDict(frozen=True)
 
     name: str
     quantity: float
@@ -128,61 +137,29 @@ class CostItem:
     usd: float
     note: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
 
-
-@dataclass(frozen=True)
-class CostEstimate:
+class CostEstimate(BaseModel):
     """The itemised bill for the measured run, and what it assumed."""
+
+    model_config = ConfigDict(frozen=True)
 
     items: list[CostItem]
     total_usd: float
     per_image_usd: float | None
     """Total over successful images; None when nothing succeeded."""
     pricing_as_of: str
-    assumptions: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "items": [item.to_dict() for item in self.items],
-            "total_usd": self.total_usd,
-            "per_image_usd": self.per_image_usd,
-            "pricing_as_of": self.pricing_as_of,
-            "assumptions": list(self.assumptions),
-        }
+    assumptions: list[str] = Field(default_factory=list)
 
 
-def billed_lambda_ms(duration_ms: float, increment_ms: int = 1) -> int:
-    """Lambda's billed duration: rounded up to the next increment, never below one."""
-    return max(increment_ms, math.ceil(duration_ms / increment_ms) * increment_ms)
-
-
-def kinesis_payload_units(record_bytes: float, unit_bytes: int = 25 * KB) -> int:
-    """PUT payload units of one record: one per started 25 KB chunk (at least one)."""
-    return max(1, math.ceil(record_bytes / unit_bytes))
-
-
-def firehose_billed_bytes(record_bytes: float, increment_bytes: int = 5 * KB) -> int:
-    """Bytes Firehose bills for one record: its size rounded up to the next 5 KB."""
-    return max(1, math.ceil(record_bytes / increment_bytes)) * increment_bytes
-
-
-def _item(name: str, quantity: float, unit: str, unit_price: float, note: str) -> CostItem:
-    return CostItem(name, quantity, unit, unit_price, quantity * unit_price, note)
-
-
-def _gb_second_price(pricing: Pricing, architecture: str) -> Price:
-    lam = pricing.lambda_
-    return lam.x86_64_per_gb_second if architecture == "x86_64" else lam.arm64_per_gb_second
-
-
-def _per(price: Price, per: int) -> float:
-    # Tables quote per 1,000 or per 1,000,000; items carry the price of a single unit so
-    # that every line reads quantity x unit price = usd.
-    return price.usd / per
+def _item(name: str, quantity: float, unit: str, unit_price_usd: float, note: str) -> CostItem:
+    return CostItem(
+        name=name,
+        quantity=quantity,
+        unit=unit,
+        unit_price_usd=unit_price_usd,
+        usd=quantity * unit_price_usd,
+        note=note,
+    )
 
 
 def estimate_cost(inputs: CostInputs, pricing: Pricing) -> CostEstimate:
@@ -210,7 +187,7 @@ def estimate_cost(inputs: CostInputs, pricing: Pricing) -> CostEstimate:
         for durations in inputs.stage_ms.values()
         for ms in durations
     )
-    gb_price = _gb_second_price(pricing, inputs.architecture)
+    gb_price = gb_second_price(pricing, inputs.architecture)
     endpoint_note = (
         "; infer is a thin client of the endpoint, billed for its measured duration"
         if inputs.model_backend == "endpoint"
@@ -232,7 +209,7 @@ def estimate_cost(inputs: CostInputs, pricing: Pricing) -> CostEstimate:
             "Lambda requests",
             measured_attempts + failing_attempts,
             "request",
-            _per(lam.requests_per_million, 1_000_000),
+            unit_price(lam.requests_per_million, 1_000_000),
             f"{measured_attempts} measured stage attempts + {failing_attempts} failing attempts",
         )
     )
@@ -246,7 +223,7 @@ def estimate_cost(inputs: CostInputs, pricing: Pricing) -> CostEstimate:
                 "Step Functions transitions",
                 transitions,
                 "transition",
-                _per(sfn.standard_per_thousand_transitions, 1_000),
+                unit_price(sfn.standard_per_thousand_transitions, 1_000),
                 "one per state entered plus one per execution (its start); "
                 "5 for a study that succeeds first time",
             )
@@ -257,7 +234,7 @@ def estimate_cost(inputs: CostInputs, pricing: Pricing) -> CostEstimate:
                 "Step Functions Express requests",
                 executions,
                 "request",
-                _per(sfn.express_requests_per_million, 1_000_000),
+                unit_price(sfn.express_requests_per_million, 1_000_000),
                 "one per execution",
             )
         )
@@ -278,12 +255,12 @@ def estimate_cost(inputs: CostInputs, pricing: Pricing) -> CostEstimate:
         )
 
     # --- S3 -----------------------------------------------------------------------------
-    s3 = pricing.s3.standard if inputs.storage_class == "standard" else pricing.s3.express
+    s3 = s3_class(pricing, inputs.storage_class)
     label = _STORAGE_LABEL[inputs.storage_class]
     puts = 3 * executions + prepare_runs
     gets = executions + prepare_runs + infer_runs
     lists = executions
-    put_price = _per(s3.put_per_thousand, 1_000)
+    put_price = unit_price(s3.put_per_thousand, 1_000)
     items.append(
         _item(
             "S3 PUT requests",
@@ -308,7 +285,7 @@ def estimate_cost(inputs: CostInputs, pricing: Pricing) -> CostEstimate:
             "S3 GET requests",
             gets,
             "request",
-            _per(s3.get_per_thousand, 1_000),
+            unit_price(s3.get_per_thousand, 1_000),
             f"{label}: sidecar per execution; image per prepare; tensor per infer",
         )
     )
@@ -357,7 +334,7 @@ def estimate_cost(inputs: CostInputs, pricing: Pricing) -> CostEstimate:
             "Kinesis PUT payload units",
             inputs.telemetry_records * units,
             "PUT payload unit",
-            _per(kin.put_payload_units_per_million, 1_000_000),
+            unit_price(kin.put_payload_units_per_million, 1_000_000),
             f"{inputs.telemetry_records} records x {units} unit(s) of "
             f"{kin.payload_unit_bytes} B (record {inputs.telemetry_record_bytes:g} B)",
         )
@@ -439,53 +416,3 @@ def estimate_cost(inputs: CostInputs, pricing: Pricing) -> CostEstimate:
         pricing_as_of=pricing.as_of.isoformat(),
         assumptions=assumptions,
     )
-
-
-# What each stage does on AWS besides running its Lambda: S3 requests by kind. The upload
-# (image and sidecar PUTs) and the execution's start transition are charged to validate,
-# the first stage, so that a study's records add up to what estimate_cost counts for it.
-_STAGE_S3 = {
-    "validate": {"put": 2, "get": 1, "list": 1},
-    "prepare": {"put": 1, "get": 1, "list": 0},
-    "infer": {"put": 0, "get": 1, "list": 0},
-    "store": {"put": 1, "get": 0, "list": 0},
-    "record_failure": {"put": 1, "get": 0, "list": 0},
-}
-
-
-def stage_cost_usd(
-    stage: str,
-    duration_ms: float,
-    pricing: Pricing,
-    *,
-    memory_mb: int = 2048,
-    architecture: Architecture = "x86_64",
-    storage_class: StorageClass = "standard",
-    state_machine: StateMachine = "STANDARD",
-    record_bytes: float = 600.0,
-) -> float:
-    """AWS cost of one stage attempt: its Lambda, its transition(s), its S3 requests and
-    its own telemetry record. This fills the telemetry ``cost_usd`` column, so SQL over the
-    lake can sum costs per day, variant or stage."""
-    lam = pricing.lambda_
-    gb_price = _gb_second_price(pricing, architecture)
-    usd = billed_lambda_ms(duration_ms, lam.duration_increment_ms) / 1000 * memory_mb / 1024
-    usd = usd * gb_price.usd + _per(lam.requests_per_million, 1_000_000)
-    sfn = pricing.step_functions
-    first = stage == "validate"
-    if state_machine == "STANDARD":
-        usd += (2 if first else 1) * _per(sfn.standard_per_thousand_transitions, 1_000)
-    elif first:
-        usd += _per(sfn.express_requests_per_million, 1_000_000)
-    s3 = pricing.s3.standard if storage_class == "standard" else pricing.s3.express
-    requests = _STAGE_S3.get(stage, {"put": 0, "get": 0, "list": 0})
-    usd += (requests["put"] + requests["list"]) * _per(s3.put_per_thousand, 1_000)
-    usd += requests["get"] * _per(s3.get_per_thousand, 1_000)
-    kinesis = pricing.kinesis
-    usd += kinesis_payload_units(record_bytes, kinesis.payload_unit_bytes) * _per(
-        kinesis.put_payload_units_per_million, 1_000_000
-    )
-    firehose = pricing.firehose
-    billed = firehose_billed_bytes(record_bytes, firehose.record_increment_bytes)
-    usd += billed / GB * firehose.ingested_per_gb.usd
-    return usd

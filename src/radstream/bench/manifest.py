@@ -9,9 +9,11 @@ import platform
 import sys
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any
+
+from pydantic import JsonValue
 
 from radstream import __version__
+from radstream.bench.report import Machine, Manifest
 
 _PACKAGES = ("onnxruntime", "numpy", "opencv-python-headless", "pillow", "pydicom", "duckdb")
 
@@ -42,22 +44,22 @@ def _memory_gib() -> float | None:
     return round(pages * size / 2**30, 1)
 
 
-def build_manifest(config: dict[str, Any], model: dict[str, str]) -> dict[str, Any]:
+def build_manifest(config: dict[str, JsonValue], model: dict[str, str]) -> Manifest:
     """Config (and its hash), versions, machine and model of a run."""
     canonical = json.dumps(config, sort_keys=True, default=str)
-    return {
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv),
-        "config_hash": hashlib.sha256(canonical.encode()).hexdigest()[:16],
-        "config": config,
-        "radstream": __version__,
-        "python": platform.python_version(),
-        "packages": {p: _version(p) for p in _PACKAGES},
-        "machine": {
-            "cpu": _cpu_model(),
-            "cores": os.cpu_count(),
-            "memory_gib": _memory_gib(),
-            "os": platform.platform(),
-        },
-        "model": model,
-    }
+    return Manifest(
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        command=" ".join(sys.argv),
+        config_hash=hashlib.sha256(canonical.encode()).hexdigest()[:16],
+        config=config,
+        radstream=__version__,
+        python=platform.python_version(),
+        packages={p: _version(p) for p in _PACKAGES},
+        machine=Machine(
+            cpu=_cpu_model(),
+            cores=os.cpu_count(),
+            memory_gib=_memory_gib(),
+            os=platform.platform(),
+        ),
+        model=model,
+    )

@@ -1,77 +1,20 @@
-"""What happened to each upload, read from the pipeline's public surfaces.
+"""A summary of what happened to uploads: counts by outcome, latency percentiles, throughput.
 
-Success is decided by the result object existing, failure by the failure object, never by
-execution status alone. An upload with neither is ``lost``.
+The outcomes themselves (:class:`~radstream.stages.completions.Outcome`) are read by each
+engine: :func:`radstream.local.outcomes.collect_outcomes` locally,
+:func:`radstream.aws.outcomes.wait_for_outcomes` on a stack.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
-from radstream.local.executor import Executor, execution_id
-from radstream.stages.ports import ObjectInfo, ObjectStore
-from radstream.stages.store import RESULTS_BUCKET
+from radstream.stages.completions import Outcome
 
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The terminal outcome of one upload."""
-
-    sidecar_key: str
-    status: str  # "succeeded", "failed" or "lost"
-    error_code: str | None
-    created_at: float | None
-    finished_at: float | None
-
-    @property
-    def latency_s(self) -> float | None:
-        """Upload (sidecar created) to outcome recorded, in seconds."""
-        if self.created_at is None or self.finished_at is None:
-            return None
-        return self.finished_at - self.created_at
-
-
-def collect_outcomes(
-    executor: Executor, store: ObjectStore, uploads: list[ObjectInfo]
-) -> list[Outcome]:
-    """One :class:`Outcome` per uploaded sidecar, checked against the stored objects."""
-    rows = executor.latest([execution_id(u.bucket, u.key, u.etag) for u in uploads])
-    outcomes = []
-    for info in uploads:
-        row = rows.get(execution_id(info.bucket, info.key, info.etag))
-        status, code = "lost", None
-        if row is not None and row["state"] in ("succeeded", "failed") and row["outcome_key"]:
-            body = _read_json(store, row["outcome_key"])
-            if body is not None and row["state"] == "succeeded" and "probabilities" in body:
-                status = "succeeded"
-            elif body is not None and row["state"] == "failed":
-                error = body.get("error")
-                if isinstance(error, dict):
-                    status, code = "failed", str(error.get("code"))
-        outcomes.append(
-            Outcome(
-                sidecar_key=info.key,
-                status=status,
-                error_code=code,
-                created_at=row["created_at"] if row is not None else None,
-                finished_at=row["finished_at"] if row is not None else None,
-            )
-        )
-    return outcomes
-
-
-def _read_json(store: ObjectStore, key: str) -> dict[str, object] | None:
-    try:
-        value = json.loads(store.get(RESULTS_BUCKET, key))
-    except Exception:  # a missing or unreadable outcome object means "not delivered"
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def percentiles_ms(latencies_s: list[float]) -> dict[str, float | None]:

@@ -3,34 +3,36 @@
 The benchmark talks to the pipeline only through its public surfaces: it uploads studies,
 learns of outcomes from the result and failure objects, and reads stage timings from the
 telemetry lake. The pipeline is either the embedded engine with its worker pool, or a
-deployed AWS stack (``stack=``): there, outcomes are seen by LISTing the results bucket
-(so latencies are upper bounds, see :mod:`radstream.aws.completions`) and telemetry is
-read from the Parquet objects Firehose writes to the telemetry bucket.
+deployed AWS stack (``stack=``); see :mod:`radstream.bench.targets`. What it measured comes
+back as a :class:`~radstream.bench.report.BenchReport`.
 """
 
 from __future__ import annotations
 
-import json
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import JsonValue
 
-from radstream.bench.completions import CompletionWatcher
 from radstream.bench.cost import CostInputs, estimate_cost
 from radstream.bench.limit import measure_limit
 from radstream.bench.manifest import build_manifest
-from radstream.bench.pricing import load_pricing
-from radstream.bench.slo import targets_with, verdict
+from radstream.bench.report import (
+    QUEUE_WAIT,
+    Baseline,
+    BenchReport,
+    LoadSettings,
+    Series,
+    StageSummary,
+)
+from radstream.bench.slo import Target, targets_with, verdict
 from radstream.bench.stats import (
     late_sends,
     latency_ms,
@@ -39,26 +41,24 @@ from radstream.bench.stats import (
     steady_throughput,
     timeline_series,
 )
-from radstream.errors import ConfigInvalid, RadStreamError
-from radstream.lake.parquet_sink import read_lake
-from radstream.loadgen.driver import CompletionSource, DriveResult, LoadDriver, Sent
+from radstream.bench.targets import BenchTarget, LocalTarget, StackTarget
+from radstream.errors import ConfigInvalid
+from radstream.layout import Bucket
+from radstream.loadgen.driver import DriveResult, LoadDriver, Sent
 from radstream.loadgen.shapes import constant, parse_shape, poisson, read_trace
 from radstream.loadgen.study import Study
 from radstream.loadgen.synthetic import make_studies
 from radstream.loadgen.uploader import upload_generated
-from radstream.local.engine import LocalEngine
-from radstream.local.pool import WorkerPool
-from radstream.model import read_model_info
 from radstream.model.loading import resolve_model_path
-from radstream.pipeline.definition import RECORD_FAILURE, STORE
+from radstream.pipeline.definition import PIPELINE, RECORD_FAILURE, STORE
+from radstream.pricing import Pricing, load_pricing
 from radstream.settings import Settings
+from radstream.stages.completions import outcome_key_of
 from radstream.stages.ports import ObjectStore
-from radstream.stages.store import RESULTS_BUCKET
 from radstream.stages.telemetry import pseudonym
 from radstream.stages.validate import study_folder
 
 if TYPE_CHECKING:
-    from radstream.aws.s3_store import S3ObjectStore
     from radstream.aws.session import StackRef
 
 FORMAT_MIXES: dict[str, tuple[str, ...]] = {
@@ -151,179 +151,12 @@ def schedule(cfg: BenchConfig, n: int) -> list[float]:
     return constant(cfg.rate, n)
 
 
-@dataclass(frozen=True)
-class _Drive:
-    """What the load driver needs while a run is in progress."""
-
-    store: ObjectStore
-    completions: CompletionSource
-    after_send: Callable[[], object]  # keeps the pipeline alive between sends
-
-
-class _Target(Protocol):
-    """Where uploads go, where outcomes and telemetry come from, and what ran them."""
-
-    # Local worker processes; None for a stack, where Lambda scales by itself.
-    workers: int | None
-    # True when telemetry can land after the outcomes (Firehose buffers it).
-    telemetry_delayed: bool
-
-    def config(self) -> dict[str, Any]:
-        """What the manifest records about the target."""
-        ...
-
-    def drive(self) -> AbstractContextManager[_Drive]:
-        """The pipeline, running, for the length of the load."""
-        ...
-
-    def lake(self, since: float) -> AbstractContextManager[Callable[[], pa.Table]]:
-        """A reader of the telemetry rows written since ``since`` (and possibly more)."""
-        ...
-
-    def model(self, run: DriveResult) -> dict[str, str]:
-        """Name, version and SHA-256 of the model the run used."""
-        ...
-
-
-class _LocalTarget:
-    """The embedded engine and a worker pool on this machine."""
-
-    telemetry_delayed = False
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self.workers: int | None = settings.engine.workers
-        info = read_model_info(resolve_model_path(settings))
-        self._model = {"name": info.name, "version": info.version, "sha256": info.sha256}
-
-    def config(self) -> dict[str, Any]:
-        """The worker count: it bounds what the run could reach."""
-        return {"workers": self.workers}
-
-    @contextmanager
-    def drive(self) -> Iterator[_Drive]:
-        """Engine and pool; on exit the pool has stopped and flushed its telemetry."""
-        settings = self._settings
-        with LocalEngine.open(settings) as engine, WorkerPool(settings) as pool:
-            pool.wait_ready(engine.executor)
-            yield _Drive(engine.store, CompletionWatcher(engine.conn), pool.supervise)
-
-    @contextmanager
-    def lake(self, since: float) -> Iterator[Callable[[], pa.Table]]:
-        """The local lake, read whole: the rows are filtered by study afterwards."""
-        yield lambda: read_lake(self._settings.lake_dir)
-
-    def model(self, run: DriveResult) -> dict[str, str]:
-        """The model file the workers loaded."""
-        return self._model
-
-
-class _StackTarget:
-    """A deployed stack: uploads to its images bucket, outcomes from its results bucket."""
-
-    workers: int | None = None
-    telemetry_delayed = True
-
-    def __init__(self, stack: StackRef, run_tag: str) -> None:
-        from radstream.aws.outcomes import stack_store
-
-        self._stack = stack
-        self._run_tag = run_tag
-        # Resolved before anything is generated or sent: a missing stack fails at once.
-        self._store = stack_store(stack)
-
-    def config(self) -> dict[str, Any]:
-        """The stack, and the emulator endpoint when there is one."""
-        target = self._stack.target
-        return {
-            "workers": None,
-            "stack": self._stack.name,
-            "region": target.region,
-            "endpoint_url": target.endpoint_url,
-        }
-
-    @contextmanager
-    def drive(self) -> Iterator[_Drive]:
-        """The stack needs no setup; the watcher LISTs only this run's outcome keys."""
-        from radstream.aws.completions import S3CompletionWatcher
-
-        watcher = S3CompletionWatcher(self._store, study_prefix=f"{self._run_tag}-")
-        yield _Drive(self._store, watcher, lambda: None)
-
-    @contextmanager
-    def lake(self, since: float) -> Iterator[Callable[[], pa.Table]]:
-        """A temporary local copy of the run's telemetry objects, refreshed on each read."""
-        with tempfile.TemporaryDirectory(prefix="radstream-bench-lake-") as tmp:
-            yield _S3LakeCopy(self._store, Path(tmp), since).read
-
-    def model(self, run: DriveResult) -> dict[str, str]:
-        """The model named in a result object of the run: what the stack actually ran."""
-        for sidecar_key, completion in run.completions.items():
-            if completion.kind != "result":
-                continue
-            outcome_key = "results/" + sidecar_key.split("/", 1)[1]
-            try:
-                result = json.loads(self._store.get(RESULTS_BUCKET, outcome_key))
-            except (RadStreamError, ValueError):
-                continue
-            model = result.get("model") if isinstance(result, dict) else None
-            if isinstance(model, dict):
-                return {k: str(model.get(k)) for k in ("name", "version", "sha256")}
-        return {}
-
-
-class _S3LakeCopy:
-    """The stack's telemetry objects of a run's hours, copied into a local lake layout.
-
-    Firehose names its partitions by arrival time (``telemetry/dt=…/hour=…/``, UTC), so the
-    run's rows are in the partitions of the hours since it started; other runs' rows in
-    those hours are copied too and filtered out by study id afterwards. Each object is
-    downloaded once however often the copy is read.
-    """
-
-    # Some slack for this machine's clock running ahead of Firehose's.
-    _CLOCK_SLACK_S = 300.0
-
-    def __init__(self, store: S3ObjectStore, root: Path, since: float) -> None:
-        self._store = store
-        self._root = root
-        self._since = since - self._CLOCK_SLACK_S
-        self._copied: set[str] = set()
-
-    def read(self) -> pa.Table:
-        """Copy objects not copied yet, then read the copy as the local lake is read."""
-        for prefix in self._prefixes(time.time()):
-            for key in self._store.list("telemetry", prefix):
-                if key in self._copied:
-                    continue
-                parts = key.split("/")
-                if len(parts) < 4:
-                    continue
-                # The reader takes only visible ``*.parquet`` names, and Firehose on AWS
-                # adds no suffix to its objects unless told to.
-                name = "_".join(parts[3:]).lstrip(".")
-                name = name if name.endswith(".parquet") else f"{name}.parquet"
-                path = self._root / parts[1] / parts[2] / name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(self._store.get("telemetry", key))
-                self._copied.add(key)
-        return read_lake(self._root)
-
-    def _prefixes(self, now: float) -> list[str]:
-        hour = 3600.0
-        start = int(self._since // hour)
-        return [
-            datetime.fromtimestamp(h * hour, tz=UTC).strftime("telemetry/dt=%Y-%m-%d/hour=%H/")
-            for h in range(start, int(now // hour) + 1)
-        ]
-
-
 def run_bench(
     settings: Settings,
     cfg: BenchConfig,
     progress: Progress | None = None,
     stack: StackRef | None = None,
-) -> dict[str, Any]:
+) -> BenchReport:
     """Run the benchmark and return its report (the ``--json`` object plus raw series).
 
     With ``stack``, the load goes to that deployed stack instead of the embedded engine:
@@ -340,7 +173,7 @@ def run_bench(
     pricing = load_pricing(settings.cost.pricing)
     targets = targets_with(cfg.slo)
     tag = uuid.uuid4().hex[:6]
-    target: _Target = _LocalTarget(settings) if stack is None else _StackTarget(stack, tag)
+    target: BenchTarget = LocalTarget(settings) if stack is None else StackTarget(stack, tag)
     report_progress("generate", 0, cfg.warmup + cfg.studies)
     warm, measured = generate(cfg, tag)
     studies = [*warm, *measured]
@@ -364,64 +197,83 @@ def run_bench(
             run = driver.open_loop(
                 studies, schedule(cfg, len(studies)), warmup=len(warm), timeout_s=cfg.timeout_s
             )
-        _drop_vanished(run, drive.store)
+        drop_vanished(run, drive.store)
     # Out of drive(): a local pool has stopped and flushed every row into the lake; a
     # stack's rows may still sit in Firehose's buffer, hence the bounded wait.
     measured_sent = [s for s in run.sent if not s.warmup]
     wait_s = cfg.telemetry_wait_s if target.telemetry_delayed else 0.0
     with target.lake(run.started_at) as read:
-        rows, complete = _await_telemetry(
+        rows, complete = await_telemetry(
             settings, read, run, measured_sent, wait_s, report_progress
         )
     report = _report(settings, cfg, target, run, measured_sent, rows, measured, pricing, targets)
     if not complete:
-        report["telemetry_note"] = (
-            f"telemetry was incomplete after waiting {wait_s:g} s: some studies with an "
-            "outcome have no row for their final stage, so stage figures and the cost "
-            "estimate cover only the rows that arrived (if none did, check that "
-            "telemetry.pseudonymise and its key match the deployment's)"
+        report = report.model_copy(
+            update={
+                "telemetry_note": (
+                    f"telemetry was incomplete after waiting {wait_s:g} s: some studies with "
+                    "an outcome have no row for their final stage, so stage figures and the "
+                    "cost estimate cover only the rows that arrived (if none did, check that "
+                    "telemetry.pseudonymise and its key match the deployment's)"
+                )
+            }
         )
     if cfg.baseline:
         report_progress("baseline", 0, 1)
-        valid = [(s.image_name, s.image) for s in measured if s.expected_code is None]
-        limit = measure_limit(resolve_model_path(settings), valid, settings.engine.workers)
-        throughput = report["throughput_per_min"]
-        report["baseline"] = {
-            "images_per_s": round(limit.images_per_s, 3),
-            "ms_per_image": round(limit.ms_per_image, 2),
-        }
-        report["efficiency"] = (
-            round(throughput / 60.0 / limit.images_per_s, 3) if throughput else None
-        )
-        if not report["saturated"]:
-            report["efficiency_note"] = (
-                "the load did not keep every worker busy, so efficiency measures the load, "
-                "not the pipeline; use --concurrency >= 2x workers or a rate above capacity"
-            )
+        report = _with_baseline(settings, report, measured)
         report_progress("baseline", 1, 1)
     return report
 
 
-def _drop_vanished(run: DriveResult, store: ObjectStore) -> None:
-    # An outcome counts only if its object still exists when the run ends.
+def _with_baseline(settings: Settings, report: BenchReport, measured: list[Study]) -> BenchReport:
+    """The report with the in-memory limit measured on the same valid images."""
+    valid = [(s.image_name, s.image) for s in measured if s.expected_code is None]
+    limit = measure_limit(resolve_model_path(settings), valid, settings.engine.workers)
+    throughput = report.throughput_per_min
+    update: dict[str, object] = {
+        "baseline": Baseline(
+            images_per_s=round(limit.images_per_s, 3), ms_per_image=round(limit.ms_per_image, 2)
+        ),
+        "efficiency": round(throughput / 60.0 / limit.images_per_s, 3) if throughput else None,
+    }
+    if not report.saturated:
+        update["efficiency_note"] = (
+            "the load did not keep every worker busy, so efficiency measures the load, "
+            "not the pipeline; use --concurrency >= 2x workers or a rate above capacity"
+        )
+    return report.model_copy(update=update)
+
+
+def drop_vanished(run: DriveResult, store: ObjectStore) -> None:
+    """Forget completions whose outcome object no longer exists when the run ends."""
     for key, completion in list(run.completions.items()):
-        folder, name = key.split("/")[1], key.split("/")[2]
-        prefix = "results" if completion.kind == "result" else "failed"
-        if store.head(RESULTS_BUCKET, f"{prefix}/{folder}/{name}") is None:
+        if store.head(Bucket.RESULTS, outcome_key_of(key, completion.kind)) is None:
             del run.completions[key]
 
 
+@dataclass(frozen=True)
+class StageRow:
+    """The columns of a telemetry row that the benchmark reads."""
+
+    study_id: str
+    stage: str
+    status: str
+    duration_ms: float
+    queue_wait_ms: float | None
+
+
+_ROW_COLUMNS = ("study_id", "stage", "status", "duration_ms", "queue_wait_ms")
 _TELEMETRY_POLL_S = 2.0
 
 
-def _await_telemetry(
+def await_telemetry(
     settings: Settings,
     read: Callable[[], pa.Table],
     run: DriveResult,
     measured: list[Sent],
     wait_s: float,
     progress: Progress,
-) -> tuple[list[dict[str, Any]], bool]:
+) -> tuple[list[StageRow], bool]:
     """The telemetry rows of the measured studies, once each study with an outcome has a
     row for its final stage (``store`` or ``record_failure``), or ``wait_s`` has passed.
 
@@ -446,8 +298,8 @@ def _await_telemetry(
         table = table.filter(
             pc.is_in(table.column("study_id"), value_set=pa.array(sorted(ids), type=pa.string()))
         )
-        rows: list[dict[str, Any]] = table.to_pylist()
-        arrived = final & {(r["study_id"], r["stage"]) for r in rows}
+        rows = [StageRow(**r) for r in table.select(list(_ROW_COLUMNS)).to_pylist()]
+        arrived = final & {(r.study_id, r.stage) for r in rows}
         progress("telemetry", len(arrived), len(final))
         if arrived == final or time.monotonic() >= deadline:
             return rows, arrived == final
@@ -457,14 +309,14 @@ def _await_telemetry(
 def _report(
     settings: Settings,
     cfg: BenchConfig,
-    target: _Target,
+    target: BenchTarget,
     run: DriveResult,
     measured: list[Sent],
-    rows: list[dict[str, Any]],
+    rows: list[StageRow],
     studies: list[Study],
-    pricing: Any,
-    targets: Any,
-) -> dict[str, Any]:
+    pricing: Pricing,
+    targets: dict[str, Target],
+) -> BenchReport:
     valid = [s for s in measured if s.expected_code is None]
     latencies, censored = latency_ms(run, valid)
     throughput = steady_throughput(run, valid)
@@ -472,15 +324,15 @@ def _report(
     outcomes = outcome_counts(
         run, measured, planned_valid=len(studies) - planned_invalid, planned_invalid=planned_invalid
     )
-    stages, stage_series, billed_ms, records = _stages(rows)
+    stages, stage_series, billed_ms = _stages(rows)
     aws = settings.cost
     cost = estimate_cost(
         CostInputs(
             executions=len(measured),
-            succeeded=outcomes["succeeded"],
+            succeeded=outcomes.succeeded,
             # Every attempt is billed, retries and errors included; queue wait is not.
             stage_ms=billed_ms,
-            telemetry_records=records,
+            telemetry_records=len(rows),
             image_bytes_mean=float(np.mean([len(s.image) for s in studies])) if studies else 0.0,
             lambda_memory_mb=aws.memory_mb,
             architecture=aws.architecture,
@@ -497,78 +349,88 @@ def _report(
         "p95_ms": summary["p95_ms"],
         "throughput_per_min": throughput.per_min,
         "cost_per_image_usd": cost.per_image_usd,
-        "success_rate": outcomes["success_rate"],
+        "success_rate": outcomes.success_rate,
     }
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    config: dict[str, JsonValue] = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
+    }
     config.update(target.config())
     in_flight = [sent - done for _, sent, done in run.timeline]
-    return {
-        "n": len(valid),
-        "n_without_outcome": censored,
-        **summary,
-        "late_sends": late_sends(measured),
-        "queue_wait_ms": stages.get("queue_wait", {}).get("p95_ms"),
-        "throughput_per_min": throughput.per_min,
-        "stable": throughput.stable,
-        "success_rate": outcomes["success_rate"],
-        "outcomes": outcomes,
-        "invalid_injected": outcomes["invalid_injected"],
-        "cost_per_image_usd": cost.per_image_usd,
-        "cost_items": [asdict(item) for item in cost.items],
-        "cost": cost.to_dict(),
-        "stages": stages,
-        "slo": verdict(values, targets),
-        "efficiency": None,
+    queue_wait = stages.get(QUEUE_WAIT)
+    return BenchReport(
+        n=len(valid),
+        n_without_outcome=censored,
+        p50_ms=summary["p50_ms"],
+        p90_ms=summary["p90_ms"],
+        p95_ms=summary["p95_ms"],
+        p99_ms=summary["p99_ms"],
+        p999_ms=summary["p999_ms"],
+        max_ms=summary["max_ms"],
+        late_sends=late_sends(measured),
+        queue_wait_ms=queue_wait.p95_ms if queue_wait is not None else None,
+        throughput_per_min=throughput.per_min,
+        stable=throughput.stable,
+        success_rate=outcomes.success_rate,
+        outcomes=outcomes,
+        invalid_injected=outcomes.invalid_injected,
+        cost_per_image_usd=cost.per_image_usd,
+        cost_items=cost.items,
+        cost=cost,
+        stages=stages,
+        slo=verdict(values, targets),
+        efficiency=None,
         # Efficiency means something only if the pipeline was kept busy. Saturation is
         # about local workers: a stack has none (Lambda scales), so it is None there.
-        "saturated": (
+        saturated=(
             None
             if target.workers is None
             else bool(in_flight) and float(np.median(in_flight)) >= target.workers
         ),
-        "timed_out": run.timed_out,
-        "load": {
-            "mode": "closed" if cfg.concurrency is not None else "open",
-            "rate": cfg.rate,
-            "poisson": cfg.poisson,
-            "concurrency": cfg.concurrency,
-            "shape": cfg.shape or (str(cfg.trace) if cfg.trace else None),
-            "format": cfg.format,
-            "warmup": cfg.warmup,
-        },
-        "manifest": build_manifest(config, target.model(run)),
-        "series": {
-            "latencies_ms": [round(v, 3) for v in latencies],
-            "stage_ms": {k: [round(v, 3) for v in vs] for k, vs in stage_series.items()},
-            "timeline": timeline_series(run),
-            "throughput_windows": throughput.windows,
-        },
-    }
+        timed_out=run.timed_out,
+        load=LoadSettings(
+            mode="closed" if cfg.concurrency is not None else "open",
+            rate=cfg.rate,
+            poisson=cfg.poisson,
+            concurrency=cfg.concurrency,
+            shape=cfg.shape or (str(cfg.trace) if cfg.trace else None),
+            format=cfg.format,
+            warmup=cfg.warmup,
+        ),
+        manifest=build_manifest(config, target.model(run)),
+        series=Series(
+            latencies_ms=[round(v, 3) for v in latencies],
+            stage_ms={k: [round(v, 3) for v in vs] for k, vs in stage_series.items()},
+            timeline=timeline_series(run),
+            throughput_windows=throughput.windows,
+        ),
+    )
 
 
 def _stages(
-    rows: list[dict[str, Any]],
-) -> tuple[
-    dict[str, dict[str, float | int | None]], dict[str, list[float]], dict[str, list[float]], int
-]:
+    rows: list[StageRow],
+) -> tuple[dict[str, StageSummary], dict[str, list[float]], dict[str, list[float]]]:
     """From the measured studies' telemetry rows: per-stage p50/p95 of successful attempts
-    and queue wait, their raw series, the durations of every attempt (for billing), and
-    the row count."""
+    and queue wait, their raw series, and the durations of every attempt (for billing)."""
     series: dict[str, list[float]] = {}
     billed: dict[str, list[float]] = {}
     waits: list[float] = []
     for row in rows:
-        billed.setdefault(row["stage"], []).append(row["duration_ms"])
-        if row["status"] == "ok":
-            series.setdefault(row["stage"], []).append(row["duration_ms"])
-        if row["queue_wait_ms"] is not None:
-            waits.append(row["queue_wait_ms"])
-    series["queue_wait"] = waits
-    summary: dict[str, dict[str, float | int | None]] = {}
-    for name, values in series.items():
-        summary[name] = {
-            "n": len(values),
-            "p50_ms": round(float(np.percentile(values, 50)), 3) if values else None,
-            "p95_ms": round(float(np.percentile(values, 95)), 3) if values else None,
-        }
-    return summary, series, billed, len(rows)
+        billed.setdefault(row.stage, []).append(row.duration_ms)
+        if row.status == "ok":
+            series.setdefault(row.stage, []).append(row.duration_ms)
+        if row.queue_wait_ms is not None:
+            waits.append(row.queue_wait_ms)
+    # Stages in pipeline order (a stage the pipeline does not declare after them), then
+    # queue wait, which is not a stage: the report reads top to bottom as a study flows.
+    order = {stage.name: i for i, stage in enumerate(PIPELINE.all_stages)}
+    series = {name: series[name] for name in sorted(series, key=lambda n: order.get(n, len(order)))}
+    series[QUEUE_WAIT] = waits
+    summary = {
+        name: StageSummary(
+            n=len(values),
+            p50_ms=round(float(np.percentile(values, 50)), 3) if values else None,
+            p95_ms=round(float(np.percentile(values, 95)), 3) if values else None,
+        )
+        for name, values in series.items()
+    }
+    return summary, series, billed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from radstream.bench.report import SloResult
 from radstream.errors import ConfigInvalid
 
 
@@ -58,19 +59,17 @@ def targets_with(overrides: list[str]) -> dict[str, Target]:
     return targets
 
 
-def verdict(
-    values: dict[str, float | None], targets: dict[str, Target]
-) -> dict[str, dict[str, object]]:
+def verdict(values: dict[str, float | None], targets: dict[str, Target]) -> dict[str, SloResult]:
     """Per target: value, limit, op and pass. A value that was not measured fails."""
-    out: dict[str, dict[str, object]] = {}
+    out: dict[str, SloResult] = {}
     for name, target in targets.items():
         value = values.get(name)
         passed = value is not None and _OPS[target.op](value, target.limit)
-        out[name] = {
-            "value": value,
-            "limit": target.limit,
-            "op": target.op,
-            "pass": bool(passed),
-            "description": target.description,
-        }
+        out[name] = SloResult(
+            value=value,
+            limit=target.limit,
+            op=target.op,
+            passed=bool(passed),
+            description=target.description,
+        )
     return out

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from radstream.bench.outcomes import percentiles_ms
+from radstream.bench.report import LateSends, OutcomeCounts, ThroughputWindow, TimelinePoint
 from radstream.loadgen.driver import LATE_AFTER_S, DriveResult, Sent
 
 STABILITY_WINDOWS = 4
@@ -46,14 +46,14 @@ def latency_summary(values_ms: list[float]) -> dict[str, float | None]:
     }
 
 
-def late_sends(sent: list[Sent]) -> dict[str, float | int]:
+def late_sends(sent: list[Sent]) -> LateSends:
     """How many sends went out more than 5 ms after they were due, and by how much."""
     late = [s.lateness_s * 1000.0 for s in sent if s.lateness_s > LATE_AFTER_S]
-    return {
-        "count": len(late),
-        "max_ms": round(max(late), 1) if late else 0.0,
-        "mean_ms": round(float(np.mean(late)), 1) if late else 0.0,
-    }
+    return LateSends(
+        count=len(late),
+        max_ms=round(max(late), 1) if late else 0.0,
+        mean_ms=round(float(np.mean(late)), 1) if late else 0.0,
+    )
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Throughput:
     per_min: float | None
     window_s: float | None
     stable: bool
-    windows: list[dict[str, float]]
+    windows: list[ThroughputWindow]
 
 
 def steady_throughput(run: DriveResult, measured: list[Sent]) -> Throughput:
@@ -104,9 +104,9 @@ def steady_throughput(run: DriveResult, measured: list[Sent]) -> Throughput:
     for end, count in zip(ends, counts, strict=True):
         width = end - previous
         rate = 60.0 * count / width if width > 0 else 0.0
-        windows.append({"t_s": round(end - start, 3), "per_min": round(rate, 2)})
+        windows.append(ThroughputWindow(t_s=round(end - start, 3), per_min=round(rate, 2)))
         previous = end
-    tail = np.asarray([w["per_min"] for w in windows[-3:]])
+    tail = np.asarray([w.per_min for w in windows[-3:]])
     stable = bool(
         tail.mean() > 0 and (tail.max() - tail.min()) / tail.mean() <= STABILITY_TOLERANCE
     )
@@ -115,7 +115,7 @@ def steady_throughput(run: DriveResult, measured: list[Sent]) -> Throughput:
 
 def outcome_counts(
     run: DriveResult, measured: list[Sent], *, planned_valid: int, planned_invalid: int
-) -> dict[str, Any]:
+) -> OutcomeCounts:
     """Success rate over valid studies; injected invalid studies reported on their own.
 
     Denominators are the studies *planned*, so a study the run never got to send (a closed
@@ -127,22 +127,22 @@ def outcome_counts(
     succeeded = sum(1 for s in valid if (c := kinds[s.sidecar_key]) and c.kind == "result")
     failed = sum(1 for s in valid if (c := kinds[s.sidecar_key]) and c.kind == "failure")
     rejected = sum(1 for s in invalid if (c := kinds[s.sidecar_key]) and c.kind == "failure")
-    return {
-        "valid": planned_valid,
-        "not_sent": planned_valid + planned_invalid - len(measured),
-        "succeeded": succeeded,
-        "failed": failed,
-        "lost": planned_valid - succeeded - failed,
-        "success_rate": succeeded / planned_valid if planned_valid else None,
-        "invalid_injected": planned_invalid,
-        "invalid_rejected": rejected,
-        "invalid_accepted_or_lost": planned_invalid - rejected,
-    }
+    return OutcomeCounts(
+        valid=planned_valid,
+        not_sent=planned_valid + planned_invalid - len(measured),
+        succeeded=succeeded,
+        failed=failed,
+        lost=planned_valid - succeeded - failed,
+        success_rate=succeeded / planned_valid if planned_valid else None,
+        invalid_injected=planned_invalid,
+        invalid_rejected=rejected,
+        invalid_accepted_or_lost=planned_invalid - rejected,
+    )
 
 
-def timeline_series(run: DriveResult) -> list[dict[str, float | int]]:
+def timeline_series(run: DriveResult) -> list[TimelinePoint]:
     """Cumulative sends and completions over time, and the queue depth between them."""
     return [
-        {"t_s": round(t, 3), "sent": sent, "completed": done, "in_flight": max(0, sent - done)}
+        TimelinePoint(t_s=round(t, 3), sent=sent, completed=done, in_flight=max(0, sent - done))
         for t, sent, done in run.timeline
     ]

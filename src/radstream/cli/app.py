@@ -59,7 +59,6 @@ out = Console(soft_wrap=True)
 """Results (stdout)."""
 
 
-
 LOGGING_COMMANDS = frozenset({"run", "serve", "demo", "model"})
 """The commands whose work logs (worker pools, the model server): the global options set
 up logging for these only, so that commands run in-process (tests) leave the logging of

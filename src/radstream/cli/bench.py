@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -30,7 +29,9 @@ from radstream.cli.app import (
 from radstream.cli.load import LoadOptions
 from radstream.settings import CostSettings
 
-BenchJson = Mapping[str, Any]
+if TYPE_CHECKING:
+    from radstream.bench.report import BenchReport
+
 """``run_bench``'s report: the ``--json`` object (plus raw series). A JSON boundary until
 the bench package gives its report a model."""
 
@@ -154,43 +155,27 @@ def _cost(current: CostSettings, flags: CostFlags) -> CostSettings:
         raise typer.BadParameter(str(exc)) from None
 
 
-def _show(result: BenchJson, *, report: Path | None, as_json: bool) -> None:
+def _show(result: BenchReport, *, report: Path | None, as_json: bool) -> None:
     """Print the benchmark (``--json``: one object), write its report; exit 1 on a breach."""
     if report is not None:
         from radstream.bench.report_html import render_report
 
-        render_report(dict(result), report)
+        render_report(result, report)
         console.print(f"report written to {escape(str(report))}")
     if as_json:
-        public = {k: v for k, v in result.items() if k != "series"}
-        sys.stdout.write(json.dumps(public, default=str) + "\n")
+        sys.stdout.write(json.dumps(result.json_object(), default=str) + "\n")
     else:
         _print_bench(result)
-    if result.get("telemetry_note"):
-        console.print(f"[yellow]note[/yellow] {escape(str(result['telemetry_note']))}")
-    if not all(target["pass"] for target in result["slo"].values()):
+    if result.telemetry_note:
+        console.print(f"[yellow]note[/yellow] {escape(result.telemetry_note)}")
+    if not result.slo_met:
         raise typer.Exit(1)
 
 
-def _print_bench(r: BenchJson) -> None:
+def _print_bench(report: BenchReport) -> None:
+    from radstream.bench.console import summary_rows
+
     table = Table(title="RadStream benchmark", show_header=False)
-    table.add_row("studies measured (valid)", str(r["n"]))
-    table.add_row(
-        "end-to-end p50 / p95 / p99 / max",
-        f"{r['p50_ms']} / {r['p95_ms']} / {r['p99_ms']} / {r['max_ms']} ms (from intended send)",
-    )
-    late = r["late_sends"]
-    table.add_row("late sends", f"{late['count']} (max {late['max_ms']} ms)")
-    table.add_row(
-        "throughput", f"{r['throughput_per_min']} /min ({'stable' if r['stable'] else 'UNSTABLE'})"
-    )
-    table.add_row("success rate", f"{r['success_rate']}")
-    table.add_row("cost per image", f"${r['cost_per_image_usd']}")
-    if r.get("efficiency") is not None:
-        table.add_row("efficiency (vs in-memory limit)", f"{r['efficiency']}")
-    for stage, stats in r["stages"].items():
-        table.add_row(f"  {stage} p50 / p95", f"{stats['p50_ms']} / {stats['p95_ms']} ms")
-    for name, slo in r["slo"].items():
-        mark = "[green]pass[/green]" if slo["pass"] else "[red]FAIL[/red]"
-        table.add_row(f"SLO {name} {slo['op']} {slo['limit']}", f"{slo['value']}  {mark}")
+    for label, value in summary_rows(report):
+        table.add_row(label, value)
     out.print(table)

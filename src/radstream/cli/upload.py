@@ -31,8 +31,8 @@ from radstream.stages.ports import ObjectInfo, ObjectStore
 
 if TYPE_CHECKING:
     from radstream.aws.session import StackRef
-    from radstream.bench.outcomes import Outcome
     from radstream.loadgen.synthetic import Study
+    from radstream.stages.completions import Outcome
 
 
 @dataclass(frozen=True)
@@ -111,9 +111,9 @@ def upload(
 def _upload_locally(
     settings: Settings, paths: list[Path], load: LoadOptions | None, *, wait: bool, timeout: float
 ) -> None:
-    from radstream.bench.outcomes import collect_outcomes
     from radstream.local.engine import LocalEngine
     from radstream.local.executor import execution_id
+    from radstream.local.outcomes import collect_outcomes
 
     with LocalEngine.open(settings) as engine:
         target = UploadTarget(store=engine.store, conn=engine.conn)
@@ -179,10 +179,10 @@ def _print_outcomes(outcomes: Iterable[Outcome]) -> None:
 def upload_synthetic(target: UploadTarget, load: LoadOptions) -> list[ObjectInfo]:
     """Generate ``load.studies`` studies and upload them at the load's shape (all at once
     when none is given); return what was uploaded."""
-    from radstream.bench.completions import CompletionWatcher
     from radstream.bench.runner import generate, schedule
     from radstream.loadgen.driver import LoadDriver
     from radstream.loadgen.uploader import upload_generated
+    from radstream.local.completions import CompletionWatcher
 
     if load.concurrency and target.conn is None:
         raise typer.BadParameter("--concurrency is local only; use --rate or --shape")

@@ -10,22 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from radstream.bench.completions import Completion
 from radstream.loadgen.study import Study
+from radstream.stages.completions import Completion, CompletionSource
 
 # A send more than this after its due time counts as late.
 LATE_AFTER_S = 0.005
 _IDLE_POLL_S = 0.002
-
-
-class CompletionSource(Protocol):
-    """Something that reports finished uploads (the engine's outcome events)."""
-
-    def poll(self) -> list[Completion]:
-        """Completions since the last call."""
-        ...
 
 
 @dataclass(frozen=True)

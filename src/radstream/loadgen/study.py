@@ -53,6 +53,11 @@ def check_format(fmt: str) -> EncodeFormat:
     return cast(EncodeFormat, fmt)
 
 
+SidecarFields = dict[str, Any]
+"""A sidecar's JSON object before it is serialised. A JSON boundary, and deliberately loose:
+the bad inputs break its shape and types on purpose."""
+
+
 def patient_id(rng: np.random.Generator) -> str:
     """A synthetic patient id such as ``SYN-000123`` (never a real identifier)."""
     return f"SYN-{int(rng.integers(0, 1_000_000)):06d}"
@@ -66,7 +71,7 @@ def sidecar_fields(
     height: int | None,
     patient: str | None = None,
     modality: str | None = None,
-) -> dict[str, Any]:
+) -> SidecarFields:
     """A valid sidecar as a dict, with the variety real sidecars show.
 
     Views are sometimes lower-case, timestamps end in ``Z``, an offset or nothing, the
@@ -77,7 +82,7 @@ def sidecar_fields(
     view = str(rng.choice(_VIEWS))
     if rng.random() < 0.25:
         view = view.lower()
-    fields: dict[str, Any] = {
+    fields: SidecarFields = {
         "study_id": study_id,
         "view": view,
         "timestamp": _timestamp(rng),
@@ -105,7 +110,7 @@ def _timestamp(rng: np.random.Generator) -> str:
     return moment.isoformat()  # naive: read as UTC by the pipeline
 
 
-def sidecar_bytes(fields: dict[str, Any]) -> bytes:
+def sidecar_bytes(fields: SidecarFields) -> bytes:
     """Serialise sidecar fields as pretty UTF-8 JSON."""
     return json.dumps(fields, indent=2, ensure_ascii=False).encode("utf-8")
 

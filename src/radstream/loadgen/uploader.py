@@ -12,13 +12,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from radstream.layout import Bucket, sidecar_key, upload_key
 from radstream.loadgen.study import Study
 from radstream.schema.sidecar import is_safe_study_id
 from radstream.schema.sidecar_parse import MAX_SIDECAR_BYTES, MAX_SIDECAR_DEPTH, json_depth
 from radstream.stages.ports import ObjectInfo, ObjectStore
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".dcm", ".dicom"})
-IMAGES_BUCKET = "images"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -80,8 +80,8 @@ def upload_study(
         Path(image_name).stem if Path(image_name).suffix.lower() in IMAGE_SUFFIXES else image_name
     )
     if image is not None:
-        store.put(IMAGES_BUCKET, f"incoming/{folder}/{image_name}", image)
-    return store.put(IMAGES_BUCKET, f"incoming/{folder}/{stem}.json", sidecar)
+        store.put(Bucket.IMAGES, upload_key(folder, image_name), image)
+    return store.put(Bucket.IMAGES, sidecar_key(folder, stem), sidecar)
 
 
 def upload_generated(store: ObjectStore, study: Study) -> ObjectInfo:

@@ -19,12 +19,12 @@ import numpy as np
 import numpy.typing as npt
 
 from radstream.backoff import Random
-from radstream.bench.pricing import load_pricing
 from radstream.errors import RadStreamError, TransientError, error_from_exception
 from radstream.imaging import Preprocessing
 from radstream.local.executor import Claim, Executor
 from radstream.logs import get_logger, log_context
 from radstream.pipeline.definition import PIPELINE, Pipeline, RetryPolicy, StageDef
+from radstream.pricing import load_pricing
 from radstream.schema.telemetry import StageStatus, TelemetryRecord
 from radstream.settings import Settings
 from radstream.stages.context import ExecutionContext, StageError

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from radstream import PIPELINE_VERSION
-from radstream.bench.cost import stage_cost_usd
-from radstream.bench.pricing import Pricing
+from radstream.pricing import Pricing, stage_cost_usd
 from radstream.schema.telemetry import StageStatus, TelemetryRecord
 from radstream.settings import CostSettings, TelemetrySettings
 

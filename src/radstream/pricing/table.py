@@ -1,4 +1,4 @@
-"""The AWS price table behind ``radstream bench``'s cost estimate.
+"""The AWS price table behind the telemetry ``cost_usd`` column and ``radstream bench``.
 
 Prices live in a data file (``pricing.json`` next to this module) rather than in code, so
 that a user can bring a newer or region-specific table with ``--pricing FILE`` without
@@ -155,10 +155,10 @@ def load_pricing(path: Path | None = None) -> Pricing:
     unreadable file, invalid JSON, a missing, misspelt or negative price) raises
     :class:`~radstream.errors.ConfigInvalid` naming the file and what to fix.
     """
-    where = str(path) if path is not None else f"radstream/bench/{PRICING_FILE} (shipped)"
+    where = str(path) if path is not None else f"radstream/pricing/{PRICING_FILE} (shipped)"
     try:
         if path is None:
-            text = resources.files("radstream.bench").joinpath(PRICING_FILE).read_text("utf-8")
+            text = resources.files("radstream.pricing").joinpath(PRICING_FILE).read_text("utf-8")
         else:
             text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -184,6 +184,6 @@ def load_pricing(path: Path | None = None) -> Pricing:
         )
         raise ConfigInvalid(
             f"pricing file {where} does not match the expected shape: {problems}. "
-            f"Compare it with the shipped radstream/bench/{PRICING_FILE}",
+            f"Compare it with the shipped radstream/pricing/{PRICING_FILE}",
             path=where,
         ) from exc
