@@ -17,7 +17,7 @@ from radstream.aws.deploy import (
     deploy,
     format_changes,
     lambda_settings,
-    template_options,
+    template_options_from,
 )
 from radstream.aws.package import ARTIFACT_FILES, Artifact, PackageManifest
 from radstream.aws.session import AwsTarget, StackRef
@@ -132,13 +132,13 @@ def test_template_options_come_from_the_flags_else_the_settings() -> None:
         cost={"memory_mb": 1024, "architecture": "arm64", "storage_class": "express"},
         model={"endpoint": "https://model.internal:8443"},
     )
-    from_settings = template_options(settings)
+    from_settings = template_options_from(settings)
     assert from_settings.memory_mb == 1024
     assert from_settings.architecture == "arm64"
     assert from_settings.express_artifacts is True
     assert from_settings.model_endpoint == "https://model.internal:8443"
     assert from_settings.settings_env == lambda_settings(settings)[0]
-    flags = template_options(settings, memory_mb=3008, express_artifacts=False, kms=True)
+    flags = template_options_from(settings, memory_mb=3008, express_artifacts=False, kms=True)
     assert (flags.memory_mb, flags.express_artifacts, flags.kms) == (3008, False, True)
     # The CLI's options as a mapping read the same.
     as_mapping = DeployOptions(

@@ -8,7 +8,9 @@ against the declaration, not against itself.
 
 from __future__ import annotations
 
+import importlib
 import itertools
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -243,3 +245,10 @@ def test_a_new_stage_gets_its_function_role_and_layers_from_its_declaration() ->
         "PolicyDocument"
     ]["Statement"]
     assert {"Fn::GetAtt": ["AuditFunction", "Arn"]} in invoke["Resource"]
+    # The stack with the new stage is as deployable as the shipped one.
+    try:
+        api = importlib.import_module("cfnlint.api")
+    except ImportError:
+        pytest.skip("cfn-lint is not installed: pip install cfn-lint (a dev dependency)")
+    matches = api.lint(json.dumps(template), config=api.ManualArgs(regions=["us-east-1"]))
+    assert not matches, "\n".join(str(m) for m in matches)

@@ -74,7 +74,7 @@ class DeployOptions:
         return TemplateOptions(**self.template)
 
 
-def template_options(
+def template_options_from(
     settings: Settings,
     *,
     memory_mb: int | None = None,
