@@ -22,6 +22,7 @@ from typing import Any, TypedDict
 
 from botocore.exceptions import ClientError
 
+from radstream import layout
 from radstream.aws.package import ARTIFACT_FILES, CODE, PackageManifest
 from radstream.aws.session import StackRef
 from radstream.aws.template import (
@@ -32,7 +33,6 @@ from radstream.aws.template import (
     render_template,
 )
 from radstream.errors import ConfigInvalid, DeployFailed, StackNotFound
-from radstream.layout import model_key
 from radstream.settings import Settings
 
 Report = Callable[[str], None]
@@ -359,7 +359,7 @@ def _model_key(model_path: Path | None) -> str | None:
     if model_path is None:
         return None
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:16]
-    return model_key(f"{model_path.stem}-{digest}.onnx")
+    return layout.model_key(f"{model_path.stem}-{digest}.onnx")
 
 
 def _upload_model(
