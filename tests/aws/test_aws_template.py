@@ -198,6 +198,19 @@ def test_endpoint_model_needs_no_model_objects_and_express_uses_sessions() -> No
     assert "ModelKey" in DEFAULT["Parameters"]
 
 
+def test_a_remote_model_endpoint_ships_no_model_layer() -> None:
+    infer = FULL["Resources"]["InferFunction"]["Properties"]
+    assert "Layers" not in infer  # the model runs behind the endpoint: no ONNX Runtime here
+    assert "ModelLayer" not in FULL["Resources"]
+    assert "ModelLayerKey" not in FULL["Parameters"]
+    prepare = FULL["Resources"]["PrepareFunction"]["Properties"]
+    assert prepare["Layers"] == [{"Ref": "ImagingLayer"}]
+    assert DEFAULT["Resources"]["InferFunction"]["Properties"]["Layers"] == [
+        {"Ref": "ModelLayer"}
+    ]
+    assert {"ModelLayerKey", "ImagingLayerKey"} <= set(DEFAULT["Parameters"])
+
+
 def test_functions_use_one_package_and_the_settings() -> None:
     functions = _resources(FULL, "AWS::Lambda::Function")
     assert len(functions) == 5

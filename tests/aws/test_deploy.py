@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
-from radstream.aws.deploy import Change, DeployOptions, deploy, format_changes
-from radstream.aws.package import PackageManifest
+from radstream.aws.deploy import (
+    Change,
+    DeployOptions,
+    deploy,
+    format_changes,
+    lambda_settings,
+    template_options_from,
+)
+from radstream.aws.package import ARTIFACT_FILES, Artifact, PackageManifest
 from radstream.aws.session import AwsTarget, StackRef
+from radstream.aws.template import TemplateOptions
 from radstream.errors import ConfigInvalid
+from radstream.settings import Settings
 
 
 def test_deploy_refuses_a_python311_package_for_aws_before_any_call() -> None:
@@ -34,3 +48,103 @@ def test_the_change_set_prints_as_an_aligned_table() -> None:
     assert lines[0].split() == ["action", "resource", "type", "replacement"]
     assert lines[1].split() == ["Modify", "InferFunction", "AWS::Lambda::Function", "False"]
     assert len({line.index(line.split()[1]) for line in lines}) == 1  # one column start
+
+
+class _FakeClient:
+    """Answers the calls `deploy` makes on an empty account with a fresh stack name."""
+
+    def __init__(self, calls: list[tuple[str, dict[str, Any]]]) -> None:
+        self.calls = calls
+        self.described = 0
+
+    def __getattr__(self, name: str) -> Callable[..., dict[str, Any]]:
+        def call(**kwargs: Any) -> dict[str, Any]:
+            self.calls.append((name, kwargs))
+            if name == "get_caller_identity":
+                return {"Account": "123456789012"}
+            if name == "describe_stacks":
+                self.described += 1
+                if self.described == 1:  # before the change set: no such stack yet
+                    raise ClientError(
+                        {"Error": {"Code": "ValidationError", "Message": "does not exist"}},
+                        "DescribeStacks",
+                    )
+                return {"Stacks": [{"StackStatus": "CREATE_COMPLETE", "Outputs": []}]}
+            if name == "describe_change_set":
+                return {
+                    "Status": "FAILED",
+                    "StatusReason": "The submitted information didn't contain changes.",
+                }
+            return {}
+
+        return call
+
+
+@dataclass(frozen=True)
+class _FakeTarget(AwsTarget):
+    """A target whose clients record every call (one fake client per service)."""
+
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    clients: dict[str, _FakeClient] = field(default_factory=dict)
+
+    def client(self, service: str, *, fast: bool = False) -> Any:
+        return self.clients.setdefault(service, _FakeClient(self.calls))
+
+
+def _manifest(tmp_path: Path) -> PackageManifest:
+    artifacts = {
+        name: Artifact(name, tmp_path / file, sha256=name * 8, zipped_bytes=1, unzipped_bytes=1)
+        for name, file in ARTIFACT_FILES.items()
+    }
+    return PackageManifest(
+        artifacts=artifacts, python_version="3.12", architecture="x86_64", pins={}, functions={}
+    )
+
+
+@pytest.mark.parametrize("endpoint", [None, "https://model.internal:8443"])
+def test_deploy_sends_a_key_for_each_layer_the_template_has(
+    tmp_path: Path, endpoint: str | None
+) -> None:
+    """With a remote model endpoint the stack has no model layer, and no parameter for it."""
+    target = _FakeTarget(region="eu-west-1", endpoint_url="http://emulator:4566")
+    options = DeployOptions(
+        package=_manifest(tmp_path),
+        model_path=None,
+        model_preprocessing={"size": 224},
+        template=TemplateOptions(model_endpoint=endpoint),
+    )
+    deploy(StackRef("rs", target), options, report=lambda _: None)
+    [(_, change_set)] = [c for c in target.calls if c[0] == "create_change_set"]
+    sent = {p["ParameterKey"]: p["ParameterValue"] for p in change_set["Parameters"]}
+    assert sent["ImagingLayerKey"].endswith("/layer-imaging.zip")
+    assert ("ModelLayerKey" in sent) is (endpoint is None)
+    assert sent["ModelPreprocessing"] == '{"size": 224}'
+    [(_, upload)] = [
+        c for c in target.calls if c[0] == "put_object" and c[1]["Key"].startswith("templates/")
+    ]
+    template = json.loads(upload["Body"])
+    assert set(sent) <= set(template["Parameters"])  # CloudFormation refuses unknown ones
+    assert template["Resources"]["InferFunction"]["Properties"]["Runtime"] == "python3.12"
+
+
+def test_template_options_come_from_the_flags_else_the_settings() -> None:
+    settings = Settings(
+        cost={"memory_mb": 1024, "architecture": "arm64", "storage_class": "express"},
+        model={"endpoint": "https://model.internal:8443"},
+    )
+    from_settings = template_options_from(settings)
+    assert from_settings.memory_mb == 1024
+    assert from_settings.architecture == "arm64"
+    assert from_settings.express_artifacts is True
+    assert from_settings.model_endpoint == "https://model.internal:8443"
+    assert from_settings.settings_env == lambda_settings(settings)[0]
+    flags = template_options_from(settings, memory_mb=3008, express_artifacts=False, kms=True)
+    assert (flags.memory_mb, flags.express_artifacts, flags.kms) == (3008, False, True)
+    # The CLI's options as a mapping read the same.
+    as_mapping = DeployOptions(
+        package=_manifest(Path(".")),
+        model_path=None,
+        model_preprocessing={},
+        template={"memory_mb": 3008, "kms": True},
+    )
+    assert as_mapping.template_options == TemplateOptions(memory_mb=3008, kms=True)

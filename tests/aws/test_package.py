@@ -19,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,10 @@ from radstream.aws.package import (
     build_code_zip,
     build_package,
     load_manifest,
+    stage_layers,
 )
 from radstream.errors import ConfigInvalid, PackageTooLarge
+from radstream.pipeline.definition import IMAGING, PIPELINE, STORE
 
 REPO = Path(__file__).resolve().parents[2]
 # The isolated-import tests run the package on this interpreter, so it is built for it.
@@ -151,6 +154,20 @@ def test_every_stage_has_its_layers() -> None:
     assert STAGE_LAYERS["prepare"] == (LAYER_IMAGING,)
     assert STAGE_LAYERS["infer"] == (LAYER_MODEL,)
     assert all(STAGE_LAYERS[s] == () for s in ("validate", "store", "record_failure"))
+    # Every package group a declaration names is a layer this build makes.
+    assert {layer for layers in STAGE_LAYERS.values() for layer in layers} <= set(ARTIFACT_FILES)
+
+
+def test_layers_follow_the_declarations_and_where_the_model_runs() -> None:
+    assert stage_layers(PIPELINE, in_process_model=True) == STAGE_LAYERS
+    remote = stage_layers(PIPELINE, in_process_model=False)
+    assert remote["infer"] == ()  # a remote endpoint: no ONNX Runtime in the function
+    assert remote["prepare"] == (LAYER_IMAGING,)
+    # A changed declaration changes the layers: store now decodes images too.
+    store = replace(PIPELINE.stage(STORE), packages=(IMAGING,))
+    changed = replace(PIPELINE, stages=(*PIPELINE.stages[:-1], store))
+    assert stage_layers(changed, in_process_model=True)["store"] == (LAYER_IMAGING,)
+    assert stage_layers(changed, in_process_model=True)["validate"] == ()
 
 
 # --- slow: the whole package, built from real wheels ----------------------------------

@@ -15,21 +15,22 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from botocore.exceptions import ClientError
 
+from radstream import layout
 from radstream.aws.package import ARTIFACT_FILES, CODE, PackageManifest
 from radstream.aws.session import StackRef
 from radstream.aws.template import (
     LAYER_KEY_PARAMETERS,
-    LAYERS,
     NAMED_QUERIES_PARAMETER,
     SECRET_PARAMETERS,
-    build_template,
+    TemplateOptions,
+    render_template,
 )
 from radstream.errors import ConfigInvalid, DeployFailed, StackNotFound
 from radstream.settings import Settings
@@ -55,13 +56,48 @@ class DeployOptions:
 
     package: PackageManifest
     model_path: Path | None
-    model_preprocessing: dict[str, Any]
-    template: dict[str, Any] = field(default_factory=dict)
+    model_preprocessing: Mapping[str, object]
+    """The model's preprocessing (``ModelPreprocessing``), sent as JSON."""
+    template: TemplateOptions | Mapping[str, Any] = field(default_factory=TemplateOptions)
+    """The template's options; a mapping is read as :class:`TemplateOptions` keywords."""
     secrets: dict[str, str] = field(default_factory=dict)
     """Template parameter → value, for the NoEcho parameters (``SECRET_PARAMETERS``)."""
     named_queries: bool = True
     wait_s: float = 1800.0
     poll_s: float = 2.0
+
+    @property
+    def template_options(self) -> TemplateOptions:
+        """:attr:`template` as :class:`TemplateOptions`."""
+        if isinstance(self.template, TemplateOptions):
+            return self.template
+        return TemplateOptions(**self.template)
+
+
+def template_options_from(
+    settings: Settings,
+    *,
+    memory_mb: int | None = None,
+    architecture: str | None = None,
+    state_machine: str | None = None,
+    express_artifacts: bool | None = None,
+    model_endpoint: str | None = None,
+    kms: bool = False,
+) -> TemplateOptions:
+    """The template's options from explicit choices (the CLI's flags), else the settings:
+    `aws template` prints exactly what `aws deploy` sends."""
+    cost = settings.cost
+    return TemplateOptions(
+        memory_mb=memory_mb or cost.memory_mb,
+        architecture=architecture or cost.architecture,
+        state_machine_type=state_machine or cost.state_machine,
+        express_artifacts=(
+            express_artifacts if express_artifacts is not None else cost.storage_class == "express"
+        ),
+        model_endpoint=model_endpoint or settings.model.endpoint,
+        kms=kms,
+        settings_env=lambda_settings(settings)[0],
+    )
 
 
 def lambda_settings(settings: Settings) -> tuple[dict[str, str], dict[str, str]]:
@@ -133,7 +169,7 @@ def deploy(
     if exists and model_key:
         # Update: the new model is in place before any function is told about it.
         _upload_model(stack, stack.outputs()["ArtifactsBucketName"], model_key, options, report)
-    template = build_template(stack.name, **{**options.template, "python_version": python})
+    template = render_template(stack.name, replace(options.template_options, python_version=python))
     template_key = f"templates/{stack.name}-{int(time.time())}.json"
     body = json.dumps(template, separators=(",", ":"), sort_keys=True).encode()
     stack.target.client("s3").put_object(Bucket=code_bucket, Key=template_key, Body=body)
@@ -143,7 +179,12 @@ def deploy(
         "ModelPreprocessing": json.dumps(options.model_preprocessing, sort_keys=True),
         NAMED_QUERIES_PARAMETER: "true" if options.named_queries else "false",
         **options.secrets,
-        **{LAYER_KEY_PARAMETERS[layer]: keys[layer] for layer in LAYERS},
+        # A stack with a model endpoint has no model layer, and so no parameter for it.
+        **{
+            parameter: keys[layer]
+            for layer, parameter in LAYER_KEY_PARAMETERS.items()
+            if parameter in template["Parameters"]
+        },
     }
     if model_key and "ModelKey" in template["Parameters"]:
         parameters["ModelKey"] = model_key
@@ -227,7 +268,17 @@ def _wait_deleted(stack: StackRef, wait_s: float) -> bool:
     return True
 
 
-def status(stack: StackRef) -> dict[str, Any]:
+class StackStatus(TypedDict):
+    """What ``radstream aws status`` shows (and prints as JSON)."""
+
+    stack: str
+    status: str
+    outputs: dict[str, str]
+    executions: dict[str, int]
+    """Executions by status, of the latest 1,000."""
+
+
+def status(stack: StackRef) -> StackStatus:
     """The stack's status, outputs and its executions by status (the latest 1,000)."""
     state = _stack_status(stack)
     if state is None:
@@ -308,7 +359,7 @@ def _model_key(model_path: Path | None) -> str | None:
     if model_path is None:
         return None
     digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:16]
-    return f"models/{model_path.stem}-{digest}.onnx"
+    return layout.model_key(f"{model_path.stem}-{digest}.onnx")
 
 
 def _upload_model(

@@ -31,18 +31,19 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import radstream
 from radstream.errors import ConfigInvalid, PackageTooLarge
-from radstream.pipeline.definition import INFER, PREPARE, RECORD_FAILURE, STORE, VALIDATE
+from radstream.pipeline.definition import IMAGING, MODEL_RUNTIME, PIPELINE, Pipeline
 
 # Lambda's limit on function code plus all its layers, unzipped.
 LAMBDA_UNZIPPED_LIMIT = 262_144_000
 
 CODE = "code"
-LAYER_IMAGING = "imaging"
-LAYER_MODEL = "model"
+# One layer per optional package group of the stage declarations, under the group's name.
+LAYER_IMAGING = IMAGING
+LAYER_MODEL = MODEL_RUNTIME
 ARTIFACT_FILES: dict[str, str] = {
     CODE: "code.zip",
     LAYER_IMAGING: "layer-imaging.zip",
@@ -50,13 +51,22 @@ ARTIFACT_FILES: dict[str, str] = {
 }
 MANIFEST_FILE = "manifest.json"
 
-STAGE_LAYERS: dict[str, tuple[str, ...]] = {
-    VALIDATE: (),
-    PREPARE: (LAYER_IMAGING,),
-    INFER: (LAYER_MODEL,),
-    STORE: (),
-    RECORD_FAILURE: (),
-}
+
+def stage_layers(
+    pipeline: Pipeline = PIPELINE, *, in_process_model: bool = True
+) -> dict[str, tuple[str, ...]]:
+    """Each stage's layers: the package groups its declaration names
+    (:meth:`~radstream.pipeline.definition.StageDef.packages_for`). With a remote model
+    endpoint (``in_process_model=False``) no function gets the model layer."""
+    return {
+        stage.name: stage.packages_for(in_process_model=in_process_model)
+        for stage in pipeline.all_stages
+    }
+
+
+STAGE_LAYERS: dict[str, tuple[str, ...]] = stage_layers()
+"""The layers of each function when the model runs in the Lambda: the most any stack
+ships, so the size check and the manifest use these."""
 
 # What the handlers import, with its declared closure. sniffio is gone (anyio>=4.5 does
 # not need it); anyio stays because httpx.Client() imports it. typing-extensions here also
@@ -128,7 +138,7 @@ class PackageManifest:
 
     def to_json(self) -> str:
         """The manifest as stable JSON (sorted keys, no paths or times), for manifest.json."""
-        doc: dict[str, Any] = {
+        doc: dict[str, object] = {
             "python_version": self.python_version,
             "architecture": self.architecture,
             "runtime": f"python{self.python_version}",

@@ -1,0 +1,238 @@
+"""Compute: the stage functions and their layers, the state machine, the upload trigger.
+
+* one Lambda function per declared stage, all from one package, each with its own role
+  (:mod:`.iam`) and log group, and the layers its declaration's package groups name
+  (:meth:`~radstream.pipeline.definition.StageDef.packages_for`);
+* the state machine rendered from the pipeline definition (:mod:`radstream.aws.asl`),
+  logging at level ERROR without execution data, so no sidecar field reaches CloudWatch;
+* ONE EventBridge rule (Object Created, key ``incoming/*.json``) that starts the state
+  machine through an input transformer, so one sidecar starts one execution, and only its
+  bucket, key and etag travel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from radstream.aws.asl import DEFAULT_OUTAGE_BUDGET_S, asl_json
+from radstream.aws.package import stage_layers
+from radstream.layout import INCOMING, SIDECAR_SUFFIX, Bucket
+from radstream.pipeline.definition import (
+    INFER,
+    PREPARE,
+    RECORD_FAILURE,
+    STORE,
+    VALIDATE,
+    RetryPolicy,
+    StageDef,
+)
+
+from .iam import stage_role, state_machine_role, upload_rule_role
+from .intrinsics import (
+    BUCKETS,
+    STATE_MACHINE,
+    Json,
+    function_name,
+    get_att,
+    logical,
+    ref,
+)
+from .options import TemplateOptions
+
+LOG_RETENTION_DAYS = 30
+EXPRESS_OUTAGE_BUDGET_S = 120.0
+LAMBDA_TIMEOUT_S: dict[str, int] = {
+    VALIDATE: 30,
+    PREPARE: 60,
+    INFER: 120,
+    STORE: 30,
+    RECORD_FAILURE: 30,
+}
+DEFAULT_TIMEOUT_S = 30
+"""The timeout of a stage not in :data:`LAMBDA_TIMEOUT_S` (a newly declared one)."""
+SIDECAR_PATTERN = f"{INCOMING}*{SIDECAR_SUFFIX}"
+"""The EventBridge wildcard of the trigger: a sidecar under ``incoming/``."""
+
+
+def layer_resource(layer: str) -> str:
+    """Logical id of a layer: ``imaging`` → ``ImagingLayer``."""
+    return f"{layer.capitalize()}Layer"
+
+
+def layer_key_parameter(layer: str) -> str:
+    """The template parameter holding the key of a layer's zip: ``ImagingLayerKey``."""
+    return f"{layer.capitalize()}LayerKey"
+
+
+def function_layers(options: TemplateOptions) -> dict[str, tuple[str, ...]]:
+    """Each stage's layers for these options: no model layer with a remote endpoint."""
+    return stage_layers(options.pipeline, in_process_model=options.in_process_model)
+
+
+def used_layers(options: TemplateOptions) -> tuple[str, ...]:
+    """The layers some function of the stack uses, in first-use order."""
+    return tuple(dict.fromkeys(layer for ls in function_layers(options).values() for layer in ls))
+
+
+def layer(stack: str, name: str, options: TemplateOptions) -> Json:
+    """A Lambda layer version from its zip in the code bucket."""
+    return {
+        "Type": "AWS::Lambda::LayerVersion",
+        "Properties": {
+            "LayerName": f"{stack}-{name}",
+            "Description": f"RadStream {name} libraries (radstream aws package)",
+            "Content": {"S3Bucket": ref("CodeBucket"), "S3Key": ref(layer_key_parameter(name))},
+            "CompatibleRuntimes": [options.runtime],
+            "CompatibleArchitectures": [options.architecture],
+        },
+    }
+
+
+def function(
+    stack: str,
+    stage: StageDef,
+    options: TemplateOptions,
+    *,
+    layers: tuple[str, ...],
+    environment: Mapping[str, Json | str],
+) -> Json:
+    """The Lambda function of ``stage``: the one package, its role, log group and layers."""
+    name = logical(stage.name)
+    props: Json = {
+        "FunctionName": function_name(stack, stage.name),
+        "Description": f"RadStream {stage.name} stage",
+        "Runtime": options.runtime,
+        "Handler": f"radstream.aws.handlers.{stage.name}",
+        "Code": {"S3Bucket": ref("CodeBucket"), "S3Key": ref("CodeKey")},
+        "Role": get_att(f"{name}Role", "Arn"),
+        "MemorySize": options.memory_mb,
+        "Architectures": [options.architecture],
+        "Timeout": LAMBDA_TIMEOUT_S.get(stage.name, DEFAULT_TIMEOUT_S),
+        "LoggingConfig": {"LogGroup": ref(f"{name}LogGroup")},
+        "Environment": {"Variables": dict(environment)},
+    }
+    if layers:
+        props["Layers"] = [ref(layer_resource(layer)) for layer in layers]
+    return {"Type": "AWS::Lambda::Function", "Properties": props}
+
+
+def _log_group(name: str) -> Json:
+    return {
+        "Type": "AWS::Logs::LogGroup",
+        "Properties": {"LogGroupName": name, "RetentionInDays": LOG_RETENTION_DAYS},
+    }
+
+
+def function_resources(
+    stack: str, options: TemplateOptions, environment: Mapping[str, Json | str]
+) -> Json:
+    """The layers, then each stage's log group, role and function."""
+    layers = function_layers(options)
+    resources: Json = {
+        layer_resource(name): layer(stack, name, options) for name in used_layers(options)
+    }
+    for stage in options.pipeline.all_stages:
+        name = logical(stage.name)
+        resources[f"{name}LogGroup"] = _log_group(f"/aws/lambda/{function_name(stack, stage.name)}")
+        resources[f"{name}Role"] = stage_role(stage, options)
+        resources[f"{name}Function"] = function(
+            stack, stage, options, layers=layers[stage.name], environment=environment
+        )
+    return resources
+
+
+def state_machine_resources(stack: str, options: TemplateOptions) -> Json:
+    """The state machine, its role and log group."""
+    stages = options.pipeline.all_stages
+    function_arns = {stage.name: f"${{{logical(stage.name)}FunctionArn}}" for stage in stages}
+    substitutions: Json = {
+        f"{logical(stage.name)}FunctionArn": get_att(f"{logical(stage.name)}Function", "Arn")
+        for stage in stages
+    }
+    substitutions["TensorBucket"] = ref(options.bucket_id(Bucket.TENSORS))
+    kind = options.state_machine_type
+    machine: Json = {
+        "Type": "AWS::StepFunctions::StateMachine",
+        "Properties": {
+            # The type is in the name: changing it replaces the state machine, and
+            # CloudFormation cannot replace a resource under the same fixed name.
+            "StateMachineName": f"{stack}-pipeline-{kind.lower()}",
+            "StateMachineType": kind,
+            "RoleArn": get_att("StateMachineRole", "Arn"),
+            "DefinitionString": asl_json(
+                options.pipeline,
+                function_arns=function_arns,
+                retry=RetryPolicy(),
+                artifacts_bucket="${TensorBucket}",
+                # An EXPRESS execution may last 5 minutes in all, so its outage budget is
+                # shorter; the rest of that time is for the stages themselves.
+                outage_budget_s=(
+                    EXPRESS_OUTAGE_BUDGET_S if kind == "EXPRESS" else DEFAULT_OUTAGE_BUDGET_S
+                ),
+            ),
+            "DefinitionSubstitutions": substitutions,
+            "LoggingConfiguration": {
+                # ERROR without execution data: states' inputs and outputs (sidecar fields)
+                # never reach CloudWatch Logs.
+                "Level": "ERROR",
+                "IncludeExecutionData": False,
+                "Destinations": [
+                    {
+                        "CloudWatchLogsLogGroup": {
+                            "LogGroupArn": get_att("StateMachineLogGroup", "Arn")
+                        }
+                    }
+                ],
+            },
+        },
+    }
+    return {
+        "StateMachineLogGroup": _log_group(f"/aws/vendedlogs/states/{stack}-pipeline"),
+        "StateMachineRole": state_machine_role(stages),
+        STATE_MACHINE: machine,
+    }
+
+
+def upload_rule_resources() -> Json:
+    """The one rule that starts an execution per sidecar, and its role."""
+    rule: Json = {
+        "Type": "AWS::Events::Rule",
+        "Properties": {
+            "Description": (
+                f"one execution per study: the sidecar ({INCOMING}**{SIDECAR_SUFFIX}) is the trigger"
+            ),
+            "State": "ENABLED",
+            "EventPattern": {
+                "source": ["aws.s3"],
+                "detail-type": ["Object Created"],
+                "detail": {
+                    "bucket": {"name": [ref(BUCKETS[Bucket.IMAGES])]},
+                    "object": {"key": [{"wildcard": SIDECAR_PATTERN}]},
+                },
+            },
+            "Targets": [
+                {
+                    "Id": "pipeline",
+                    "Arn": ref(STATE_MACHINE),
+                    "RoleArn": get_att("UploadRuleRole", "Arn"),
+                    "InputTransformer": {
+                        "InputPathsMap": {
+                            "bucket": "$.detail.bucket.name",
+                            "key": "$.detail.object.key",
+                            "etag": "$.detail.object.etag",
+                            "sequencer": "$.detail.object.sequencer",
+                            "event_time": "$.time",
+                            "event_id": "$.id",
+                        },
+                        # Unquoted placeholders: EventBridge inserts them as JSON strings.
+                        "InputTemplate": (
+                            '{"bucket": <bucket>, "key": <key>, "etag": <etag>, '
+                            '"sequencer": <sequencer>, "event_time": <event_time>, '
+                            '"event_id": <event_id>}'
+                        ),
+                    },
+                }
+            ],
+        },
+    }
+    return {"UploadRuleRole": upload_rule_role(), "UploadRule": rule}

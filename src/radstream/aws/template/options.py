@@ -1,0 +1,74 @@
+"""What a stack is made of: the options every builder reads, checked once."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from radstream.aws.package import DEFAULT_PYTHON, SUPPORTED_PYTHON
+from radstream.errors import ConfigInvalid
+from radstream.layout import Bucket
+from radstream.pipeline.definition import PIPELINE, Pipeline
+
+from .intrinsics import BUCKETS, EXPRESS_BUCKET
+
+_STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,39}")
+
+
+@dataclass(frozen=True)
+class TemplateOptions:
+    """The options of :func:`radstream.aws.template.build_template` (see its doc)."""
+
+    memory_mb: int = 2048
+    architecture: str = "x86_64"
+    state_machine_type: str = "STANDARD"
+    express_artifacts: bool = False
+    """Tensors in an S3 Express One Zone directory bucket (the storage A/B scenario)."""
+    model_endpoint: str | None = None
+    """A remote model endpoint; None: infer runs the model in the Lambda itself."""
+    kms: bool = False
+    python_version: str = DEFAULT_PYTHON
+    settings_env: Mapping[str, str] = field(default_factory=dict)
+    """``RADSTREAM_*`` settings every function gets (:func:`radstream.aws.deploy.lambda_settings`)."""
+    pipeline: Pipeline = PIPELINE
+    """The stage declarations the functions, roles and layers are built from."""
+
+    @property
+    def in_process_model(self) -> bool:
+        """Whether infer loads the model file itself (no endpoint)."""
+        return self.model_endpoint is None
+
+    @property
+    def runtime(self) -> str:
+        """The Lambda runtime identifier."""
+        return f"python{self.python_version}"
+
+    @property
+    def tensor_bucket(self) -> str:
+        """Logical id of the bucket that holds :data:`radstream.layout.Bucket.TENSORS`."""
+        return EXPRESS_BUCKET if self.express_artifacts else BUCKETS[Bucket.ARTIFACTS]
+
+    def bucket_id(self, bucket: Bucket) -> str:
+        """Logical id of the stack's bucket for a logical ``bucket``."""
+        return self.tensor_bucket if bucket is Bucket.TENSORS else BUCKETS[bucket]
+
+    def check(self, stack: str) -> None:
+        """Raise ``ConfigInvalid`` for a stack name or an option AWS would refuse."""
+        if not _STACK_NAME.fullmatch(stack):
+            raise ConfigInvalid(
+                f"stack name {stack!r} must start with a letter and have 1-40 letters, digits "
+                "or '-' (it prefixes function names, which are limited to 64 characters)"
+            )
+        if not 128 <= self.memory_mb <= 10240:
+            raise ConfigInvalid(f"Lambda memory {self.memory_mb} MB is outside 128-10240")
+        if self.architecture not in ("x86_64", "arm64"):
+            raise ConfigInvalid(f"architecture {self.architecture!r} is not x86_64 or arm64")
+        if self.state_machine_type not in ("STANDARD", "EXPRESS"):
+            raise ConfigInvalid(
+                f"state machine type {self.state_machine_type!r} is not STANDARD/EXPRESS"
+            )
+        if self.python_version not in SUPPORTED_PYTHON:
+            raise ConfigInvalid(
+                f"Python {self.python_version} is not one of {', '.join(SUPPORTED_PYTHON)}"
+            )

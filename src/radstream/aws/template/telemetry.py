@@ -1,0 +1,132 @@
+"""Telemetry: an on-demand, encrypted Kinesis stream, and Firehose into the lake.
+
+Firehose reads the stream, converts the JSON records to Parquet with the Glue table's
+columns, and writes Hive-style ``telemetry/dt=…/hour=…/`` prefixes (errors under
+``telemetry-errors/``). Its two roles live here, next to what they grant.
+"""
+
+from __future__ import annotations
+
+from radstream.lake.glue import DATABASE, TABLE
+from radstream.layout import TELEMETRY, Bucket
+
+from .intrinsics import (
+    BUCKETS,
+    GLUE_DATABASE,
+    KMS_KEY,
+    STREAM,
+    TELEMETRY_TABLE,
+    Json,
+    get_att,
+    objects_arn,
+    ref,
+    role,
+    statement,
+    sub,
+)
+from .storage import TELEMETRY_ERRORS
+
+TELEMETRY_PREFIX = f"{TELEMETRY}dt=!{{timestamp:yyyy-MM-dd}}/hour=!{{timestamp:HH}}/"
+"""Firehose's delivery prefix: Hive partitions the Glue table projects."""
+TELEMETRY_ERROR_PREFIX = (
+    f"{TELEMETRY_ERRORS}!{{firehose:error-output-type}}/dt=!{{timestamp:yyyy-MM-dd}}/"
+)
+
+
+def _source_role() -> Json:
+    return role(
+        "firehose.amazonaws.com",
+        "read-telemetry-stream",
+        [
+            statement(
+                [
+                    "kinesis:DescribeStream",
+                    "kinesis:GetShardIterator",
+                    "kinesis:GetRecords",
+                    "kinesis:ListShards",
+                ],
+                [get_att(STREAM, "Arn")],
+            )
+        ],
+    )
+
+
+def _delivery_role(kms: bool) -> Json:
+    telemetry = BUCKETS[Bucket.TELEMETRY]
+    glue_arn = "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}"
+    statements = [
+        statement(
+            ["s3:GetBucketLocation", "s3:ListBucket", "s3:ListBucketMultipartUploads"],
+            [get_att(telemetry, "Arn")],
+        ),
+        statement(
+            ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
+            [objects_arn(telemetry, TELEMETRY), objects_arn(telemetry, TELEMETRY_ERRORS)],
+        ),
+        # Record format conversion reads the table's columns (JSON in, Parquet out).
+        statement(
+            ["glue:GetTable", "glue:GetTableVersion", "glue:GetTableVersions"],
+            [
+                sub(f"{glue_arn}:catalog"),
+                sub(f"{glue_arn}:database/{DATABASE}"),
+                sub(f"{glue_arn}:table/{DATABASE}/{TABLE}"),
+            ],
+        ),
+    ]
+    if kms:
+        statements.append(
+            statement(["kms:GenerateDataKey", "kms:Decrypt"], [get_att(KMS_KEY, "Arn")])
+        )
+    return role("firehose.amazonaws.com", "write-telemetry-bucket", statements)
+
+
+def telemetry_resources(kms: bool) -> Json:
+    """The stream, the delivery stream and Firehose's two roles."""
+    stream: Json = {
+        "Type": "AWS::Kinesis::Stream",
+        "Properties": {
+            "StreamModeDetails": {"StreamMode": "ON_DEMAND"},
+            "RetentionPeriodHours": 24,
+            "StreamEncryption": {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"},
+        },
+    }
+    delivery: Json = {
+        "Type": "AWS::KinesisFirehose::DeliveryStream",
+        "Properties": {
+            "DeliveryStreamType": "KinesisStreamAsSource",
+            "KinesisStreamSourceConfiguration": {
+                "KinesisStreamARN": get_att(STREAM, "Arn"),
+                "RoleARN": get_att("FirehoseSourceRole", "Arn"),
+            },
+            "ExtendedS3DestinationConfiguration": {
+                "BucketARN": get_att(BUCKETS[Bucket.TELEMETRY], "Arn"),
+                "RoleARN": get_att("FirehoseDeliveryRole", "Arn"),
+                "Prefix": TELEMETRY_PREFIX,
+                "ErrorOutputPrefix": TELEMETRY_ERROR_PREFIX,
+                # Record format conversion needs a buffer of at least 64 MB.
+                "BufferingHints": {"IntervalInSeconds": 60, "SizeInMBs": 64},
+                "CompressionFormat": "UNCOMPRESSED",
+                "DataFormatConversionConfiguration": {
+                    "Enabled": True,
+                    "InputFormatConfiguration": {"Deserializer": {"OpenXJsonSerDe": {}}},
+                    "OutputFormatConfiguration": {
+                        "Serializer": {"ParquetSerDe": {"Compression": "SNAPPY"}}
+                    },
+                    "SchemaConfiguration": {
+                        "CatalogId": ref("AWS::AccountId"),
+                        "DatabaseName": ref(GLUE_DATABASE),
+                        "TableName": ref(TELEMETRY_TABLE),
+                        "Region": ref("AWS::Region"),
+                        "RoleARN": get_att("FirehoseDeliveryRole", "Arn"),
+                        "VersionId": "LATEST",
+                    },
+                },
+            },
+        },
+    }
+    return {
+        STREAM: stream,
+        "FirehoseSourceRole": _source_role(),
+        "FirehoseDeliveryRole": _delivery_role(kms),
+        "TelemetryDelivery": delivery,
+    }
