@@ -140,11 +140,3 @@ def test_template_options_come_from_the_flags_else_the_settings() -> None:
     assert from_settings.settings_env == lambda_settings(settings)[0]
     flags = template_options_from(settings, memory_mb=3008, express_artifacts=False, kms=True)
     assert (flags.memory_mb, flags.express_artifacts, flags.kms) == (3008, False, True)
-    # The CLI's options as a mapping read the same.
-    as_mapping = DeployOptions(
-        package=_manifest(Path(".")),
-        model_path=None,
-        model_preprocessing={},
-        template={"memory_mb": 3008, "kms": True},
-    )
-    assert as_mapping.template_options == TemplateOptions(memory_mb=3008, kms=True)

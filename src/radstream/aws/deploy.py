@@ -58,20 +58,13 @@ class DeployOptions:
     model_path: Path | None
     model_preprocessing: Mapping[str, object]
     """The model's preprocessing (``ModelPreprocessing``), sent as JSON."""
-    template: TemplateOptions | Mapping[str, Any] = field(default_factory=TemplateOptions)
-    """The template's options; a mapping is read as :class:`TemplateOptions` keywords."""
+    template: TemplateOptions = field(default_factory=TemplateOptions)
+    """The template's options."""
     secrets: dict[str, str] = field(default_factory=dict)
     """Template parameter → value, for the NoEcho parameters (``SECRET_PARAMETERS``)."""
     named_queries: bool = True
     wait_s: float = 1800.0
     poll_s: float = 2.0
-
-    @property
-    def template_options(self) -> TemplateOptions:
-        """:attr:`template` as :class:`TemplateOptions`."""
-        if isinstance(self.template, TemplateOptions):
-            return self.template
-        return TemplateOptions(**self.template)
 
 
 def template_options_from(
@@ -169,7 +162,7 @@ def deploy(
     if exists and model_key:
         # Update: the new model is in place before any function is told about it.
         _upload_model(stack, stack.outputs()["ArtifactsBucketName"], model_key, options, report)
-    template = render_template(stack.name, replace(options.template_options, python_version=python))
+    template = render_template(stack.name, replace(options.template, python_version=python))
     template_key = f"templates/{stack.name}-{int(time.time())}.json"
     body = json.dumps(template, separators=(",", ":"), sort_keys=True).encode()
     stack.target.client("s3").put_object(Bucket=code_bucket, Key=template_key, Body=body)

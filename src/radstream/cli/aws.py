@@ -6,7 +6,7 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -24,6 +24,9 @@ from radstream.cli.app import (
     stack_ref,
 )
 from radstream.settings import Settings
+
+if TYPE_CHECKING:
+    from radstream.aws.template import TemplateOptions
 
 MemoryOpt = Annotated[int | None, typer.Option(help="Lambda memory [cost.memory_mb]")]
 ArchOpt = Annotated[str | None, typer.Option(help="x86_64 or arm64 [cost.architecture]")]
@@ -46,19 +49,6 @@ PythonOpt = Annotated[
 
 
 @dataclass(frozen=True)
-class TemplateOptions:
-    """The template's options (the keyword arguments of ``aws.template.build_template``)."""
-
-    memory_mb: int
-    architecture: str
-    state_machine_type: str
-    express_artifacts: bool
-    model_endpoint: str | None
-    kms: bool
-    settings_env: dict[str, str]
-
-
-@dataclass(frozen=True)
 class TemplateFlags:
     """The template flags of ``aws template`` and ``aws deploy``; None: the setting."""
 
@@ -72,19 +62,9 @@ class TemplateFlags:
     def options(self, settings: Settings) -> TemplateOptions:
         """The flags, else the settings: `aws template` prints exactly what `aws deploy`
         sends."""
-        from radstream.aws.deploy import lambda_settings
+        from radstream.aws.deploy import template_options_from
 
-        cost = settings.cost
-        express = self.express_artifacts
-        return TemplateOptions(
-            memory_mb=self.memory_mb or cost.memory_mb,
-            architecture=self.architecture or cost.architecture,
-            state_machine_type=self.state_machine or cost.state_machine,
-            express_artifacts=express if express is not None else cost.storage_class == "express",
-            model_endpoint=self.model_endpoint or settings.model.endpoint,
-            kms=self.kms,
-            settings_env=lambda_settings(settings)[0],
-        )
+        return template_options_from(settings, **asdict(self))
 
 
 @aws_app.command("template")
@@ -105,7 +85,7 @@ def aws_template(
         memory_mb, architecture, state_machine, express_artifacts, model_endpoint, kms
     )
     options = flags.options(settings_for(data_dir))
-    sys.stdout.write(template_json(stack, **asdict(options)) + "\n")
+    sys.stdout.write(template_json(stack, options) + "\n")
 
 
 @aws_app.command("package")
@@ -207,7 +187,7 @@ def aws_deploy(
             # With an endpoint the model runs there; its file supplies preprocessing only.
             model_path=None if options.model_endpoint else model_path,
             model_preprocessing=preprocessing,
-            template=asdict(options),
+            template=options,
             named_queries=(
                 named_queries if named_queries is not None else ref.target.endpoint_url is None
             ),
