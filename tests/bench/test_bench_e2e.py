@@ -10,8 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from radstream.bench.runner import BenchConfig, run_bench
 from radstream.settings import Settings
+
+# Starts processes (see tests/support/slow.py): `make test-fast` leaves this module out.
+pytestmark = pytest.mark.slow
 
 SMALL = {"width": 800, "height": 1000, "format": "jpeg"}
 FIELDS = {

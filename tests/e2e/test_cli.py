@@ -9,8 +9,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from radstream.loadgen.synthetic import make_study
+
+# Starts processes (see tests/support/slow.py): `make test-fast` leaves this module out.
+pytestmark = pytest.mark.slow
 
 
 def _cli(

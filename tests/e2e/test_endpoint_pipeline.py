@@ -28,6 +28,9 @@ from radstream.local.pool import WorkerPool
 from radstream.settings import Settings
 from radstream.stages.ports import ObjectInfo
 
+# Starts processes (see tests/support/slow.py): `make test-fast` leaves this module out.
+pytestmark = pytest.mark.slow
+
 
 def _free_port() -> int:
     with socket.socket() as sock:

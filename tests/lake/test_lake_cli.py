@@ -8,9 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import sqlglot
 
 from radstream.lake.queries import named_queries
+
+# Starts processes (see tests/support/slow.py): `make test-fast` leaves this module out.
+pytestmark = pytest.mark.slow
 
 
 def _cli(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:

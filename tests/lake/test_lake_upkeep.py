@@ -96,6 +96,7 @@ def test_compaction_killed_at_each_step_loses_and_duplicates_nothing(
     assert not leftovers
 
 
+@pytest.mark.slow  # compactions in child processes
 def test_sigkilled_compactions_leave_the_lake_complete(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     _fragmented_lake(lake, hours=40, files_per_hour=6, rows=20)
@@ -173,6 +174,7 @@ def test_a_reader_pairs_journals_and_files_from_one_listing(tmp_path: Path) -> N
     }
 
 
+@pytest.mark.slow  # compactions in child processes
 def test_two_compactions_at_once_do_not_duplicate_rows(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     _fragmented_lake(lake, hours=20, files_per_hour=5, rows=10)
