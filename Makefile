@@ -32,8 +32,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The layers (pyproject's [tool.importlinter]), and no private name used across modules.
 imports: $(STAMP)
 	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_private_imports.py src
 
 test: lint typecheck imports
 	bash scripts/install-chromium.sh
