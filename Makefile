@@ -52,6 +52,9 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml requirements/build.in --extra dev \
 		--generate-hashes $(LOCK_TARGET) $(if $(UPGRADE),--upgrade) \
 		--custom-compile-command "make lock" --quiet --output-file $(LOCK)
+	$(BIN)/uv pip compile requirements/emulator.in \
+		--generate-hashes $(LOCK_TARGET) $(if $(UPGRADE),--upgrade) \
+		--custom-compile-command "make lock" --quiet --output-file requirements/emulator.txt
 
 clean:
 	rm -rf $(VENV) .radstream .pytest_cache .mypy_cache .ruff_cache
