@@ -14,12 +14,12 @@ LOCK_TARGET := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
 
 .PHONY: demo test test-fast lint typecheck imports bench lock clean
 
+# The build backend (setuptools) comes from the lock too, so installing RadStream itself
+# fetches nothing. `pip check` fails when pyproject asks for what the lock lacks: `make lock`.
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
-	# The build backend comes from the lock too, so this step fetches nothing.
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
-	# Fails when pyproject asks for something the lock lacks: run `make lock`.
 	$(BIN)/python -m pip check
 	touch $(STAMP)
 
