@@ -1,30 +1,60 @@
-# RadStream: `make demo` runs the pipeline on synthetic studies, `make test` runs the suite.
-# Both create .venv on first use and install what they need into it.
+# RadStream: `make demo` runs the pipeline on synthetic studies, `make test` runs the suite,
+# `make test-fast` the tests that start no process, server or emulator (the inner loop).
+# All create .venv on first use and install into it from the lock file, with hashes, so a
+# fresh clone gets the versions the suite last passed with. `make lock` refreshes the lock
+# from pyproject's ranges (keeping pins that still fit; `make lock UPGRADE=1` takes the
+# newest that fit).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+LOCK := requirements/lock.txt
 STAMP := $(VENV)/.installed
+# The lock is for the supported Python on this platform, whoever regenerates it.
+LOCK_TARGET := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test test-fast lint typecheck imports bench lock clean
 
-$(STAMP): pyproject.toml
+# The build backend (setuptools) comes from the lock too, so installing RadStream itself
+# fetches nothing. `pip check` fails when pyproject asks for what the lock lacks: `make lock`.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/radstream demo --studies 60 --invalid 10
 
-test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks scripts
+
+typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# The layers (pyproject's [tool.importlinter]), and no private name used across modules.
+imports: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_private_imports.py src
+
+test: lint typecheck imports
 	bash scripts/install-chromium.sh
 	$(BIN)/pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline_vs_limit.py
 	$(BIN)/python benchmarks/lake_queries.py
+
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml requirements/build.in --extra dev \
+		--generate-hashes $(LOCK_TARGET) $(if $(UPGRADE),--upgrade) \
+		--custom-compile-command "make lock" --quiet --output-file $(LOCK)
+	$(BIN)/uv pip compile requirements/emulator.in \
+		--generate-hashes $(LOCK_TARGET) $(if $(UPGRADE),--upgrade) \
+		--custom-compile-command "make lock" --quiet --output-file requirements/emulator.txt
 
 clean:
 	rm -rf $(VENV) .radstream .pytest_cache .mypy_cache .ruff_cache

@@ -2,13 +2,16 @@
 
 ministack is pinned and lives in its own virtual environment (``.emu/``), so its
 dependencies never mix with RadStream's. It binds 127.0.0.1 only. DuckDB is installed
-beside it because its Firehose Parquet conversion and its Athena both run on DuckDB.
+beside it because its Firehose Parquet conversion and its Athena both run on DuckDB. Both,
+and everything they need, come from ``requirements/emulator.txt``, locked with hashes
+(``requirements/emulator.in`` is its source; ``make lock`` refreshes it).
 
 Usage: ``python scripts/emulator.py install`` (idempotent), or import :func:`start`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import ssl
@@ -20,10 +23,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EMU = ROOT / ".emu"
-MINISTACK = "ministack==1.5.33"
-# Same DuckDB as RadStream's own, so Athena-on-ministack reads the lake the way we do.
-DUCKDB = "duckdb==2.0.1"
-STAMP = EMU / f".installed-{MINISTACK}-{DUCKDB}"
+LOCK = ROOT / "requirements" / "emulator.txt"
+
+
+def _stamp() -> Path:
+    """Marks ``.emu/`` as installed from this very lock; a changed lock installs again."""
+    return EMU / f".installed-{hashlib.sha256(LOCK.read_bytes()).hexdigest()[:16]}"
 
 
 def python() -> Path:
@@ -33,14 +38,16 @@ def python() -> Path:
 
 def install() -> None:
     """Create ``.emu/`` and install the pinned emulator into it (once)."""
-    if STAMP.exists():
+    stamp = _stamp()
+    if stamp.exists():
         return
     if not python().exists():
         subprocess.run([sys.executable, "-m", "venv", str(EMU)], check=True)
     subprocess.run(
-        [str(python()), "-m", "pip", "install", "--quiet", MINISTACK, DUCKDB], check=True
+        [str(python()), "-m", "pip", "install", "--quiet", "--require-hashes", "-r", str(LOCK)],
+        check=True,
     )
-    STAMP.touch()
+    stamp.touch()
 
 
 def free_port() -> int:

@@ -1,8 +1,15 @@
-"""Shared fixtures: one stand-in model per session, settings for a temporary data dir."""
+"""Shared fixtures: one stand-in model per session, settings for a temporary data dir.
+
+Also the ``slow`` rule (see ``tests/support/slow.py``): tests that use a process-starting
+fixture are marked ``slow`` at collection, and a test that is not marked ``slow`` fails if it
+starts a process or a server, so ``make test-fast`` (``pytest -m "not slow"``) stays fast.
+Helpers shared by the test modules live in ``tests/support/`` (clocks, waits, ports, tiny
+models, the emulator).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +17,34 @@ import pytest
 
 from radstream.model import ensure_standin
 from radstream.settings import Settings
+from support.slow import forbid_processes, mark_slow_by_fixture
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that uses a fixture starting a process, server or emulator."""
+    mark_slow_by_fixture(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    """Fixture setup of a test not marked ``slow`` may not start a process or a server."""
+    with forbid_processes(item) as refused:
+        try:
+            return (yield)
+        finally:
+            if refused:
+                raise refused[0]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """A test not marked ``slow`` may not start a process or a server."""
+    with forbid_processes(item) as refused:
+        try:
+            return (yield)
+        finally:
+            if refused:
+                raise refused[0]
 
 
 @pytest.fixture(scope="session")

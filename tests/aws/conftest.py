@@ -1,24 +1,35 @@
-"""The AWS emulator (ministack) for the AWS tests: installed into .emu/, bound to 127.0.0.1."""
+"""The AWS emulator (ministack) for the AWS tests: installed into .emu/, bound to 127.0.0.1.
+
+Tests using ``emulator`` or ``lambda_package`` are marked ``slow`` (tests/support/slow.py).
+The slow tests here get a longer timeout than pytest's default: the first of them on a
+fresh machine installs ministack and downloads the Lambda package's wheels, and the stack
+end-to-end tests deploy and run a whole stack in the emulator.
+"""
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from support.emulator import Emulator, running_emulator
+
+# Seconds; pytest's default (pyproject, [tool.pytest.ini_options] timeout) is 300.
+EMULATOR_TIMEOUT_S = 1200
 
 
-@dataclass(frozen=True)
-class Emulator:
-    """A running ministack: its endpoint URL and log file."""
-
-    url: str
-    log: Path
+@pytest.hookimpl(trylast=True)  # after tests/conftest.py has marked by fixture
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give the slow AWS tests that set no timeout of their own :data:`EMULATOR_TIMEOUT_S`."""
+    here = Path(__file__).parent
+    for item in items:
+        if (
+            item.path.is_relative_to(here)
+            and item.get_closest_marker("slow") is not None
+            and item.get_closest_marker("timeout") is None
+        ):
+            item.add_marker(pytest.mark.timeout(EMULATOR_TIMEOUT_S))
 
 
 @pytest.fixture(scope="session")
@@ -29,31 +40,8 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     Lambda runs with its own role's permissions only, so an end-to-end run that succeeds
     shows the least-privilege roles are also sufficient.
     """
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        launcher = importlib.import_module("emulator")
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
-    data_dir = tmp_path_factory.mktemp("ministack")
-    log = data_dir / "ministack.log"
-    proc, url = launcher.start(data_dir, log, tls=True, iam=True)
-    patch = pytest.MonkeyPatch()
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_CA_BUNDLE": str(launcher.ca_bundle(data_dir)),
-    }.items():
-        patch.setenv(name, value)
-    try:
-        yield Emulator(url=url, log=log)
-    finally:
-        patch.undo()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except Exception:
-            proc.kill()
+    with running_emulator(tmp_path_factory.mktemp("ministack"), tls=True, iam=True) as emu:
+        yield emu
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from radstream.bench.runner import BenchConfig, run_bench
 from radstream.pipeline.definition import PIPELINE
 from radstream.settings import Settings
 
+# Starts processes (see tests/support/slow.py): `make test-fast` leaves this module out.
 pytestmark = pytest.mark.slow
 
 SMALL = {"width": 800, "height": 1000, "format": "jpeg"}

@@ -16,6 +16,9 @@ from radstream.cli import app
 from radstream.loadgen.synthetic import make_study
 from radstream.local.engine import LocalEngine
 
+# Starts processes (see tests/support/slow.py): `make test-fast` leaves this module out.
+pytestmark = pytest.mark.slow
+
 
 def _cli(
     *args: str,

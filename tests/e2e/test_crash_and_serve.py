@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from radstream.lake.parquet_sink import read_lake
 from radstream.loadgen.bad_inputs import make_bad_study
@@ -23,6 +24,9 @@ from radstream.local.outcomes import collect_outcomes
 from radstream.local.pool import WorkerPool
 from radstream.settings import Settings
 from radstream.stages.ports import ObjectInfo
+
+# Starts processes (see tests/support/slow.py): `make test-fast` leaves this module out.
+pytestmark = pytest.mark.slow
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:

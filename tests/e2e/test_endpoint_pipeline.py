@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +18,7 @@ import numpy as np
 import pytest
 
 from radstream.lake.parquet_sink import read_lake
+from radstream.layout import Bucket, result_key
 from radstream.loadgen.synthetic import Study, make_study
 from radstream.loadgen.uploader import upload_study
 from radstream.local.engine import LocalEngine
@@ -27,12 +26,10 @@ from radstream.local.outcomes import collect_outcomes
 from radstream.local.pool import WorkerPool
 from radstream.settings import Settings
 from radstream.stages.ports import ObjectInfo
+from support.waiting import free_port, wait_until
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# Starts processes (see tests/support/slow.py): `make test-fast` leaves this module out.
+pytestmark = pytest.mark.slow
 
 
 @contextmanager
@@ -55,23 +52,20 @@ def _server(model: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if (
-                    httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code
-                    == 200
-                ):
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.1)
+        wait_until(lambda: _ready(proc, port), "the model server", timeout_s=60, interval_s=0.1)
         yield proc
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
+
+
+def _ready(proc: subprocess.Popen[bytes], port: int) -> bool:
+    assert proc.poll() is None, "the model server exited before it was ready"
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _studies(prefix: str, n: int) -> list[Study]:
@@ -96,7 +90,7 @@ def _probabilities(engine: LocalEngine, studies: list[Study]) -> dict[str, dict[
     out = {}
     for s in studies:
         stem = s.image_name.rsplit(".", 1)[0]
-        body = json.loads(engine.store.get("results", f"results/{s.study_id}/{stem}.json"))
+        body = json.loads(engine.store.get(Bucket.RESULTS, result_key(s.study_id, stem)))
         out[s.study_id.removeprefix("ref-")] = body["raw_outputs"] | {
             "backend": body["model"]["backend"]
         }
@@ -106,7 +100,7 @@ def _probabilities(engine: LocalEngine, studies: list[Study]) -> dict[str, dict[
 def test_endpoint_gives_in_process_results_and_survives_a_killed_server(
     make_settings: Callable[..., Settings], tmp_path: Path, standin_model: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     studies = _studies("ep", 10)
 
     # In process first, as the reference.
@@ -138,18 +132,30 @@ def test_endpoint_gives_in_process_results_and_survives_a_killed_server(
         pool = WorkerPool(remote).start()
         pool.wait_ready(engine.executor)
         uploads = _upload(engine, studies)
-        deadline = time.monotonic() + 120
-        while engine.executor.counts()["succeeded"] < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_until(
+            lambda: engine.executor.counts()["succeeded"] >= 2,
+            "two studies through the endpoint",
+            timeout_s=120,
+        )
         server.send_signal(signal.SIGKILL)  # the endpoint dies mid-run
         server.wait(10)
-        time.sleep(4.0)  # longer than 5 attempts' worth of backoff; the circuit opens
+        # The endpoint stays down until a study has been retried more often than the
+        # per-stage attempt budget allows for other errors (the circuit opens on the way).
+        # Each retry resumes at the last checkpoint, so count attempts, whatever the stage.
+        budget = remote.engine.max_stage_attempts
+        wait_until(
+            lambda: any(row["stage_attempt"] >= budget for row in engine.executor.executions()),
+            f"a study retried {budget} times while the endpoint is down",
+            timeout_s=120,
+        )
         with _server(standin_model, port):
-            while engine.executor.counts()["succeeded"] + engine.executor.counts()["failed"] < 10:
-                assert time.monotonic() < deadline + 120, engine.executor.counts()
-                pool.supervise()
-                time.sleep(0.05)
+            wait_until(
+                lambda: sum(engine.executor.counts()[s] for s in ("succeeded", "failed")) >= 10,
+                "every study to finish once the endpoint is back",
+                timeout_s=240,
+                interval_s=0.05,
+                on_poll=pool.supervise,
+            )
             pool.stop()
         outcomes = collect_outcomes(engine.executor, engine.store, uploads)
         assert [o.status for o in outcomes] == ["succeeded"] * 10, outcomes

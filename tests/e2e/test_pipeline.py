@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pyarrow.compute as pc
+import pytest
 
 from radstream.lake.parquet_sink import read_lake
 from radstream.loadgen.bad_inputs import BAD_KINDS, make_bad_study
@@ -20,6 +21,9 @@ from radstream.pipeline.definition import PIPELINE
 from radstream.settings import Settings
 from radstream.stages.ports import ObjectInfo
 from radstream.stages.telemetry import pseudonym
+
+# Starts processes (see tests/support/slow.py): `make test-fast` leaves this module out.
+pytestmark = pytest.mark.slow
 
 FORMATS = ("png", "png16", "jpeg", "dicom", "dicom-rle", "dicom-jpeg")
 

@@ -13,6 +13,9 @@ import sqlglot
 
 from radstream.lake.queries import named_queries
 
+# Starts processes (see tests/support/slow.py): `make test-fast` leaves this module out.
+pytestmark = pytest.mark.slow
+
 
 def _cli(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RADSTREAM_DATA_DIR": str(data_dir)}

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -23,6 +22,7 @@ from radstream.lake.duckdb_runner import LocalQueryRunner
 from radstream.lake.files import visible_files
 from radstream.lake.parquet_sink import ParquetSink, read_lake
 from radstream.schema.telemetry import TelemetryRecord
+from support.waiting import wait_until
 
 
 def _fragmented_lake(lake: Path, *, hours: int = 3, files_per_hour: int = 4, rows: int = 5) -> None:
@@ -96,6 +96,7 @@ def test_compaction_killed_at_each_step_loses_and_duplicates_nothing(
     assert not leftovers
 
 
+@pytest.mark.slow  # compactions in child processes
 def test_sigkilled_compactions_leave_the_lake_complete(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     _fragmented_lake(lake, hours=40, files_per_hour=6, rows=20)
@@ -111,10 +112,11 @@ def test_sigkilled_compactions_leave_the_lake_complete(tmp_path: Path) -> None:
             break
         proc = subprocess.Popen([sys.executable, "-c", script, str(lake)])
         # Kill as soon as the compaction has visibly made progress: mid-way, for real.
-        deadline = time.monotonic() + 60
-        while len(visible_files(lake)) == files_before and proc.poll() is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        wait_until(
+            lambda p=proc, n=files_before: len(visible_files(lake)) != n or p.poll() is not None,
+            "the compaction to make progress or end",
+            interval_s=0.005,
+        )
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         mid_way_kills += proc.returncode == -signal.SIGKILL
@@ -173,6 +175,7 @@ def test_a_reader_pairs_journals_and_files_from_one_listing(tmp_path: Path) -> N
     }
 
 
+@pytest.mark.slow  # compactions in child processes
 def test_two_compactions_at_once_do_not_duplicate_rows(tmp_path: Path) -> None:
     lake = tmp_path / "lake"
     _fragmented_lake(lake, hours=20, files_per_hour=5, rows=10)

@@ -54,6 +54,9 @@ from radstream.model.metadata import write_metadata
 TINY_SIZE = 16
 TINY_LABELS = ("Alpha", "Beta", "Gamma")
 
+# Starts servers on 127.0.0.1 (see tests/support/slow.py): `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
+
 
 # --- a tiny model and the stand-in server ------------------------------------------------
 

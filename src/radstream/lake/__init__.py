@@ -1,0 +1,1 @@
+"""The telemetry lake: its schema, SQL dialect, Parquet files and DuckDB runner."""

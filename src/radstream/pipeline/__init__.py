@@ -1,0 +1,1 @@
+"""The pipeline definition both engines interpret: stages declared once."""
