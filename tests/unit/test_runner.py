@@ -232,6 +232,7 @@ def _arns() -> dict[str, str]:
     return {s.name: f"arn:aws:lambda:eu-west-1:1:function:{s.name}" for s in PIPELINE.all_stages}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("module", "absent"),
     [
