@@ -262,3 +262,24 @@ def test_a_caught_error_is_filed_by_record_failure(s3: tuple[MemoryS3, ListSink]
         ("validate", "error", code),
         ("record_failure", "ok", code),
     ]
+
+
+def test_every_declared_stage_has_the_entry_point_the_template_names() -> None:
+    import importlib
+
+    from radstream.aws.template import render_template
+    from radstream.aws.template.options import TemplateOptions
+    from radstream.pipeline.definition import PIPELINE
+
+    template = render_template("rs", TemplateOptions())
+    named = {
+        r["Properties"]["Handler"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Function"
+    }
+    assert named == {f"radstream.aws.handlers.{s.name}" for s in PIPELINE.all_stages}
+    for dotted in named:
+        module, name = dotted.rsplit(".", 1)
+        assert callable(getattr(importlib.import_module(module), name))
+    with pytest.raises(AttributeError):
+        _ = handlers.not_a_stage

@@ -54,11 +54,7 @@ from radstream.errors import (
 from radstream.layout import Bucket, claim_key, tensor_key
 from radstream.logs import configure_from_env, get_logger, log_context
 from radstream.pipeline.definition import (
-    INFER,
     PIPELINE,
-    PREPARE,
-    RECORD_FAILURE,
-    STORE,
     VALIDATE,
     StageDef,
 )
@@ -423,8 +419,12 @@ def handler_for(name: str) -> LambdaHandler:
     return handler
 
 
-validate = handler_for(VALIDATE)
-prepare = handler_for(PREPARE)
-infer = handler_for(INFER)
-store = handler_for(STORE)
-record_failure = handler_for(RECORD_FAILURE)
+def __getattr__(name: str) -> LambdaHandler:
+    """``radstream.aws.handlers.<stage>`` for every declared stage (PEP 562).
+
+    Lambda resolves the template's ``Handler`` with ``getattr`` on this module, so a stage
+    added to the pipeline definition gets its entry point without a line here.
+    """
+    if any(stage.name == name for stage in PIPELINE.all_stages):
+        return handler_for(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
