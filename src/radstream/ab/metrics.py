@@ -1,9 +1,14 @@
 """The six metrics of an A/B comparison, and one arm compared with another on all of them.
 
 Per metric: the value per arm, the difference b − a and the ratio b / a with a bootstrap
-interval (see :mod:`radstream.ab.bootstrap` for which bootstrap and why), the Mann-Whitney U
-p-value (benchstat's test: on the studies' latencies for the latency metrics, on the blocks'
-values for the others), and the verdict of :mod:`radstream.ab.verdict`.
+interval (see :mod:`radstream.ab.bootstrap` for which bootstrap and why), a p-value, and the
+verdict of :mod:`radstream.ab.verdict`. The p-value is benchstat's Mann-Whitney U test, on the
+studies' latencies for the latency metrics and on the blocks' values for throughput and cost;
+for the success rate it is Fisher's exact test on the pooled counts.
+
+The success rate also needs that test to agree before it names a winner: a bootstrap of an arm
+with no failure has no spread at all (every redraw is 100%), so its interval alone would call
+5 failures in 120 against none a difference, where the exact test gives p ≈ 0.06.
 
 Minimum samples (benchstat's rule, adapted): per-study metrics need 4 blocks per arm, per-block
 metrics 5 (their interval rests on the blocks alone); a quantile q also needs 1 / (1 − q)
@@ -113,6 +118,17 @@ def _row(
     )
     if need is None and f.ratio is not None:
         need = decide(*f.ratio, better=spec.better, margin=margin, rounds=f.rounds, level=level)
+        if (
+            spec.kind == "success"
+            and need.verdict in ("a_better", "b_better")
+            and (f.p_value is None or f.p_value >= 1.0 - level)
+        ):
+            p_text = "no p-value" if f.p_value is None else f"p = {f.p_value:.2g}"
+            need = Decision(
+                "inconclusive",
+                f"{need.reason}, but Fisher's exact test does not agree ({p_text}); "
+                "a bootstrap understates the uncertainty of a rate near 0 or 1",
+            )
     elif need is None:
         need = Decision("inconclusive", "no interval (a value of arm a is zero or missing)")
     both = f.a is not None and f.b is not None
@@ -194,8 +210,9 @@ def _success(
     pairs = [(x, y) for x, y in pairs if x.valid and y.valid]
     if len(pairs) < 2:
         return _Figures(None, None, None, None, None, len(pairs))
-    a = sum(x.succeeded for x, _ in pairs) / sum(x.valid for x, _ in pairs)
-    b = sum(y.succeeded for _, y in pairs) / sum(y.valid for _, y in pairs)
+    sa, sb = sum(x.succeeded for x, _ in pairs), sum(y.succeeded for _, y in pairs)
+    na, nb = sum(x.valid for x, _ in pairs), sum(y.valid for _, y in pairs)
+    a, b = sa / na, sb / nb
 
     def flags(blk: BlockData) -> list[float]:
         return [1.0] * blk.succeeded + [0.0] * (blk.valid - blk.succeeded)
@@ -210,9 +227,7 @@ def _success(
     d_lo, d_hi = percentile_interval(rb - ra, level)
     with np.errstate(divide="ignore", invalid="ignore"):
         r_lo, r_hi = percentile_interval(rb / ra, level)
-    p = mann_whitney_p(
-        [x.succeeded / x.valid for x, _ in pairs], [y.succeeded / y.valid for _, y in pairs]
-    )
+    p = float(stats.fisher_exact([[sa, na - sa], [sb, nb - sb]]).pvalue)
     return _Figures(a, b, _interval(d_lo[0], d_hi[0]), _interval(r_lo[0], r_hi[0]), p, len(pairs))
 
 

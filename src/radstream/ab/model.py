@@ -53,7 +53,8 @@ class MetricResult(_Frozen):
 
     ``diff`` is b − a and ``ratio`` b / a; ``ci95`` holds both intervals, at ``ci_level``
     (0.95 for two arms; higher after the correction for several arms). ``p_value`` is the
-    Mann-Whitney U test's, Holm-adjusted when there are several arms. ``verdict`` comes from
+    Mann-Whitney U test's (Fisher's exact test's for the success rate), Holm-adjusted when
+    there are several arms. ``verdict`` comes from
     the interval of the ratio, and ``reason`` says why in words.
     """
 
