@@ -82,3 +82,18 @@ def test_storage_delta_and_labels() -> None:
     mem = lambda_projection("p95_ms", "512", 512, inputs)
     assert "0.289 vCPU" in mem.method
     assert mem.assumptions[0] == inputs.lambda_cpu.statement
+
+
+def test_storage_projection_moves_each_studys_requests() -> None:
+    from radstream.ab.projection import project_storage_ms
+
+    inputs = load_inputs()
+    step = inputs.s3_request_latency_ms["express"].ms - inputs.s3_request_latency_ms["standard"].ms
+    out = project_storage_ms(
+        [1000.0, 1200.0], [4, 6], source="standard", target="express", inputs=inputs
+    )
+    assert out == pytest.approx([1000.0 + 4 * step, 1200.0 + 6 * step])
+    back = project_storage_ms(out, [4, 6], source="express", target="standard", inputs=inputs)
+    assert back == pytest.approx([1000.0, 1200.0])
+    with pytest.raises(ValueError, match="one request count"):
+        project_storage_ms([1.0], [1, 2], source="standard", target="express", inputs=inputs)

@@ -24,7 +24,7 @@ from radstream.ab.model import (
     Verdict,
 )
 from radstream.ab.srm import srm_check
-from radstream.ab.sweep import summarise_sweep
+from radstream.ab.sweep import StageTiming, project_memory, summarise_sweep
 from radstream.ab.verdict import DEFAULT_MARGIN, decide
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "Scheme",
     "Slot",
     "SrmResult",
+    "StageTiming",
     "SweepPoint",
     "SweepSummary",
     "Verdict",
@@ -49,6 +50,7 @@ __all__ = [
     "decide",
     "holm",
     "order_labels",
+    "project_memory",
     "srm_check",
     "summarise_sweep",
 ]

@@ -141,6 +141,27 @@ def storage_delta_ms(
     return requests * (table[target].ms - table[source].ms)
 
 
+def project_storage_ms(
+    latencies_ms: Sequence[float],
+    requests: Sequence[int],
+    *,
+    source: StorageClass,
+    target: StorageClass,
+    inputs: ProjectionInputs,
+) -> list[float]:
+    """Each study's latency with its ``requests[i]`` S3 requests moved to another class.
+
+    The requests are assumed to be made one after another (RadStream's stages read their
+    input, then write their output), so each one's latency change adds up.
+    """
+    if len(latencies_ms) != len(requests):
+        raise ValueError("one request count per latency is needed")
+    return [
+        float(v) + storage_delta_ms(n, source=source, target=target, inputs=inputs)
+        for v, n in zip(latencies_ms, requests, strict=True)
+    ]
+
+
 def lambda_projection(
     figure: str, arm: str, memory_mb: int, inputs: ProjectionInputs
 ) -> Projection:

@@ -12,11 +12,67 @@ The curve is cost per image against p95 latency, one point per memory size. Thre
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
 
 from radstream.ab.model import SweepPoint, SweepSummary
+from radstream.ab.projection import lambda_cost_usd, project_stage_s
+from radstream.bench.pricing import Pricing
 
 DEFAULT_SLO_P95_MS = 5000.0
 BALANCED_WEIGHT = 0.5
+
+
+@dataclass(frozen=True)
+class StageTiming:
+    """One Lambda stage invocation as measured here: its CPU time and its whole duration."""
+
+    cpu_s: float
+    wall_s: float
+
+
+def project_memory(
+    studies: Sequence[Sequence[StageTiming]],
+    latencies_ms: Sequence[float],
+    memory_mb: int,
+    pricing: Pricing,
+    *,
+    succeeded: int | None = None,
+    other_cost_per_image_usd: float = 0.0,
+    full_vcpu_mb: float = 1769.0,
+) -> SweepPoint:
+    """The projected sweep point of one memory size, from measured per-study stage timings.
+
+    ``studies[i]`` lists study ``i``'s Lambda stage invocations and ``latencies_ms[i]`` its
+    measured end-to-end latency. Each invocation is stretched by the CPU share
+    (:func:`~radstream.ab.projection.project_stage_s`); the study's latency grows by the sum
+    of those stretches, and the Lambda bill is that of the stretched durations at
+    ``memory_mb``, per succeeded image (default: every study), plus what the rest of the
+    pipeline costs per image (memory does not change it).
+    """
+    if len(studies) != len(latencies_ms) or not studies:
+        raise ValueError("one list of stage timings per latency, and at least one study")
+    durations: list[float] = []
+    projected: list[float] = []
+    for stages, latency in zip(studies, latencies_ms, strict=True):
+        stretched = [
+            project_stage_s(t.cpu_s, memory_mb, wall_s=t.wall_s, full_vcpu_mb=full_vcpu_mb)
+            for t in stages
+        ]
+        durations += stretched
+        extra_s = sum(new - t.wall_s for new, t in zip(stretched, stages, strict=True))
+        projected.append(latency + 1000.0 * extra_s)
+    images = len(studies) if succeeded is None else succeeded
+    if images <= 0:
+        raise ValueError("cost per image needs at least one succeeded image")
+    cost = lambda_cost_usd(durations, memory_mb, pricing) / images + other_cost_per_image_usd
+    return SweepPoint(
+        memory_mb=memory_mb,
+        p95_ms=float(np.quantile(projected, 0.95)),
+        cost_per_image_usd=cost,
+        projected=True,
+    )
 
 
 def summarise_sweep(
