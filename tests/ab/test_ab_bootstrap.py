@@ -91,3 +91,31 @@ def test_mann_whitney_edge_cases() -> None:
     p = mann_whitney_p([1.0, 2.0, 3.0, 4.0, 5.0], [6.0, 7.0, 8.0, 9.0, 10.0])
     assert p is not None
     assert p < 0.05
+
+
+def test_quantiles_match_numpy() -> None:
+    from radstream.ab.bootstrap import quantiles
+
+    values = np.random.default_rng(3).lognormal(size=(50, 37))
+    qs = np.asarray([0.0, 0.5, 0.95, 0.99, 1.0])
+    np.testing.assert_allclose(quantiles(values, qs), np.quantile(values, qs, axis=1).T)
+
+
+def test_two_stage_rate() -> None:
+    from radstream.ab.bootstrap import two_stage_rate
+
+    rng = np.random.default_rng(0)
+    ra, rb = two_stage_rate([(20, 20)] * 5, [(10, 20)] * 5, resamples=400, rng=rng)
+    assert ra.shape == rb.shape == (400, 1)
+    assert set(np.unique(ra)) == {1.0}  # no failure, no spread: why success needs Fisher too
+    assert abs(float(rb.mean()) - 0.5) < 0.02
+    assert 0.0 < float(rb.std()) < 0.1
+    # Rounds stay paired: every block is all-pass or all-fail, the same in both arms.
+    ra, rb = two_stage_rate(
+        [(0, 4), (4, 4), (0, 4)], [(0, 4), (4, 4), (0, 4)], resamples=300, rng=rng
+    )
+    np.testing.assert_array_equal(ra, rb)
+    with pytest.raises(ValueError, match="successes"):
+        two_stage_rate([(5, 4), (1, 4)], [(1, 4), (1, 4)], rng=rng)
+    with pytest.raises(ValueError, match="same"):
+        two_stage_rate([(1, 4)], [(1, 4), (1, 4)], rng=rng)

@@ -52,3 +52,21 @@ def test_b_thirty_percent_slower_is_found_with_the_right_winner() -> None:
     for metric in ("p50_ms", "throughput_per_min", "cost_per_image_usd"):
         assert wins[metric] / runs >= 0.85, (metric, wins)
     assert wins["success_rate"] == 0
+
+
+def test_sweep_family_wise_false_difference_rate_is_at_most_six_percent() -> None:
+    """Three identical arms, two compared with the baseline: the chance that *either*
+    comparison calls a difference stays within 6%, thanks to the Bonferroni intervals."""
+    rng = np.random.default_rng(77)
+    arms: dict[str, dict[str, str]] = {"1769": {}, "1024": {}, "3008": {}}
+    runs = 100
+    family: Counter[str] = Counter()
+    for i in range(runs):
+        blocks = simulate(rng, arms=list(arms), slow_arms=[])
+        result = analyse(experiment="a/a/a", arms=arms, blocks=blocks, seed=i)
+        for metric in METRIC_NAMES:
+            family[metric] += any(
+                r.verdict in ("a_better", "b_better") for r in result.metrics if r.metric == metric
+            )
+    rates = {m: family[m] / runs for m in METRIC_NAMES}
+    assert all(rate <= 0.06 for rate in rates.values()), rates

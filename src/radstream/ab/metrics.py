@@ -30,7 +30,9 @@ from radstream.ab.bootstrap import (
     FloatArray,
     paired_bootstrap_t,
     percentile_interval,
+    quantiles,
     two_stage,
+    two_stage_rate,
 )
 from radstream.ab.model import Better, BlockData, Interval, MetricResult
 from radstream.ab.verdict import DEFAULT_MARGIN, Decision, decide, shortfall
@@ -178,7 +180,7 @@ def _latency(
     b_val = np.quantile(pooled_b, qs)
 
     def stat(v: FloatArray) -> FloatArray:
-        return np.asarray(np.quantile(v, qs, axis=1).T, dtype=np.float64)
+        return quantiles(v, qs)
 
     ra, rb = two_stage(
         [x.latencies_ms for x, _ in pairs],
@@ -214,13 +216,9 @@ def _success(
     na, nb = sum(x.valid for x, _ in pairs), sum(y.valid for _, y in pairs)
     a, b = sa / na, sb / nb
 
-    def flags(blk: BlockData) -> list[float]:
-        return [1.0] * blk.succeeded + [0.0] * (blk.valid - blk.succeeded)
-
-    ra, rb = two_stage(
-        [flags(x) for x, _ in pairs],
-        [flags(y) for _, y in pairs],
-        lambda v: v.mean(axis=1, keepdims=True),
+    ra, rb = two_stage_rate(
+        [(x.succeeded, x.valid) for x, _ in pairs],
+        [(y.succeeded, y.valid) for _, y in pairs],
         resamples=resamples,
         rng=rng,
     )
