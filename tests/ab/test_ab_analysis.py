@@ -68,7 +68,7 @@ def test_p99_needs_enough_studies() -> None:
 
 
 def test_sweep_compares_each_arm_with_the_baseline_corrected() -> None:
-    arms = {"1769": {}, "512": {}, "1024": {}, "3008": {}}
+    arms: dict[str, dict[str, str]] = {"1769": {}, "512": {}, "1024": {}, "3008": {}}
     blocks = simulate(
         np.random.default_rng(4), arms=list(arms), slow=1.5, slow_arms=["512"], rounds=6
     )
@@ -156,7 +156,7 @@ def test_success_rate_near_one_needs_the_exact_test_to_agree() -> None:
 
 
 def test_sweep_p_values_are_holm_adjusted() -> None:
-    arms = {"1769": {}, "512": {}, "1024": {}}
+    arms: dict[str, dict[str, str]] = {"1769": {}, "512": {}, "1024": {}}
     blocks = simulate(np.random.default_rng(9), arms=list(arms), slow=1.2, slow_arms=["512"])
     swept = analyse(experiment="m", arms=arms, blocks=blocks, baseline="1769")
     raw = [

@@ -31,6 +31,7 @@ def test_uses_planned_shares_and_the_conventional_threshold() -> None:
     assert r.chi2 == pytest.approx(expected.statistic)
     assert r.p_value == pytest.approx(expected.pvalue)
     assert r.threshold == 0.001
+    assert r.p_value is not None
     assert r.p_value > 0.001  # p ≈ 0.005: notable, but not an SRM at the conventional level
     assert not r.mismatch
 
