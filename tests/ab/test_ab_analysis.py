@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ab_simulate import simulate
 
-from radstream.ab import METRIC_NAMES, BlockData, Projection, analyse, holm
+from radstream.ab import METRIC_NAMES, BlockData, ExperimentResult, Projection, analyse, holm
 
 
 def _blocks(rng: np.random.Generator, **kw: object) -> list[BlockData]:
@@ -34,6 +34,7 @@ def test_json_has_the_shape_the_issue_asks_for() -> None:
     assert row["ratio"] == pytest.approx(row["b"] / row["a"])
     assert doc["srm"]["mismatch"] is False
     assert doc["manifest"] == {"config_hash": "abc"}
+    assert ExperimentResult.model_validate_json(res.model_dump_json()) == res
 
 
 def test_same_seed_same_result() -> None:
