@@ -100,7 +100,8 @@ def decide(
             f"{better} is better",
         )
     more = more_blocks_needed(ratio_low, ratio_high, rounds=rounds, margin=margin)
-    hint = f"; about {more} more blocks per arm may settle it" if more is not None else ""
+    noun = "block" if more == 1 else "blocks"
+    hint = f"; about {more} more {noun} per arm may settle it" if more is not None else ""
     return Decision(
         "inconclusive",
         f"interval {ratio_low:.3f}–{ratio_high:.3f} contains 1 and leaves ±{margin:.0%}{hint}",
