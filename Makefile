@@ -48,7 +48,13 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline_vs_limit.py
 	$(BIN)/python benchmarks/lake_queries.py
 
-lock: $(STAMP)
+# Only uv is needed, from the current lock: pyproject may already ask for what it lacks.
+$(BIN)/uv: $(LOCK)
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	touch $(BIN)/uv
+
+lock: $(BIN)/uv
 	$(BIN)/uv pip compile pyproject.toml requirements/build.in --extra dev \
 		--generate-hashes $(LOCK_TARGET) $(if $(UPGRADE),--upgrade) \
 		--custom-compile-command "make lock" --quiet --output-file $(LOCK)

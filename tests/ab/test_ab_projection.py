@@ -16,7 +16,7 @@ from radstream.ab.projection import (
     storage_delta_ms,
     storage_projection,
 )
-from radstream.bench.pricing import load_pricing
+from radstream.pricing import load_pricing
 
 
 def test_cpu_share_is_proportional_below_one_vcpu_and_capped_above() -> None:

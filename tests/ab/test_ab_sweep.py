@@ -51,7 +51,7 @@ def test_points_come_back_in_memory_order_and_bad_sweeps_are_refused() -> None:
 
 def test_project_memory_stretches_cpu_and_bills_the_stretched_time() -> None:
     from radstream.ab import StageTiming, project_memory
-    from radstream.bench.pricing import load_pricing
+    from radstream.pricing import load_pricing
 
     pricing = load_pricing()
     per_gb_s = pricing.lambda_.x86_64_per_gb_second.usd
@@ -84,7 +84,7 @@ def test_project_memory_stretches_cpu_and_bills_the_stretched_time() -> None:
 
 def test_project_memory_feeds_the_sweep() -> None:
     from radstream.ab import StageTiming, project_memory
-    from radstream.bench.pricing import load_pricing
+    from radstream.pricing import load_pricing
 
     pricing = load_pricing()
     studies = [[StageTiming(cpu_s=1.5, wall_s=1.6)]] * 20

@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from radstream.ab.model import Projection
-from radstream.bench.pricing import Pricing
+from radstream.pricing import Pricing
 
 INPUTS_FILE = "projection_inputs.json"
 StorageClass = Literal["standard", "express"]

@@ -18,7 +18,7 @@ import numpy as np
 
 from radstream.ab.model import SweepPoint, SweepSummary
 from radstream.ab.projection import lambda_cost_usd, project_stage_s
-from radstream.bench.pricing import Pricing
+from radstream.pricing import Pricing
 
 DEFAULT_SLO_P95_MS = 5000.0
 BALANCED_WEIGHT = 0.5
