@@ -15,11 +15,17 @@ class ImageHeader:
     height: int
     bit_depth: int
     photometric: str | None = None
+    frames: int = 1
 
     @property
     def pixels(self) -> int:
         """Number of pixels the header declares (one frame)."""
         return self.width * self.height
+
+    @property
+    def declared_pixels(self) -> int:
+        """Pixels over every frame the header declares: what the pixel guard counts."""
+        return self.width * self.height * self.frames
 
 
 @dataclass(frozen=True)

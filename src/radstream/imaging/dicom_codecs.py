@@ -1,0 +1,140 @@
+"""Which pydicom pixel-data decoder plugin decodes which compressed encoding, and why.
+
+pydicom 3 decodes through plugins; it tries the installed ones in its own order
+(gdcm first). The order below is chosen by licence, size and measured speed on a real
+15-bit CR chest radiograph (benchmarks/decode.py); no GPL decoder is needed
+(pylibjpeg-libjpeg, GPL-3, is never required or preferred).
+
+=========================  ==============================  ============================
+encoding                   plugin (package, licence)        why
+=========================  ==============================  ============================
+JPEG Baseline (8-bit)      radstream fast path, else        reduced-size IDCT; see
+                           pillow (Pillow, MIT-CMU)         `dicom_jpeg`
+JPEG Extended (12-bit)     ``radstream-gdcm`` (below)       only GDCM decodes 12-bit
+                                                           without GPL code
+JPEG Lossless (Process 14  gdcm (python-gdcm, BSD)          the only permissive decoder
+ SV1 and other predictors)                                  with a pydicom plugin
+JPEG-LS (near-)lossless    pyjpegls (CharLS, BSD-3/MIT)     ~1.7x faster than GDCM
+JPEG 2000, HTJ2K           pylibjpeg (+openjpeg, MIT)       as fast as GDCM for J2K
+                                                           lossless, 2x for lossy; the
+                                                           only HTJ2K decoder
+RLE Lossless               radstream fast path, else        Pillow PackBits is faster;
+                           pylibjpeg (+rle, MIT)            see `rle`
+=========================  ==============================  ============================
+
+Where the preferred plugin is missing, pydicom's own order decides, so a machine with
+only some of the packages still decodes what it can.
+
+pydicom refuses 12-bit JPEG Extended through GDCM (its plugin raises before calling
+GDCM) although GDCM decodes it: its output is identical to libjpeg-turbo 3's on real
+12-bit files (tests/imaging/test_imaging_encodings.py checks this against imagecodecs).
+`decode_frame` therefore registers this module as an extra plugin for that one
+transfer syntax.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+from pydicom import uid
+from pydicom.dataset import Dataset
+from pydicom.pixels.decoders.base import DecodeRunner, get_decoder
+from pydicom.pixels.utils import pixel_array
+
+try:  # python-gdcm ships no type information.
+    import gdcm  # type: ignore[import-untyped,unused-ignore]
+
+    _HAVE_GDCM = True
+except ImportError:  # pragma: no cover - depends on the installation
+    _HAVE_GDCM = False
+
+GDCM_12BIT_PLUGIN: Final = "radstream-gdcm"
+
+# Required by pydicom's plugin interface: what this module decodes and needs.
+DECODER_DEPENDENCIES: Final = {uid.JPEGExtended12Bit: ("python-gdcm>=3.0.10",)}
+
+PREFERRED_PLUGINS: Final[dict[str, str]] = {
+    uid.JPEGBaseline8Bit: "pillow",
+    uid.JPEGExtended12Bit: GDCM_12BIT_PLUGIN,
+    uid.JPEGLossless: "gdcm",
+    uid.JPEGLosslessSV1: "gdcm",
+    uid.JPEGLSLossless: "pyjpegls",
+    uid.JPEGLSNearLossless: "pyjpegls",
+    uid.JPEG2000Lossless: "pylibjpeg",
+    uid.JPEG2000: "pylibjpeg",
+    uid.HTJ2KLossless: "pylibjpeg",
+    uid.HTJ2KLosslessRPCL: "pylibjpeg",
+    uid.HTJ2K: "pylibjpeg",
+    uid.RLELossless: "pylibjpeg",
+}
+
+_registered = False
+
+
+def is_available(transfer_syntax: str) -> bool:
+    """pydicom plugin interface: True when this module can decode ``transfer_syntax``."""
+    return _HAVE_GDCM and transfer_syntax in DECODER_DEPENDENCIES
+
+
+def register_plugins() -> None:
+    """Add the 12-bit GDCM plugin to pydicom's JPEG Extended decoder (once)."""
+    global _registered
+    if _registered:
+        return
+    decoder = get_decoder(uid.JPEGExtended12Bit)
+    if GDCM_12BIT_PLUGIN not in decoder.available_plugins:
+        decoder.add_plugin(GDCM_12BIT_PLUGIN, (__name__, "decode_jpeg_extended_frame"))
+    _registered = True
+
+
+def plugin_for(transfer_syntax: str) -> str:
+    """The plugin to decode ``transfer_syntax`` with; "" lets pydicom choose."""
+    register_plugins()
+    preferred = PREFERRED_PLUGINS.get(transfer_syntax, "")
+    if preferred and preferred in get_decoder(uid.UID(transfer_syntax)).available_plugins:
+        return preferred
+    return ""
+
+
+def decode_frame(ds: Dataset, index: int = 0) -> np.ndarray:
+    """Decode frame ``index`` of ``ds`` with the preferred plugin (colour as RGB)."""
+    plugin = plugin_for(str(ds.file_meta.TransferSyntaxUID))
+    frame: np.ndarray = pixel_array(ds, index=index, decoding_plugin=plugin)
+    return frame
+
+
+def decode_jpeg_extended_frame(src: bytes, runner: DecodeRunner) -> bytes:
+    """pydicom plugin: decode one JPEG Extended frame (8- or 12-bit) with GDCM."""
+    fragment = gdcm.Fragment()
+    fragment.SetByteStringValue(src)
+    fragments = gdcm.SequenceOfFragments.New()
+    fragments.AddFragment(fragment)
+    element = gdcm.DataElement(gdcm.Tag(0x7FE0, 0x0010))
+    element.SetValue(fragments.__ref__())
+
+    image = gdcm.Image()
+    image.SetNumberOfDimensions(2)
+    image.SetDimensions((runner.columns, runner.rows, 1))
+    image.SetDataElement(element)
+    kind = gdcm.PhotometricInterpretation.GetPIType(runner.photometric_interpretation)
+    image.SetPhotometricInterpretation(gdcm.PhotometricInterpretation(kind))
+    if runner.samples_per_pixel > 1:
+        image.SetPlanarConfiguration(runner.planar_configuration)
+    syntax = gdcm.TransferSyntax.GetTSType(str.__str__(runner.transfer_syntax))
+    image.SetTransferSyntax(gdcm.TransferSyntax(syntax))
+    image.SetPixelFormat(
+        gdcm.PixelFormat(
+            runner.samples_per_pixel,
+            runner.bits_allocated,
+            runner.bits_stored,
+            runner.bits_stored - 1,
+            runner.pixel_representation,
+        )
+    )
+    # GDCM hands the buffer back as str; surrogateescape restores the raw bytes.
+    frame: bytes = image.GetBuffer().encode("utf-8", "surrogateescape")
+    expected = int(runner.frame_length(unit="bytes"))
+    if len(frame) < expected:
+        raise ValueError(f"GDCM returned {len(frame)} bytes for a {expected}-byte frame")
+    return frame[:expected]
