@@ -34,6 +34,11 @@ transfer syntax.
 
 from __future__ import annotations
 
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Final
 
 import numpy as np
@@ -41,6 +46,8 @@ from pydicom import uid
 from pydicom.dataset import Dataset
 from pydicom.pixels.decoders.base import DecodeRunner, get_decoder
 from pydicom.pixels.utils import pixel_array
+
+from radstream.errors import ImageTruncated
 
 try:  # python-gdcm ships no type information.
     import gdcm  # type: ignore[import-untyped,unused-ignore]
@@ -68,6 +75,11 @@ PREFERRED_PLUGINS: Final[dict[str, str]] = {
     uid.HTJ2K: "pylibjpeg",
     uid.RLELossless: "pylibjpeg",
 }
+
+# Encodings GDCM decodes with its libjpeg, which pads a cut stream instead of failing.
+_GDCM_JPEG: Final = frozenset({uid.JPEGLossless, uid.JPEGLosslessSV1, uid.JPEGExtended12Bit})
+_LIBJPEG_CUT_WARNINGS: Final = ("premature end",)
+_STDERR_LOCK: Final = threading.Lock()
 
 _registered = False
 
@@ -98,10 +110,71 @@ def plugin_for(transfer_syntax: str) -> str:
 
 
 def decode_frame(ds: Dataset, index: int = 0) -> np.ndarray:
-    """Decode frame ``index`` of ``ds`` with the preferred plugin (colour as RGB)."""
-    plugin = plugin_for(str(ds.file_meta.TransferSyntaxUID))
+    """Decode frame ``index`` of ``ds`` with the preferred plugin (colour as RGB).
+
+    Raises ``ImageTruncated`` when GDCM padded a JPEG frame whose data ended early
+    (see `_gdcm_padded`).
+    """
+    syntax = str(ds.file_meta.TransferSyntaxUID)
+    plugin = plugin_for(syntax)
     frame: np.ndarray = pixel_array(ds, index=index, decoding_plugin=plugin)
+    if syntax in _GDCM_JPEG and plugin in ("gdcm", GDCM_12BIT_PLUGIN) and ends_predictably(frame):
+        _confirm_not_padded(ds, index, plugin)
     return frame
+
+
+def ends_predictably(frame: np.ndarray) -> bool:
+    """True when the frame's last row is what libjpeg fills in for missing data.
+
+    When the entropy-coded data of a JPEG ends early (a cut file, perhaps patched with an
+    end-of-image marker), libjpeg warns and decodes every missing block or sample with a
+    zero difference: for lossy JPEG a flat block, for lossless JPEG each sample equal to
+    its prediction. So the last row is flat or reproduces one of the seven lossless
+    predictors exactly. A real radiograph rarely does, except where a border is blank,
+    which is why this only triggers the confirmation in `_confirm_not_padded`.
+    """
+    grey = frame[..., 0] if frame.ndim == 3 else frame
+    if grey.shape[0] < 2 or grey.shape[1] < 2:
+        return False
+    row = grey[-1, 1:].astype(np.int64)
+    a = grey[-1, :-1].astype(np.int64)  # left
+    b = grey[-2, 1:].astype(np.int64)  # above
+    c = grey[-2, :-1].astype(np.int64)  # above left
+    predictions = (a, b, c, a + b - c, a + ((b - c) >> 1), b + ((a - c) >> 1), (a + b) >> 1)
+    return any(bool(np.array_equal(row, p)) for p in predictions)
+
+
+def _confirm_not_padded(ds: Dataset, index: int, plugin: str) -> None:
+    """Decode again, listening for libjpeg's warning, and fail if the data was cut.
+
+    GDCM's libjpeg reports a cut stream only as a warning printed on stderr
+    ("Corrupt JPEG data: premature end of data segment") and returns the padded image;
+    neither GDCM nor pydicom exposes it. Capturing the process's stderr is global, so
+    it happens only for frames `ends_predictably` flagged, under a lock, and whatever
+    else was printed meanwhile is written back.
+    """
+    with _stderr_lines() as lines:
+        pixel_array(ds, index=index, decoding_plugin=plugin)
+    if any(warning in line.lower() for line in lines for warning in _LIBJPEG_CUT_WARNINGS):
+        raise ImageTruncated("the JPEG data in the DICOM file ends early (libjpeg warned)")
+
+
+@contextmanager
+def _stderr_lines() -> Iterator[list[str]]:
+    lines: list[str] = []
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured = sink.read()
+            if captured:
+                os.write(2, captured)
+            lines.extend(captured.decode("utf-8", "replace").splitlines())
 
 
 def decode_jpeg_extended_frame(src: bytes, runner: DecodeRunner) -> bytes:
