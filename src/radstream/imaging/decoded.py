@@ -48,3 +48,6 @@ class DecodedPixels:
     low: float
     high: float
     decode_scale: int = 1
+    # (rows, columns) of the stored image when ``pixels`` was decoded at reduced size;
+    # lets preprocessing crop the same full-resolution square as a full decode would.
+    source_shape: tuple[int, int] | None = None

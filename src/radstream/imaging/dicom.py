@@ -159,7 +159,13 @@ def decode_dicom(ds: Dataset, header: ImageHeader, size: int) -> DecodedPixels:
         # bright mean dense, like every other input.
         gain, offset = -slope, low + high - intercept
     return DecodedPixels(
-        pixels=stored, gain=gain, offset=offset, low=low, high=high, decode_scale=decode_scale
+        pixels=stored,
+        gain=gain,
+        offset=offset,
+        low=low,
+        high=high,
+        decode_scale=decode_scale,
+        source_shape=(header.height, header.width),
     )
 
 
@@ -227,6 +233,8 @@ def _check_native_length(ds: Dataset, header: ImageHeader) -> None:
     if ds.file_meta.TransferSyntaxUID.is_compressed:
         return
     samples = int(ds.get("SamplesPerPixel") or 1)
+    if header.photometric == "YBR_FULL_422" and samples == 3:
+        samples = 2  # chroma is stored for every other pixel: Y Y Cb Cr per pair
     bits = int(ds.BitsAllocated)
     needed = (header.pixels * samples * bits + 7) // 8
     available = len(ds.PixelData)

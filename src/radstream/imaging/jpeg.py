@@ -113,7 +113,13 @@ def decode_jpeg(data: bytes, header: ImageHeader, frame_offset: int, size: int) 
     # 12-bit JPEG (rare, from some DICOM exports) decodes to uint16 when supported.
     maxval = 255.0 if pixels.dtype == np.uint8 else float((1 << header.bit_depth) - 1)
     return DecodedPixels(
-        pixels=pixels, gain=1.0, offset=0.0, low=0.0, high=maxval, decode_scale=scale
+        pixels=pixels,
+        gain=1.0,
+        offset=0.0,
+        low=0.0,
+        high=maxval,
+        decode_scale=scale,
+        source_shape=(header.height, header.width),
     )
 
 
