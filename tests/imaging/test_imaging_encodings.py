@@ -279,9 +279,10 @@ def test_palette_colour_becomes_grey(name: str) -> None:
     header, ds = read_dicom_header(open(path_of(name), "rb").read())  # noqa: SIM115
     assert header.photometric == "PALETTE COLOR"
     decoded = decode_dicom(ds, header, 224)
-    # cvtColor computes integer luma in fixed point (within 1), as for colour PNG and JPEG.
-    np.testing.assert_allclose(decoded.pixels, _palette_reference(name), atol=1.0)
-    assert np.array_equal(_tensor_of(name, size), _tensor_of("OBXXXX1A.dcm", size))
+    np.testing.assert_allclose(decoded.pixels, _palette_reference(name), rtol=1e-5)
+    # The big-endian copy's palette reads as 0..255 where the others read 0..65280;
+    # min..max scaling makes that vanish.
+    np.testing.assert_allclose(_tensor_of(name, size), _tensor_of("OBXXXX1A.dcm", size), atol=0.01)
 
 
 @pytest.mark.parametrize(

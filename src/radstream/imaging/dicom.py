@@ -254,7 +254,7 @@ def _encapsulated_incomplete(ds: Dataset) -> bool:
 
 
 def _cv2_compatible(pixels: np.ndarray) -> np.ndarray:
-    # cvtColor takes 8/16-bit unsigned and float32 only.
-    if pixels.dtype in (np.uint8, np.uint16, np.float32):
-        return pixels
+    # float32 (native byte order) because cvtColor takes 8/16-bit unsigned and float32
+    # only, reads big-endian arrays as if native, and rounds integer luma: palettes
+    # and 16-bit colour keep their fractions this way.
     return pixels.astype(np.float32)
