@@ -126,7 +126,9 @@ def test_preferred_plugins_are_the_permissive_ones() -> None:
     assert plugin_for(JPEGLossless) == "gdcm"
     assert plugin_for(JPEGExtended12Bit) == "radstream-gdcm"
     assert plugin_for(JPEGLSLossless) == "pyjpegls"
-    assert plugin_for(JPEG2000Lossless) == "pylibjpeg"
+    assert plugin_for(JPEG2000Lossless) == "gdcm"
+    assert plugin_for(JPEG2000) == "pylibjpeg"
+    assert plugin_for(RLELossless) == "pylibjpeg"
     assert plugin_for(HTJ2KLossless) == "pylibjpeg"
 
 
@@ -202,9 +204,9 @@ def test_pixel_guard_uses_the_header_before_decoding(name: str) -> None:
     assert caught.value.details["frames"] == 100
 
 
-# RLE is not here: like pydicom's decoder, the PackBits path decodes the pixels the
-# header asks for and ignores data beyond them.
-@pytest.mark.parametrize("name", ["j2k-lossless", "jpeg-lossless-sv1", "jpeg-ls-lossless"])
+# For RLE this is also a panic inside pylibjpeg-rle (a BaseException), which must
+# come out as a typed error.
+@pytest.mark.parametrize("name", ["rle", "j2k-lossless", "jpeg-lossless-sv1", "jpeg-ls-lossless"])
 def test_header_smaller_than_the_frame_fails_with_a_code(name: str) -> None:
     with pytest.raises(RadStreamError) as caught:
         prepare_image(_with_header(name, Rows=300, Columns=300))

@@ -61,6 +61,7 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    RLELossless,
 )
 
 from radstream.errors import (
@@ -70,7 +71,7 @@ from radstream.errors import (
     ImageUndecodable,
 )
 from radstream.imaging.decoded import DecodedPixels, ImageHeader
-from radstream.imaging.dicom_codecs import decode_frame
+from radstream.imaging.dicom_codecs import decode_frame, plugin_for
 from radstream.imaging.dicom_jpeg import decode_jpeg_frame
 from radstream.imaging.rle import decode_rle_frame
 
@@ -181,7 +182,8 @@ def _decode_first_frame(ds: Dataset, header: ImageHeader, size: int) -> tuple[np
     if jpeg is not None:
         return jpeg
     try:
-        fast = decode_rle_frame(ds)
+        # pylibjpeg-rle, where installed, is a little faster than the PackBits path.
+        fast = decode_rle_frame(ds) if plugin_for(RLELossless) != "pylibjpeg" else None
         stored = fast if fast is not None else decode_frame(ds, index=0)
     except (ValueError, EOFError, RuntimeError) as exc:
         if _encapsulated_incomplete(ds):
@@ -245,11 +247,15 @@ def _check_native_length(ds: Dataset, header: ImageHeader) -> None:
 
 
 def _encapsulated_incomplete(ds: Dataset) -> bool:
-    """True when compressed pixel data ends without its JPEG/RLE stream being complete."""
-    if not ds.file_meta.TransferSyntaxUID.is_compressed:
+    """True when compressed pixel data ends without its JPEG-family stream being complete."""
+    syntax = ds.file_meta.TransferSyntaxUID
+    if not syntax.is_compressed or syntax == RLELossless:
+        # RLE has no end marker; a cut RLE file ends inside its Pixel Data element,
+        # which read_dicom_header reports.
         return False
     value = ds.PixelData
-    # Each JPEG fragment must end with EOI; a missing one means the file was cut.
+    # JPEG, JPEG-LS and JPEG 2000 codestreams all end with FFD9 (EOI, EOC); a missing
+    # one means the file was cut.
     return isinstance(value, bytes) and not value.rstrip(b"\x00").endswith(b"\xff\xd9")
 
 
