@@ -16,7 +16,7 @@ import io
 from typing import Final
 
 import numpy as np
-import simplejpeg
+import simplejpeg  # type: ignore[import-untyped]  # stubs without py.typed
 from PIL import Image
 
 from radstream.errors import ImageTooLarge, ImageTruncated, ImageUndecodable
@@ -131,6 +131,7 @@ def _decode_with_turbojpeg(data: bytes, expected: tuple[int, int]) -> np.ndarray
     conversion keeps the luma channel, as OpenCV's IMREAD_GRAYSCALE did.
     """
     height, width = expected
+    decoded: np.ndarray
     try:
         decoded = simplejpeg.decode_jpeg(
             data, colorspace="GRAY", min_height=height, min_width=width, strict=True
