@@ -71,7 +71,7 @@ from radstream.errors import (
     ImageUndecodable,
 )
 from radstream.imaging.decoded import DecodedPixels, ImageHeader
-from radstream.imaging.dicom_codecs import decode_frame, plugin_for
+from radstream.imaging.dicom_codecs import decode_frame, plugin_for, register_plugins
 from radstream.imaging.dicom_jpeg import decode_jpeg_frame
 from radstream.imaging.rle import decode_rle_frame
 
@@ -219,6 +219,7 @@ def _ensure_transfer_syntax(ds: Dataset) -> None:
             syntax = ExplicitVRLittleEndian if little is not False else ExplicitVRBigEndian
         ds.file_meta.TransferSyntaxUID = syntax
     uid = UID(str(syntax))
+    register_plugins()  # radstream's own plugins count as installed decoders
     try:
         available = get_decoder(uid).is_available
     except NotImplementedError:
