@@ -82,6 +82,7 @@ PREFERRED_PLUGINS: Final[dict[str, str]] = {
 _GDCM_JPEG: Final = frozenset({uid.JPEGLossless, uid.JPEGLosslessSV1, uid.JPEGExtended12Bit})
 _LIBJPEG_CUT_WARNINGS: Final = ("premature end",)
 _STDERR_LOCK: Final = threading.Lock()
+_REGISTER_LOCK: Final = threading.Lock()
 
 _registered = False
 
@@ -96,10 +97,13 @@ def register_plugins() -> None:
     global _registered
     if _registered:
         return
-    decoder = get_decoder(uid.JPEGExtended12Bit)
-    if GDCM_12BIT_PLUGIN not in decoder.available_plugins:
-        decoder.add_plugin(GDCM_12BIT_PLUGIN, (__name__, "decode_jpeg_extended_frame"))
-    _registered = True
+    # pydicom's add_plugin is not thread-safe, and the local engine decodes in threads.
+    with _REGISTER_LOCK:
+        decoder = get_decoder(uid.JPEGExtended12Bit)
+        known = GDCM_12BIT_PLUGIN in decoder.available_plugins
+        if not known and is_available(uid.JPEGExtended12Bit):
+            decoder.add_plugin(GDCM_12BIT_PLUGIN, (__name__, "decode_jpeg_extended_frame"))
+        _registered = True
 
 
 def plugin_for(transfer_syntax: str) -> str:
