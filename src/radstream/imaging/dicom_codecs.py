@@ -15,7 +15,8 @@ JPEG Extended (12-bit)     ``radstream-gdcm`` (below)       only GDCM decodes 12
 JPEG Lossless (Process 14  gdcm (python-gdcm, BSD)          the only permissive decoder
  SV1 and other predictors)                                  with a pydicom plugin
 JPEG-LS (near-)lossless    pyjpegls (CharLS, BSD-3/MIT)     2x faster than GDCM
-JPEG 2000 lossless         gdcm                             10-20 % faster than OpenJPEG
+JPEG 2000 lossless         gdcm                             on a par with OpenJPEG (faster
+                                                           in 3 of 4 noisy runs)
 JPEG 2000 (lossy), HTJ2K   pylibjpeg (+openjpeg, MIT)       1.5-2x faster than GDCM for
                                                            lossy J2K; the only HTJ2K
                                                            decoder
