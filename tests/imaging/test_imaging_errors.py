@@ -186,3 +186,19 @@ def test_unsupported_transfer_syntax(pixels16: np.ndarray) -> None:
     with pytest.raises(DicomUnsupportedTransferSyntax) as caught:
         prepare_image(buffer.getvalue())
     assert caught.value.details["transfer_syntax"] == "1.2.840.10008.1.2.4.100"
+
+
+@pytest.mark.parametrize("keep", [0.3, 0.6, 0.95])
+def test_cut_jpeg_patched_with_an_end_marker_is_truncated(jpeg: bytes, keep: float) -> None:
+    # OpenCV decoded this with grey padding; the stream's entropy data ends early.
+    patched = jpeg[: int(len(jpeg) * keep)] + b"\xff\xd9"
+    with pytest.raises(ImageTruncated):
+        prepare_image(patched, filename="x.jpg")
+
+
+def test_jpeg_with_a_benign_warning_still_decodes(jpeg: bytes) -> None:
+    # Stray bytes before the end marker make libjpeg warn ("extraneous bytes"), but
+    # every block is there; such files exist in archives and must keep decoding.
+    eoi = jpeg.rindex(b"\xff\xd9")
+    noisy = jpeg[:eoi] + b"\x00\x00" + jpeg[eoi:]
+    np.testing.assert_array_equal(prepare_image(noisy).tensor, prepare_image(jpeg).tensor)

@@ -15,11 +15,17 @@ class ImageHeader:
     height: int
     bit_depth: int
     photometric: str | None = None
+    frames: int = 1
 
     @property
     def pixels(self) -> int:
         """Number of pixels the header declares (one frame)."""
         return self.width * self.height
+
+    @property
+    def declared_pixels(self) -> int:
+        """Pixels over every frame the header declares: what the pixel guard counts."""
+        return self.width * self.height * self.frames
 
 
 @dataclass(frozen=True)
@@ -42,3 +48,6 @@ class DecodedPixels:
     low: float
     high: float
     decode_scale: int = 1
+    # (rows, columns) of the stored image when ``pixels`` was decoded at reduced size;
+    # lets preprocessing crop the same full-resolution square as a full decode would.
+    source_shape: tuple[int, int] | None = None

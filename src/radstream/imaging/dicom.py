@@ -1,4 +1,46 @@
-"""DICOM: header checks before decoding, first-frame decoding, modality LUT, MONOCHROME1."""
+"""DICOM: header checks before decoding, first-frame decoding, modality LUT, MONOCHROME1.
+
+What is accepted
+    Every transfer syntax a decoder is installed for: implicit and explicit VR little
+    endian, explicit VR big endian, deflated, RLE Lossless, JPEG Baseline, JPEG
+    Extended (12-bit), JPEG Lossless (Process 14, any predictor), JPEG-LS lossless and
+    near-lossless, JPEG 2000 lossless and lossy, HTJ2K. `dicom_codecs` says which
+    plugin decodes which, and why. Anything else fails ``DICOM_UNSUPPORTED_TRANSFER_SYNTAX``
+    before decoding.
+
+Multi-frame objects
+    Only the first frame is decoded and used; the others are never decompressed. A
+    projection radiograph has one frame; where a modality stores several (a series of
+    exposures in one object), the first is the one a viewer shows first. The pixel guard
+    still counts every frame the header declares (Rows x Columns x NumberOfFrames)
+    before anything is decoded, so a small compressed file cannot expand beyond
+    ``imaging.max_pixels``.
+
+Colour
+    RGB, YBR_FULL, YBR_FULL_422, YBR_ICT, YBR_RCT (converted to RGB by the decoder) and
+    PALETTE COLOR (looked up through its palette) become grey by ITU-R BT.601 luma,
+    as colour PNG and JPEG do. There is no rescale for colour images.
+
+The same preprocessing for every encoding
+    Decoding yields the stored values of the first frame, bit for bit the same for
+    every lossless encoding of one image (tests/imaging/test_imaging_encodings.py), and
+    everything after decoding depends only on those values and the header:
+
+    1. Bit depth: values are used as decoded (BitsStored bits, signed when
+       PixelRepresentation is 1); unused high bits are not masked, as pydicom does not.
+    2. Modality LUT: a Modality LUT Sequence is applied value by value; otherwise
+       RescaleSlope and RescaleIntercept (default 1 and 0) map stored values to
+       modality units.
+    3. Range: the model's input range spans the frame's own minimum..maximum in
+       modality units. VOI LUTs and WindowCenter/WindowWidth are ignored on purpose:
+       they are display presets chosen for a human reader (often several, vendor
+       specific, sometimes absent), whereas TorchXRayVision models were trained on the
+       full dynamic range scaled linearly; min..max does that for any bit depth.
+    4. MONOCHROME1 is mirrored within that range, so that bright means dense, as in
+       MONOCHROME2 and every other format.
+
+    Lossy encodings change the stored values and so the tensor, a little.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +55,13 @@ from pydicom.dataset import Dataset
 # Imported from their defining modules because pydicom.pixels re-exports them without
 # __all__, which mypy --strict refuses; they are the documented pydicom.pixels functions.
 from pydicom.pixels.decoders.base import get_decoder
-from pydicom.pixels.processing import apply_modality_lut
-from pydicom.pixels.utils import pixel_array
+from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
 from pydicom.uid import (
     UID,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    RLELossless,
 )
 
 from radstream.errors import (
@@ -29,6 +71,7 @@ from radstream.errors import (
     ImageUndecodable,
 )
 from radstream.imaging.decoded import DecodedPixels, ImageHeader
+from radstream.imaging.dicom_codecs import decode_frame, plugin_for, register_plugins
 from radstream.imaging.dicom_jpeg import decode_jpeg_frame
 from radstream.imaging.rle import decode_rle_frame
 
@@ -38,7 +81,8 @@ from radstream.imaging.rle import decode_rle_frame
 _DEFER_BYTES: Final = 4096
 _PIXEL_DATA_TAG: Final = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
 _MONOCHROME: Final = ("MONOCHROME1", "MONOCHROME2")
-_COLOUR: Final = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
+_PALETTE: Final = "PALETTE COLOR"
+_COLOUR: Final = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", _PALETTE)
 
 
 def read_dicom_header(data: bytes) -> tuple[ImageHeader, Dataset]:
@@ -67,10 +111,17 @@ def read_dicom_header(data: bytes) -> tuple[ImageHeader, Dataset]:
             photometric=photometric,
         )
     _ensure_transfer_syntax(ds)
-    return (
-        ImageHeader(width=columns, height=rows, bit_depth=bits_stored, photometric=photometric),
-        ds,
+    frames_value: Any = ds.get("NumberOfFrames")
+    try:
+        frames = max(1, int(frames_value or 1))
+    except (TypeError, ValueError) as exc:
+        raise ImageUndecodable(
+            f"the DICOM NumberOfFrames {frames_value!r} is not a number"
+        ) from exc
+    header = ImageHeader(
+        width=columns, height=rows, bit_depth=bits_stored, photometric=photometric, frames=frames
     )
+    return header, ds
 
 
 def decode_dicom(ds: Dataset, header: ImageHeader, size: int) -> DecodedPixels:
@@ -83,11 +134,17 @@ def decode_dicom(ds: Dataset, header: ImageHeader, size: int) -> DecodedPixels:
     for PNG would leave most images dark or clipped.
     """
     stored, decode_scale = _decode_first_frame(ds, header, size)
-    if stored.ndim == 3:
-        # pixel_array has already converted YBR to RGB.
+    if header.photometric == _PALETTE and stored.ndim == 2:
+        stored = apply_color_lut(stored, ds)
+    colour = stored.ndim == 3
+    if colour:
+        # The decoders have already converted YBR to RGB.
         stored = cv2.cvtColor(_cv2_compatible(stored), cv2.COLOR_RGB2GRAY)
 
-    if "ModalityLUTSequence" in ds:
+    if colour:
+        # Rescale and modality LUTs apply to grey stored values only.
+        slope, intercept = 1.0, 0.0
+    elif "ModalityLUTSequence" in ds:
         # A lookup table is not affine, so it has to run on every pixel (rare for CXR).
         stored = apply_modality_lut(stored, ds).astype(np.float32)
         slope, intercept = 1.0, 0.0
@@ -103,23 +160,31 @@ def decode_dicom(ds: Dataset, header: ImageHeader, size: int) -> DecodedPixels:
         # bright mean dense, like every other input.
         gain, offset = -slope, low + high - intercept
     return DecodedPixels(
-        pixels=stored, gain=gain, offset=offset, low=low, high=high, decode_scale=decode_scale
+        pixels=stored,
+        gain=gain,
+        offset=offset,
+        low=low,
+        high=high,
+        decode_scale=decode_scale,
+        source_shape=(header.height, header.width),
     )
 
 
 def _decode_first_frame(ds: Dataset, header: ImageHeader, size: int) -> tuple[np.ndarray, int]:
     """Return the first frame's stored values and the DCT reduction used (1 if none).
 
-    Fast paths handle the common RLE and JPEG Baseline layouts; pydicom's decoders
-    handle everything else.
+    Fast paths handle the common RLE and JPEG Baseline layouts, where they are faster
+    than any plugin (see `rle` and `dicom_jpeg`); pydicom's decoders, with the plugins
+    `dicom_codecs` prefers, handle everything else.
     """
     _check_native_length(ds, header)
     jpeg = decode_jpeg_frame(ds, header, size)
     if jpeg is not None:
         return jpeg
     try:
-        fast = decode_rle_frame(ds)
-        stored = fast if fast is not None else pixel_array(ds, index=0)
+        # pylibjpeg-rle, where installed, is a little faster than the PackBits path.
+        fast = decode_rle_frame(ds) if plugin_for(RLELossless) != "pylibjpeg" else None
+        stored = fast if fast is not None else decode_frame(ds, index=0)
     except (ValueError, EOFError, RuntimeError) as exc:
         if _encapsulated_incomplete(ds):
             raise ImageTruncated(f"the DICOM pixel data ends early: {exc}") from exc
@@ -154,6 +219,7 @@ def _ensure_transfer_syntax(ds: Dataset) -> None:
             syntax = ExplicitVRLittleEndian if little is not False else ExplicitVRBigEndian
         ds.file_meta.TransferSyntaxUID = syntax
     uid = UID(str(syntax))
+    register_plugins()  # radstream's own plugins count as installed decoders
     try:
         available = get_decoder(uid).is_available
     except NotImplementedError:
@@ -170,6 +236,8 @@ def _check_native_length(ds: Dataset, header: ImageHeader) -> None:
     if ds.file_meta.TransferSyntaxUID.is_compressed:
         return
     samples = int(ds.get("SamplesPerPixel") or 1)
+    if header.photometric == "YBR_FULL_422" and samples == 3:
+        samples = 2  # chroma is stored for every other pixel: Y Y Cb Cr per pair
     bits = int(ds.BitsAllocated)
     needed = (header.pixels * samples * bits + 7) // 8
     available = len(ds.PixelData)
@@ -180,16 +248,20 @@ def _check_native_length(ds: Dataset, header: ImageHeader) -> None:
 
 
 def _encapsulated_incomplete(ds: Dataset) -> bool:
-    """True when compressed pixel data ends without its JPEG/RLE stream being complete."""
-    if not ds.file_meta.TransferSyntaxUID.is_compressed:
+    """True when compressed pixel data ends without its JPEG-family stream being complete."""
+    syntax = ds.file_meta.TransferSyntaxUID
+    if not syntax.is_compressed or syntax == RLELossless:
+        # RLE has no end marker; a cut RLE file ends inside its Pixel Data element,
+        # which read_dicom_header reports.
         return False
     value = ds.PixelData
-    # Each JPEG fragment must end with EOI; a missing one means the file was cut.
+    # JPEG, JPEG-LS and JPEG 2000 codestreams all end with FFD9 (EOI, EOC); a missing
+    # one means the file was cut.
     return isinstance(value, bytes) and not value.rstrip(b"\x00").endswith(b"\xff\xd9")
 
 
 def _cv2_compatible(pixels: np.ndarray) -> np.ndarray:
-    # cvtColor takes 8/16-bit unsigned and float32 only.
-    if pixels.dtype in (np.uint8, np.uint16, np.float32):
-        return pixels
+    # float32 (native byte order) because cvtColor takes 8/16-bit unsigned and float32
+    # only, reads big-endian arrays as if native, and rounds integer luma: palettes
+    # and 16-bit colour keep their fractions this way.
     return pixels.astype(np.float32)

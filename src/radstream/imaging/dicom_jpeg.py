@@ -29,6 +29,8 @@ def decode_jpeg_frame(ds: Dataset, header: ImageHeader, size: int) -> tuple[np.n
         return None
     if int(ds.get("SamplesPerPixel") or 1) != 1 or int(ds.BitsAllocated) != 8:
         return None
+    if header.photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        return None  # palette indices must not be averaged by a reduced-size IDCT
     frames = int(ds.get("NumberOfFrames") or 1)
     try:
         frame = next(generate_frames(ds.PixelData, number_of_frames=frames))

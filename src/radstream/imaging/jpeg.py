@@ -1,12 +1,22 @@
-"""JPEG: frame-header parsing and decoding at reduced size through DCT scaling."""
+"""JPEG: frame-header parsing and decoding at reduced size through DCT scaling.
+
+Decoding goes through simplejpeg (libjpeg-turbo's TurboJPEG API, MIT, ~1 MB) rather
+than OpenCV's ``imdecode``: both scale inside the IDCT and give identical pixels at
+the same speed (benchmarks/decode.py), but libjpeg only *warns* when the entropy-coded
+data runs out ("premature end of data segment") and fills the rest of the image with
+mid-grey. OpenCV prints that warning to stderr and returns the padded image, also when
+a cut stream was patched with an end-of-image marker; TurboJPEG's stop-on-warning mode
+(simplejpeg ``strict=True``) turns it into an error, so a cut file fails
+``IMAGE_TRUNCATED`` instead of getting a result.
+"""
 
 from __future__ import annotations
 
 import io
 from typing import Final
 
-import cv2
 import numpy as np
+import simplejpeg  # type: ignore[import-untyped]  # stubs without py.typed
 from PIL import Image
 
 from radstream.errors import ImageTooLarge, ImageTruncated, ImageUndecodable
@@ -20,12 +30,10 @@ _SOF_MARKERS: Final = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Markers without a length field.
 _STANDALONE_MARKERS: Final = frozenset({0x01, *range(0xD0, 0xD8)})
 _SCALES: Final = (8, 4, 2, 1)
-_CV2_REDUCED_FLAGS: Final = {
-    1: cv2.IMREAD_GRAYSCALE,
-    2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
-    4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
-    8: cv2.IMREAD_REDUCED_GRAYSCALE_8,
-}
+# libjpeg warnings that mean the entropy-coded data ended before the last block: the
+# decoder would fill the rest with grey. Other warnings (extraneous bytes between
+# markers, say) are benign and seen in real archives; those streams decode leniently.
+_TRUNCATION_WARNINGS: Final = ("premature end",)
 
 
 def read_jpeg_header(data: bytes) -> tuple[ImageHeader, int]:
@@ -86,17 +94,14 @@ def decode_jpeg(data: bytes, header: ImageHeader, frame_offset: int, size: int) 
     """Decode a JPEG to grayscale at the reduced size chosen for model size ``size``.
 
     The reduction happens inside the IDCT, so a 2000x2500 image destined for 224x224 is
-    decoded as 250x313 for a fraction of the cost. OpenCV is the fast path, used only
-    when the stream ends with the EOI marker, because some libjpeg builds let it pad a
-    cut-off stream with gray instead of failing. Anything else goes through Pillow.
+    decoded as 250x313 for a fraction of the cost. A stream whose entropy-coded data
+    ends early fails ``ImageTruncated`` (whether or not an end marker was patched on);
+    streams TurboJPEG cannot decode at all (CMYK, 12-bit) go through Pillow.
     """
     scale = choose_decode_scale(header, size)
     expected = (-(-header.height // scale), -(-header.width // scale))
-    pixels: np.ndarray | None = None
-    # EOI in the last 4 bytes: DICOM pads odd-length frames with a zero byte.
-    if data.rfind(_EOI, max(0, len(data) - 4)) >= 0:
-        pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _cv2_flags(scale))
-    if pixels is None or pixels.size == 0:
+    pixels = _decode_with_turbojpeg(data, expected)
+    if pixels is None:
         if data.find(_EOI, frame_offset) < 0:
             raise ImageTruncated("the JPEG stream ends early (no end-of-image marker)")
         pixels = _decode_with_pillow(data, header, scale)
@@ -108,17 +113,46 @@ def decode_jpeg(data: bytes, header: ImageHeader, frame_offset: int, size: int) 
     # 12-bit JPEG (rare, from some DICOM exports) decodes to uint16 when supported.
     maxval = 255.0 if pixels.dtype == np.uint8 else float((1 << header.bit_depth) - 1)
     return DecodedPixels(
-        pixels=pixels, gain=1.0, offset=0.0, low=0.0, high=maxval, decode_scale=scale
+        pixels=pixels,
+        gain=1.0,
+        offset=0.0,
+        low=0.0,
+        high=maxval,
+        decode_scale=scale,
+        source_shape=(header.height, header.width),
     )
 
 
-def _cv2_flags(scale: int) -> int:
-    # Orientation is ignored so that decoded dimensions always match the frame header.
-    return _CV2_REDUCED_FLAGS[scale] | cv2.IMREAD_IGNORE_ORIENTATION
+def _decode_with_turbojpeg(data: bytes, expected: tuple[int, int]) -> np.ndarray | None:
+    """Grey decode at the size ``expected`` (rows, columns), or ``None`` to defer.
+
+    ``min_height``/``min_width`` make TurboJPEG pick the smallest DCT scale that still
+    covers them, which is the scale `choose_decode_scale` chose. Libjpeg's grey
+    conversion keeps the luma channel, as OpenCV's IMREAD_GRAYSCALE did.
+    """
+    height, width = expected
+    decoded: np.ndarray
+    try:
+        decoded = simplejpeg.decode_jpeg(
+            data, colorspace="GRAY", min_height=height, min_width=width, strict=True
+        )
+    except ValueError as exc:
+        message = str(exc)
+        if any(warning in message.lower() for warning in _TRUNCATION_WARNINGS):
+            raise ImageTruncated(f"the JPEG stream ends early: {message}") from exc
+        if not message.startswith("Corrupt JPEG data"):
+            return None  # an error, not a warning: let Pillow try and report it
+        try:
+            decoded = simplejpeg.decode_jpeg(
+                data, colorspace="GRAY", min_height=height, min_width=width, strict=False
+            )
+        except ValueError:
+            return None
+    return decoded.reshape(decoded.shape[:2])
 
 
 def _decode_with_pillow(data: bytes, header: ImageHeader, scale: int) -> np.ndarray:
-    """Pillow path for streams OpenCV declined: bytes after EOI, CMYK, corrupt data.
+    """Pillow path for streams TurboJPEG declined: CMYK, corrupt data.
 
     Pillow raises on a stream that ends early only while ``LOAD_TRUNCATED_IMAGES`` is
     False, a process-wide switch other code may flip; the EOI check in `decode_jpeg`

@@ -109,12 +109,16 @@ def _check_extension(fmt: ImageFormat, filename: str | None) -> None:
 def _check_header(
     header: ImageHeader, expected_size: ExpectedSize | None, limits: ImagingLimits
 ) -> None:
-    if header.pixels > limits.max_pixels:
+    # Counted over every frame the header declares, before a byte is decompressed: a
+    # compressed DICOM can be small on disk and enormous once decoded.
+    if header.declared_pixels > limits.max_pixels:
+        frames = f" x {header.frames} frames" if header.frames > 1 else ""
         raise ImageTooLarge(
-            f"the image declares {header.width}x{header.height} = {header.pixels} pixels, "
-            f"the limit is {limits.max_pixels}",
+            f"the image declares {header.width}x{header.height}{frames} = "
+            f"{header.declared_pixels} pixels, the limit is {limits.max_pixels}",
             width=header.width,
             height=header.height,
+            frames=header.frames,
             max_pixels=limits.max_pixels,
         )
     if expected_size is None:

@@ -29,7 +29,29 @@ def centre_square(pixels: np.ndarray, side: int, grid: int = 1) -> np.ndarray:
     return pixels[top : top + side, left : left + side]
 
 
-def area_resize(pixels: np.ndarray, size: int, *, decode_scale: int = 1) -> np.ndarray:
+def square_geometry(shape: tuple[int, int], size: int) -> tuple[int, int, int]:
+    """``(top, left, side)`` of the square `area_resize` takes from a full-size image.
+
+    The square is the centre one, its side cut to a multiple of the integer reduction
+    factor ``short_side // size`` (when that is at least 2) and its corner snapped to
+    the 8-pixel JPEG block grid.
+    """
+    height, width = shape
+    short = min(height, width)
+    factor = short // size
+    side = short - short % factor if factor >= 2 else short
+    top = (height - side) // 2 // BLOCK * BLOCK
+    left = (width - side) // 2 // BLOCK * BLOCK
+    return top, left, side
+
+
+def area_resize(
+    pixels: np.ndarray,
+    size: int,
+    *,
+    decode_scale: int = 1,
+    source_shape: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Centre-crop to a square and shrink it to ``size`` x ``size`` by area averaging.
 
     Returns float32. First an integer block mean by ``f = short_side // size`` (when
@@ -38,7 +60,18 @@ def area_resize(pixels: np.ndarray, size: int, *, decode_scale: int = 1) -> np.n
     f (losing under f pixels); the expensive full-size pass then takes that path and
     the fractional pass runs on an image just above model size. ``decode_scale`` is the
     JPEG reduction the pixels were decoded at, which sets the crop grid.
+
+    For a reduced decode, ``source_shape`` (the stored image's rows and columns) lets
+    the crop cover the same full-resolution square as a full decode: without it, a side
+    that is not a multiple of 8 rounds up by a partial block at 1/8 and the whole
+    square is resampled about 0.4 % larger, which moves high-contrast edges by a pixel.
     """
+    if decode_scale > 1 and source_shape is not None:
+        top, left, side = square_geometry(source_shape, size)
+        # The corner is on the 8-pixel grid, so it divides exactly; the side may not.
+        reduced = max(1, round(side / decode_scale))
+        top, left = top // decode_scale, left // decode_scale
+        pixels = pixels[top : top + reduced, left : left + reduced]
     short = min(pixels.shape[:2])
     factor = short // size
     side = short - short % factor if factor >= 2 else short
@@ -62,7 +95,12 @@ def to_model_input(decoded: DecodedPixels, preprocessing: Preprocessing) -> np.n
     ``(2 * x / maxval - 1) * 1024``. The whole value chain (rescale, inversion, scaling)
     is one affine map applied after resizing, which is exact because resizing is linear.
     """
-    square = area_resize(decoded.pixels, preprocessing.size, decode_scale=decoded.decode_scale)
+    square = area_resize(
+        decoded.pixels,
+        preprocessing.size,
+        decode_scale=decoded.decode_scale,
+        source_shape=decoded.source_shape,
+    )
     span = decoded.high - decoded.low
     out_span = preprocessing.input_max - preprocessing.input_min
     # A constant image has no range to stretch; it maps to input_min rather than to

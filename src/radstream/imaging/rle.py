@@ -5,6 +5,11 @@ expands runs in a Python loop, which costs ~300 ms for a noisy 2000x2500 16-bit 
 Pillow's C PackBits decoder does the same work in ~30 ms. Only the common layout
 (one sample per pixel, 8 or 16 bits allocated) takes this path; anything else, and any
 frame this path cannot decode, is left to pydicom, which stays the reference.
+
+Where pylibjpeg-rle is installed (a dependency since the decoder plugins were chosen,
+see `dicom_codecs`), its C decoder is used instead: 12 ms against 14 ms for this path
+on a 1841x1955 16-bit radiograph (benchmarks/decode.py). This path stays for
+installations without it, where pydicom's own decoder would take ~100 ms.
 """
 
 from __future__ import annotations
