@@ -89,7 +89,7 @@ CODE_DEPENDENCIES: tuple[str, ...] = (
 # onnxruntime declares flatbuffers, packaging and sympy too, but `import onnxruntime, onnx`
 # loads none of them; onnx does load ml_dtypes and protobuf (google.protobuf).
 LAYER_DEPENDENCIES: dict[str, tuple[str, ...]] = {
-    LAYER_IMAGING: ("numpy", "opencv-python-headless", "pillow", "pydicom"),
+    LAYER_IMAGING: ("numpy", "opencv-python-headless", "pillow", "pydicom", "simplejpeg"),
     LAYER_MODEL: ("numpy", "onnxruntime", "onnx", "protobuf", "ml-dtypes"),
 }
 
