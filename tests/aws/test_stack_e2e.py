@@ -162,14 +162,13 @@ def test_telemetry_reaches_the_lake_and_a_named_query_answers_on_athena(
     deployed: tuple[StackRef, Path, str], processed: dict[str, Any], emulator: Any
 ) -> None:
     store = processed["store"]
-    deadline = time.monotonic() + 120
-    objects: list[str] = []
-    while time.monotonic() < deadline:
-        objects = store.list("telemetry", "telemetry/")
-        if objects:
-            break
-        time.sleep(1)
-    assert objects, "no telemetry object arrived through Kinesis and Firehose"
+    wait_until(
+        lambda: bool(store.list("telemetry", "telemetry/")),
+        "a telemetry object to arrive through Kinesis and Firehose",
+        timeout_s=120,
+        interval_s=1,
+    )
+    objects: list[str] = store.list("telemetry", "telemetry/")
     assert all("/dt=" in f"/{k}" and "/hour=" in k for k in objects), objects[:3]
     errors = store.list("telemetry", "telemetry-errors/")
     assert not errors, f"Firehose could not convert records: {errors[:3]}"
