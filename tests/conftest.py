@@ -4,7 +4,7 @@ Also the ``slow`` rule (see ``tests/support/slow.py``): tests that use a process
 fixture are marked ``slow`` at collection, and a test that is not marked ``slow`` fails if it
 starts a process or a server, so ``make test-fast`` (``pytest -m "not slow"``) stays fast.
 Helpers shared by the test modules live in ``tests/support/`` (clocks, waits, ports, tiny
-models, the emulator).
+models, fake model clients and sinks, demo lakes, the emulator).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 
 from radstream.model import ensure_standin
 from radstream.settings import Settings
-from support.slow import forbid_processes, mark_slow_by_fixture
+from support.slow import guarded, mark_slow_by_fixture
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -28,23 +28,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     """Fixture setup of a test not marked ``slow`` may not start a process or a server."""
-    with forbid_processes(item) as refused:
-        try:
-            return (yield)
-        finally:
-            if refused:
-                raise refused[0]
+    return (yield from guarded(item))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """A test not marked ``slow`` may not start a process or a server."""
-    with forbid_processes(item) as refused:
-        try:
-            return (yield)
-        finally:
-            if refused:
-                raise refused[0]
+    return (yield from guarded(item))
 
 
 @pytest.fixture(scope="session")

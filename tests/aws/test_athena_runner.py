@@ -15,7 +15,6 @@ value the runner quoted badly fails the test instead of passing through.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -23,7 +22,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import botocore.session
@@ -41,16 +39,15 @@ from radstream.aws.athena_runner import (
 )
 from radstream.aws.session import AwsTarget, StackRef
 from radstream.cli import app
-from radstream.demo import run_demo
 from radstream.errors import QueryFailed, StackNotFound
 from radstream.lake.dialect import QuerySyntaxError
 from radstream.lake.duckdb_runner import LocalQueryRunner, QueryResult
 from radstream.lake.files import visible_files
 from radstream.lake.glue import DATABASE, table_input
 from radstream.lake.queries import QueryParamInvalid, named_queries
-from radstream.settings import Settings
+from support.demo import run_demo_lake
+from support.emulator import launcher, running_emulator
 
-ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 BUCKET = "radstream-lake"
 PREFIX = "telemetry/"
@@ -233,55 +230,23 @@ def test_for_stack_needs_the_workgroup_output() -> None:
 # --- on ministack --------------------------------------------------------------------
 
 
-def _emulator_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "radstream_emulator", ROOT / "scripts/emulator.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory, standin_model: Path) -> Path:
     """The lake two real demo runs leave (as in tests/lake), one per A/B variant."""
     data_dir = tmp_path_factory.mktemp("demo")
-    for variant, studies, invalid in [("A", 14, 5), ("B", 6, 2)]:
-        settings = Settings(
-            data_dir=data_dir,
-            model={"path": standin_model},
-            engine={"workers": 2, "image_wait_s": 1.0, "retry_base_s": 0.05, "retry_max_s": 0.3},
-            telemetry={"flush_s": 0.2, "variant": variant},
-        )
-        report = run_demo(settings, studies=studies, invalid=invalid, width=700, height=800)
-        assert report.summary.lost == 0
-    return settings.lake_dir
+    run_demo_lake(data_dir, standin_model, studies=14, invalid=5, variant="A")
+    return run_demo_lake(data_dir, standin_model, studies=6, invalid=2, variant="B")
 
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """ministack on 127.0.0.1, with dummy credentials in the environment."""
-    emulator = _emulator_module()
     try:
-        emulator.install()
+        launcher().install()
     except (OSError, subprocess.CalledProcessError) as exc:
         pytest.skip(f"ministack cannot be installed here (it needs PyPI once): {exc}")
-    data = tmp_path_factory.mktemp("ministack")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("AWS_ACCESS_KEY_ID", "test")
-        env.setenv("AWS_SECRET_ACCESS_KEY", "test")
-        env.setenv("AWS_DEFAULT_REGION", REGION)
-        proc, url = emulator.start(data, data / "ministack.log")
-        try:
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with running_emulator(tmp_path_factory.mktemp("ministack"), region=REGION) as emu:
+        yield emu.url
 
 
 def _as_athena_would(sent: list[dict[str, Any]]) -> Callable[..., None]:

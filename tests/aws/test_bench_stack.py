@@ -35,6 +35,7 @@ from radstream.schema.telemetry import StageStatus
 from radstream.settings import Settings
 from radstream.stages.completions import Completion
 from radstream.stages.telemetry import pseudonym, stage_record
+from support.clocks import FakeClock
 
 STACK = "rsbench"
 STUDIES, INVALID = 8, 2
@@ -48,16 +49,6 @@ def _cli(*args: str, check: bool = True) -> Any:
 
 
 # --- S3CompletionWatcher on the emulator's S3 -----------------------------------------
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -91,13 +82,13 @@ def test_watcher_ignores_earlier_objects_and_reports_each_outcome_once(
     store.put("results", "results/s1/img.json", b"{}")
     store.put("results", "failed/s2/bad.json", b"{}")
     store.put("results", "results/not-an-outcome.json", b"{}")
-    clock.now += 1.0
+    clock.advance(1.0)
     found = watcher.poll()
     assert sorted((c.sidecar_key, c.kind, c.at) for c in found) == [
         ("incoming/s1/img.json", "result", clock.now),
         ("incoming/s2/bad.json", "failure", clock.now),
     ]
-    clock.now += 1.0
+    clock.advance(1.0)
     assert watcher.poll() == []
 
 
@@ -111,18 +102,19 @@ def test_watcher_lists_at_most_once_per_interval(s3: tuple[S3ObjectStore, list[s
 
     store.put("results", "results/s1/img.json", b"{}")
     for _ in range(50):  # the driver polls every few ms
-        clock.now += 0.01
+        clock.advance(0.01)
         assert watcher.poll() == []
     assert lists == []
 
-    clock.now += 5.0
+    clock.advance(5.0)
     (completion,) = watcher.poll()
     assert completion.at == clock.now
     assert sorted(lists) == ["failed/", "results/"]
     assert watcher.poll() == []
     assert len(lists) == 2
 
-    # A clock stepping backwards must not silence the watcher until it catches up.
+    # A clock stepping backwards must not silence the watcher until it catches up
+    # (set by hand: advance() refuses to go back).
     clock.now -= 3600.0
     watcher.poll()
     assert len(lists) == 4

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import traceback
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 
 from radstream.aws import handlers
@@ -23,13 +21,12 @@ from radstream.errors import ImageTruncated, ModelUnavailable, StoreObjectMissin
 from radstream.imaging import Preprocessing
 from radstream.layout import failure_key, result_key, tensor_key
 from radstream.loadgen.study import make_study
-from radstream.model import TXRV_LABELS, ModelInfo
 from radstream.pipeline.definition import PIPELINE
 from radstream.pricing import load_pricing
-from radstream.schema.telemetry import TelemetryRecord
 from radstream.settings import Settings
 from radstream.stages.ports import ObjectInfo, StageOptions, StagePorts
 from radstream.stages.telemetry import StageRecorder
+from support.fakes import FixedLogitsModel, ListSink, fake_model_info
 
 
 def _lambda_cause(exc: Exception) -> str:
@@ -125,41 +122,11 @@ class MemoryS3:
         self.objects.pop((bucket, key), None)
 
 
-class ZeroModel:
-    info = ModelInfo(
-        name="zero",
-        version="1",
-        labels=tuple(TXRV_LABELS),
-        input_size=64,
-        input_min=-1024.0,
-        input_max=1024.0,
-        channels=1,
-        input_name="x",
-        output_name="y",
-        sha256="0" * 64,
-        path="",
-    )
-
-    def predict_logits(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        return np.zeros((batch.shape[0], len(TXRV_LABELS)), dtype=np.float32)
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.records: list[TelemetryRecord] = []
-
-    def emit(self, records: Iterable[TelemetryRecord]) -> None:
-        self.records.extend(records)
-
-    def flush(self) -> None:
-        pass
-
-
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> tuple[MemoryS3, ListSink]:
     store = MemoryS3()
     sink = ListSink()
-    model = ZeroModel()
+    model = FixedLogitsModel(fake_model_info(name="zero"))
     settings = Settings()
     ports = StagePorts(
         store=store,

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import re
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -30,8 +26,10 @@ from radstream.aws.kinesis_sink import (
 from radstream.aws.session import AwsTarget
 from radstream.backoff import Backoff
 from radstream.schema.telemetry import StageStatus, TelemetryRecord
+from support.clocks import FakeClock
+from support.emulator import REGION, running_emulator
+from support.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 HIVE_TS = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}$")
 T0 = datetime(2026, 11, 28, 20, 0, 0, 123000, tzinfo=UTC)
 THROTTLED = "ProvisionedThroughputExceededException"
@@ -120,62 +118,26 @@ def throttled(operation: str = "PutRecords") -> ClientError:
     )
 
 
-class FakeTime:
-    """A clock that only moves when slept on (or when a fake call takes time)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 # --- the emulator -------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def kinesis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A botocore Kinesis client on a ministack started for this module."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        # The same as `import emulator`, minus a mypy complaint about an unpackaged module.
-        emulator = importlib.import_module("emulator")
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
-    data_dir = tmp_path_factory.mktemp("ministack")
-    with pytest.MonkeyPatch.context() as mp:
-        # Dummy credentials: botocore signs every request, ministack checks none of it.
-        mp.setenv("AWS_ACCESS_KEY_ID", "test")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "test")
-        mp.delenv("AWS_SESSION_TOKEN", raising=False)
-        mp.delenv("AWS_PROFILE", raising=False)
-        proc, url = emulator.start(data_dir, data_dir / "ministack.log")
-        try:
-            yield AwsTarget(region="us-east-1", endpoint_url=url).client("kinesis")
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except Exception:
-                proc.kill()
-                proc.wait()
+    with running_emulator(tmp_path_factory.mktemp("ministack")) as emu:
+        yield AwsTarget(region=REGION, endpoint_url=emu.url).client("kinesis")
 
 
 def create_stream(client: Any) -> str:
     name = f"telemetry-{uuid.uuid4().hex[:8]}"
     client.create_stream(StreamName=name, ShardCount=1)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def active() -> bool:
         summary = client.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
-        if summary["StreamStatus"] == "ACTIVE":
-            return name
-        time.sleep(0.1)
-    raise AssertionError(f"stream {name} not ACTIVE after 30 s")
+        return bool(summary["StreamStatus"] == "ACTIVE")
+
+    wait_until(active, f"stream {name} to be ACTIVE", timeout_s=30, interval_s=0.1)
+    return name
 
 
 def read_stream(client: Any, stream: str) -> list[dict[str, Any]]:
@@ -288,7 +250,7 @@ def test_only_the_failed_entries_are_resent_in_order() -> None:
         reply["FailedRecordCount"] = 2
         return reply
 
-    fake_time = FakeTime()
+    fake_time = FakeClock()
     client = FakeKinesis(first, all_ok)
     sink = KinesisTelemetrySink(
         client, "telemetry", base_delay_s=0.05, sleep=fake_time.sleep, clock=fake_time.clock
@@ -310,12 +272,12 @@ def test_only_the_failed_entries_are_resent_in_order() -> None:
 def test_flush_gives_up_within_the_budget_and_logs_no_record_contents(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    fake_time = FakeTime()
+    fake_time = FakeClock()
     call_starts: list[float] = []
 
     def slow_call() -> None:
         call_starts.append(fake_time.now)
-        fake_time.now += 0.1
+        fake_time.advance(0.1)
 
     client = FakeKinesis(throttled(), on_call=slow_call)
     sink = KinesisTelemetrySink(
@@ -357,7 +319,7 @@ def test_flush_gives_up_within_the_budget_and_logs_no_record_contents(
 
 
 def test_max_attempts_bounds_the_calls_per_batch() -> None:
-    fake_time = FakeTime()
+    fake_time = FakeClock()
     client = FakeKinesis(EndpointConnectionError(endpoint_url="http://127.0.0.1:1"))
     sink = KinesisTelemetrySink(
         client, "telemetry", max_attempts=3, sleep=fake_time.sleep, clock=fake_time.clock
@@ -371,7 +333,7 @@ def test_max_attempts_bounds_the_calls_per_batch() -> None:
 
 
 def test_resends_wait_the_pipeline_backoff_with_the_injected_randomness() -> None:
-    fake_time = FakeTime()
+    fake_time = FakeClock()
     client = FakeKinesis(EndpointConnectionError(endpoint_url="http://127.0.0.1:1"))
     backoff = Backoff(base_s=0.05, max_s=0.15, rate=2.0)
     sink = KinesisTelemetrySink(
@@ -399,7 +361,7 @@ def test_permanent_errors_are_not_retried(caplog: pytest.LogCaptureFixture) -> N
         "PutRecords",
     )
     client = FakeKinesis(missing)
-    fake_time = FakeTime()
+    fake_time = FakeClock()
     sink = KinesisTelemetrySink(client, "telemetry", sleep=fake_time.sleep, clock=fake_time.clock)
     sink.emit(make_record(i) for i in range(3))
     with caplog.at_level(logging.WARNING, logger="radstream.telemetry"):

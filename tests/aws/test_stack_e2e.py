@@ -30,6 +30,7 @@ from radstream.cli import app
 from radstream.loadgen.bad_inputs import BAD_KINDS
 from radstream.loadgen.synthetic import make_studies
 from radstream.loadgen.uploader import upload_generated
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -147,26 +148,27 @@ def _executions(sfn: Any, machine: str, expected: int) -> list[dict[str, Any]]:
 
 
 def _wait_execution(sfn: Any, arn: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while True:
-        described: dict[str, Any] = sfn.describe_execution(executionArn=arn)
-        if described["status"] != "RUNNING" or time.monotonic() > deadline:
-            return described
-        time.sleep(0.3)
+    """The execution's description, once it has ended (an ended execution does not change)."""
+
+    def ended() -> bool:
+        return bool(sfn.describe_execution(executionArn=arn)["status"] != "RUNNING")
+
+    wait_until(ended, f"execution {arn} to end", timeout_s=60, interval_s=0.3)
+    described: dict[str, Any] = sfn.describe_execution(executionArn=arn)
+    return described
 
 
 def test_telemetry_reaches_the_lake_and_a_named_query_answers_on_athena(
     deployed: tuple[StackRef, Path, str], processed: dict[str, Any], emulator: Any
 ) -> None:
     store = processed["store"]
-    deadline = time.monotonic() + 120
-    objects: list[str] = []
-    while time.monotonic() < deadline:
-        objects = store.list("telemetry", "telemetry/")
-        if objects:
-            break
-        time.sleep(1)
-    assert objects, "no telemetry object arrived through Kinesis and Firehose"
+    wait_until(
+        lambda: bool(store.list("telemetry", "telemetry/")),
+        "a telemetry object to arrive through Kinesis and Firehose",
+        timeout_s=120,
+        interval_s=1,
+    )
+    objects: list[str] = store.list("telemetry", "telemetry/")
     assert all("/dt=" in f"/{k}" and "/hour=" in k for k in objects), objects[:3]
     errors = store.list("telemetry", "telemetry-errors/")
     assert not errors, f"Firehose could not convert records: {errors[:3]}"

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -18,22 +17,16 @@ import pytest
 from radstream.lake.parquet_sink import read_lake
 from radstream.loadgen.bad_inputs import make_bad_study
 from radstream.loadgen.synthetic import make_study
-from radstream.loadgen.uploader import upload_study
+from radstream.loadgen.uploader import upload_generated
 from radstream.local.engine import LocalEngine
 from radstream.local.outcomes import collect_outcomes
 from radstream.local.pool import WorkerPool
 from radstream.settings import Settings
 from radstream.stages.ports import ObjectInfo
+from support.waiting import wait_until
 
 # Starts processes (see tests/support/slow.py): `make test-fast` leaves this module out.
 pytestmark = pytest.mark.slow
-
-
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def test_sigkill_mid_run_loses_and_duplicates_nothing(
@@ -46,18 +39,11 @@ def test_sigkill_mid_run_loses_and_duplicates_nothing(
     with LocalEngine.open(settings) as engine:
         pool = WorkerPool(settings).start()
         pool.wait_ready(engine.executor)
-        uploads: list[ObjectInfo] = [
-            upload_study(
-                engine.store,
-                folder=s.study_id,
-                image_name=s.image_name,
-                image=s.image,
-                sidecar=s.sidecar,
-            )
-            for s in studies
-        ]
+        uploads: list[ObjectInfo] = [upload_generated(engine.store, s) for s in studies]
         # Kill a worker while it holds a lease, after some studies are done.
-        _wait(lambda: engine.executor.counts()["succeeded"] >= 2, 120, "first results")
+        wait_until(
+            lambda: engine.executor.counts()["succeeded"] >= 2, "first results", timeout_s=120
+        )
         owners: list[str] = []
 
         def leased() -> bool:
@@ -67,7 +53,7 @@ def test_sigkill_mid_run_loses_and_duplicates_nothing(
             owners[:] = [r[0] for r in rows if r[0] in pool.worker_ids]
             return bool(owners)
 
-        _wait(leased, 60, "a worker holding a lease")
+        wait_until(leased, "a worker holding a lease", timeout_s=60)
         victim = pool.processes[pool.worker_ids.index(owners[0])]
         assert victim.pid is not None
         os.kill(victim.pid, signal.SIGKILL)
@@ -76,11 +62,12 @@ def test_sigkill_mid_run_loses_and_duplicates_nothing(
 
         # The pool replaces the dead worker; its execution is taken over and finished.
         def all_done() -> bool:
-            pool.supervise()
             counts = engine.executor.counts()
             return counts["succeeded"] + counts["failed"] == len(studies)
 
-        _wait(all_done, 240, "every study to finish after the kill")
+        wait_until(
+            all_done, "every study to finish after the kill", timeout_s=240, on_poll=pool.supervise
+        )
         assert pool.restarts == 1
         pool.stop()
         assert pool.exit_codes == [0, 0]
@@ -104,14 +91,10 @@ def test_a_study_that_keeps_killing_workers_is_abandoned(
     with LocalEngine.open(settings) as engine:
         pool = WorkerPool(settings, workers=1).start()
         pool.wait_ready(engine.executor)
-        upload_study(
-            engine.store,
-            folder="poison",
-            image_name=study.image_name,
-            image=study.image,
-            sidecar=study.sidecar,
+        upload_generated(engine.store, study)
+        wait_until(
+            lambda: engine.executor.counts()["running"] == 1, "the study to start", timeout_s=60
         )
-        _wait(lambda: engine.executor.counts()["running"] == 1, 60, "the study to start")
         pid = pool.processes[0].pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)  # stands in for a decoder crash or an OOM kill
@@ -121,7 +104,7 @@ def test_a_study_that_keeps_killing_workers_is_abandoned(
             return engine.executor.counts()["failed"] == 1
 
         # Found dead at once (not after the 60 s lease); no takeovers allowed: abandoned.
-        _wait(failed, 60, "the execution to be abandoned")
+        wait_until(failed, "the execution to be abandoned", timeout_s=60)
         pool.stop()
         failure = json.loads(engine.store.get("results", "failed/poison/poison.json"))
         assert failure["error"]["code"] == "EXECUTION_ABANDONED"
@@ -148,17 +131,13 @@ def test_serve_picks_up_an_upload_from_another_process(
     )
     try:
         with LocalEngine.open(settings) as engine:
-            _wait(lambda: _live_workers(engine) == 1, 120, "serve's worker")
+            wait_until(lambda: _live_workers(engine) == 1, "serve's worker", timeout_s=120)
             study = make_study("served", "jpeg", np.random.default_rng(6), width=600, height=700)
-            upload_study(
-                engine.store,
-                folder="served",
-                image_name=study.image_name,
-                image=study.image,
-                sidecar=study.sidecar,
-            )
+            upload_generated(engine.store, study)
             result = f"results/served/{study.image_name.rsplit('.', 1)[0]}.json"
-            _wait(lambda: engine.store.exists("results", result), 60, "the result object")
+            wait_until(
+                lambda: engine.store.exists("results", result), "the result object", timeout_s=60
+            )
     finally:
         server.send_signal(signal.SIGTERM)
         output = server.communicate(timeout=60)[0].decode()

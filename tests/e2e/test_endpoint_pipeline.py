@@ -20,7 +20,7 @@ import pytest
 from radstream.lake.parquet_sink import read_lake
 from radstream.layout import Bucket, result_key
 from radstream.loadgen.synthetic import Study, make_study
-from radstream.loadgen.uploader import upload_study
+from radstream.loadgen.uploader import upload_generated
 from radstream.local.engine import LocalEngine
 from radstream.local.outcomes import collect_outcomes
 from radstream.local.pool import WorkerPool
@@ -74,16 +74,7 @@ def _studies(prefix: str, n: int) -> list[Study]:
 
 
 def _upload(engine: LocalEngine, studies: list[Study]) -> list[ObjectInfo]:
-    return [
-        upload_study(
-            engine.store,
-            folder=s.study_id,
-            image_name=s.image_name,
-            image=s.image,
-            sidecar=s.sidecar,
-        )
-        for s in studies
-    ]
+    return [upload_generated(engine.store, s) for s in studies]
 
 
 def _probabilities(engine: LocalEngine, studies: list[Study]) -> dict[str, dict[str, float]]:

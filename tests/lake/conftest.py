@@ -7,24 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from radstream.demo import run_demo
 from radstream.lake.parquet_sink import ParquetSink
 from radstream.schema.telemetry import TelemetryRecord
-from radstream.settings import Settings
+from support.demo import run_demo_lake
 
 
 @pytest.fixture(scope="session")
 def demo_lake(tmp_path_factory: pytest.TempPathFactory, standin_model: Path) -> Path:
     """The lake a real `radstream demo` leaves: 14 studies, 5 of them bad."""
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("demo"),
-        model={"path": standin_model},
-        engine={"workers": 2, "image_wait_s": 1.0, "retry_base_s": 0.05, "retry_max_s": 0.3},
-        telemetry={"flush_s": 0.2},
-    )
-    report = run_demo(settings, studies=14, invalid=5, width=700, height=800)
-    assert report.summary.lost == 0
-    return settings.lake_dir
+    return run_demo_lake(tmp_path_factory.mktemp("demo"), standin_model, studies=14, invalid=5)
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,10 +23,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnx
 import pytest
 import uvicorn
-from onnx import TensorProto, helper, numpy_helper
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -49,7 +46,9 @@ from radstream.kserve import (
 from radstream.model import TXRV_LABELS, ModelClient, OnnxModel, read_model_info
 from radstream.model.circuit import CircuitBreaker
 from radstream.model.kserve_client import KServeModelClient, ModelRequestRejected
-from radstream.model.metadata import write_metadata
+from support.clocks import FakeClock
+from support.models import conv_classifier, save, tagged
+from support.waiting import wait_until
 
 TINY_SIZE = 16
 TINY_LABELS = ("Alpha", "Beta", "Gamma")
@@ -63,41 +62,16 @@ pytestmark = pytest.mark.slow
 
 def write_tiny_model(path: Path) -> Path:
     """Conv 3x3 (1->4) -> GlobalAveragePool -> Flatten -> Gemm (4->3), with metadata."""
-    rng = np.random.default_rng(7)
-    conv_w = (rng.standard_normal((4, 1, 3, 3)) / 1024).astype(np.float32)
-    gemm_w = rng.standard_normal((3, 4)).astype(np.float32)
-    gemm_b = np.array([0.1, -0.2, 0.3], np.float32)
-    nodes = [
-        helper.make_node("Conv", ["image", "cw"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-        helper.make_node("GlobalAveragePool", ["c"], ["p"]),
-        helper.make_node("Flatten", ["p"], ["f"], axis=1),
-        helper.make_node("Gemm", ["f", "gw", "gb"], ["scores"], transB=1),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, TINY_SIZE, TINY_SIZE])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 3])],
-        initializer=[
-            numpy_helper.from_array(conv_w, "cw"),
-            numpy_helper.from_array(gemm_w, "gw"),
-            numpy_helper.from_array(gemm_b, "gb"),
-        ],
+    model = conv_classifier(
+        size=TINY_SIZE,
+        classes=len(TINY_LABELS),
+        features=4,
+        seed=7,
+        bias=(0.1, -0.2, 0.3),
+        input_name="image",
+        output_name="scores",
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    write_metadata(
-        model,
-        name="tiny",
-        version="2",
-        labels=TINY_LABELS,
-        input_size=TINY_SIZE,
-        input_min=-1024,
-        input_max=1024,
-        channels=1,
-    )
-    onnx.save(model, str(path))
-    return path
+    return save(tagged(model, labels=TINY_LABELS, input_size=TINY_SIZE, version="2"), path)
 
 
 class _TruncatedResponse(Response):
@@ -165,12 +139,19 @@ class StandInServer:
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._server, self._thread, self._socket = server, thread, sock
         thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the stand-in server did not start")
-            time.sleep(0.005)
+        try:
+            wait_until(
+                lambda: server.started or not thread.is_alive(),
+                "the stand-in server to start",
+                timeout_s=10,
+                interval_s=0.005,
+            )
+        except BaseException:  # pytest.fail's exception is not an Exception
+            self.stop()
+            raise
+        if not server.started:  # the thread ended without serving
+            self.stop()
+            raise RuntimeError("the stand-in server did not start")
 
     def stop(self) -> None:
         """Stop serving and close the listening socket (idempotent)."""
@@ -417,8 +398,8 @@ def test_server_down_gives_unavailable_then_the_breaker_fails_fast_and_recovers(
     tiny: OnnxModel, serve: Callable[..., StandInServer], connect: Callable[..., Any]
 ) -> None:
     server = serve(tiny)
-    now = [0.0]
-    breaker = CircuitBreaker(failure_threshold=3, reset_after_s=0.5, clock=lambda: now[0])
+    clock = FakeClock(start=0.0)
+    breaker = CircuitBreaker(failure_threshold=3, reset_after_s=0.5, clock=clock)
     waits: list[float] = []
     client = connect(server, retries=2, breaker=breaker, sleep=waits.append)
     batch = films(1, TINY_SIZE)
@@ -438,7 +419,7 @@ def test_server_down_gives_unavailable_then_the_breaker_fails_fast_and_recovers(
     assert server.requests == before  # no network attempt
     assert len(waits) == 2  # and no wait: it fails fast
 
-    now[0] += 0.55  # past reset_after_s: one trial request is let through, and it succeeds
+    clock.advance(0.55)  # past reset_after_s: one trial request is let through, and it succeeds
     np.testing.assert_allclose(client.predict_logits(batch), tiny.predict_logits(batch), atol=1e-6)
     assert breaker.state == "closed"
     assert server.requests == before + 1
@@ -597,16 +578,8 @@ def test_retry_after_header_parsing() -> None:
 # --- the circuit breaker, on a fake clock -----------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_breaker_opens_after_threshold_and_fails_fast() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=100.0)
     breaker = CircuitBreaker(failure_threshold=3, reset_after_s=10.0, clock=clock)
     for _ in range(2):
         breaker.before_call()
@@ -618,7 +591,7 @@ def test_breaker_opens_after_threshold_and_fails_fast() -> None:
         breaker.before_call()
         breaker.record_failure()
     assert breaker.state == "open"
-    clock.now += 4.0
+    clock.advance(4.0)
     with pytest.raises(ModelUnavailable) as opened:
         breaker.before_call()
     assert opened.value.message == (
@@ -628,21 +601,21 @@ def test_breaker_opens_after_threshold_and_fails_fast() -> None:
 
 
 def test_breaker_half_open_allows_one_trial_then_closes_or_reopens() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=100.0)
     breaker = CircuitBreaker(failure_threshold=1, reset_after_s=10.0, clock=clock)
     breaker.record_failure()
     assert breaker.state == "open"
-    clock.now += 10.0
+    clock.advance(10.0)
     breaker.before_call()  # the trial
     assert breaker.state == "half-open"
     with pytest.raises(ModelUnavailable):
         breaker.before_call()  # only one trial at a time
     breaker.record_failure()  # the trial failed: open for another 10 s
     assert breaker.state == "open"
-    clock.now += 9.9
+    clock.advance(9.9)
     with pytest.raises(ModelUnavailable):
         breaker.before_call()
-    clock.now += 0.1
+    clock.advance(0.1)
     breaker.before_call()
     breaker.record_success()
     assert breaker.state == "closed"
@@ -650,12 +623,12 @@ def test_breaker_half_open_allows_one_trial_then_closes_or_reopens() -> None:
 
 
 def test_breaker_replaces_a_trial_that_never_reported() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=100.0)
     breaker = CircuitBreaker(failure_threshold=1, reset_after_s=5.0, clock=clock)
     breaker.record_failure()
-    clock.now += 5.0
+    clock.advance(5.0)
     breaker.before_call()  # a trial whose caller dies without reporting
-    clock.now += 5.0
+    clock.advance(5.0)
     breaker.before_call()  # a new trial is allowed
     breaker.record_success()
     assert breaker.state == "closed"

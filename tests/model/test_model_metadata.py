@@ -8,68 +8,23 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from radstream.errors import ModelFileInvalid, ModelOutputInvalid
 from radstream.model import ModelClient, OnnxModel, read_model_info
 from radstream.model.metadata import REQUIRED_KEYS, write_metadata
+from support.models import pool_classifier, save, tagged
 
 LABELS = ("Alpha", "Beta", "Gamma")
 SIZE = 8
 
 
-def tiny_model(
-    *,
-    classes: int = 3,
-    output_dims: tuple[str | int, ...] = ("N", 3),
-    weight_value: float | None = None,
-    op: str = "GlobalAveragePool",
-) -> onnx.ModelProto:
-    """[N, 1, 8, 8] -> pool -> flatten -> Gemm -> [N, classes]: small enough to build per test."""
-    weight = np.arange(classes, dtype=np.float32).reshape(classes, 1) / 10
-    if weight_value is not None:
-        weight[:] = weight_value
-    nodes = [
-        helper.make_node(op, ["x"], ["pooled"]),
-        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
-        helper.make_node("Gemm", ["flat", "w", "b"], ["y"], transB=1),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, SIZE, SIZE])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(output_dims))],
-        initializer=[
-            numpy_helper.from_array(weight, "w"),
-            numpy_helper.from_array(np.zeros(classes, np.float32), "b"),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
-
-
 def tag(model: onnx.ModelProto, labels: tuple[str, ...] = LABELS) -> onnx.ModelProto:
-    write_metadata(
-        model,
-        name="tiny",
-        version="3",
-        labels=labels,
-        input_size=SIZE,
-        input_min=-1024,
-        input_max=1024.5,
-        channels=1,
-    )
-    return model
-
-
-def save(model: onnx.ModelProto, path: Path) -> Path:
-    path.write_bytes(model.SerializeToString())
-    return path
+    """``model`` tagged as "tiny" version 3, with an input range whose top is not whole."""
+    return tagged(model, labels=labels, input_size=SIZE, version="3", input_max=1024.5)
 
 
 def test_round_trip(tmp_path: Path) -> None:
-    model = tiny_model()
+    model = pool_classifier(size=SIZE)
     model.metadata_props.add(key="other.tool", value="kept")
     path = save(tag(model), tmp_path / "tiny.onnx")
     info = read_model_info(path)
@@ -89,14 +44,14 @@ def test_round_trip(tmp_path: Path) -> None:
 
 
 def test_rewriting_metadata_replaces_keys() -> None:
-    model = tag(tag(tiny_model()), labels=("A", "B", "C"))
+    model = tag(tag(pool_classifier(size=SIZE)), labels=("A", "B", "C"))
     keys = [p.key for p in model.metadata_props]
     assert len(keys) == len(set(keys)) == len(REQUIRED_KEYS)
 
 
 @pytest.mark.parametrize("key", REQUIRED_KEYS)
 def test_missing_key_is_named(tmp_path: Path, key: str) -> None:
-    model = tag(tiny_model())
+    model = tag(pool_classifier(size=SIZE))
     kept = [(p.key, p.value) for p in model.metadata_props if p.key != key]
     del model.metadata_props[:]
     for k, v in kept:
@@ -123,7 +78,7 @@ def test_missing_key_is_named(tmp_path: Path, key: str) -> None:
     ],
 )
 def test_malformed_key_is_named(tmp_path: Path, key: str, value: str) -> None:
-    model = tag(tiny_model())
+    model = tag(pool_classifier(size=SIZE))
     for prop in model.metadata_props:
         if prop.key == key:
             prop.value = value
@@ -135,7 +90,7 @@ def test_malformed_key_is_named(tmp_path: Path, key: str, value: str) -> None:
 def test_write_metadata_refuses_bad_values() -> None:
     with pytest.raises(ValueError, match="input_range"):
         write_metadata(
-            tiny_model(),
+            pool_classifier(size=SIZE),
             name="t",
             version="1",
             labels=LABELS,
@@ -147,7 +102,9 @@ def test_write_metadata_refuses_bad_values() -> None:
 
 
 def test_metadata_contradicting_graph(tmp_path: Path) -> None:
-    path = save(tag(tiny_model(classes=4, output_dims=("N", 4))), tmp_path / "m.onnx")
+    path = save(
+        tag(pool_classifier(size=SIZE, classes=4, output_dims=("N", 4))), tmp_path / "m.onnx"
+    )
     with pytest.raises(ModelFileInvalid, match="3 labels"):
         read_model_info(path)
 
@@ -164,14 +121,14 @@ def test_unusable_files(tmp_path: Path, content: bytes | None) -> None:
 
 
 def test_runtime_rejects_graph_it_cannot_run(tmp_path: Path) -> None:
-    path = save(tag(tiny_model(op="NoSuchOperator")), tmp_path / "m.onnx")
+    path = save(tag(pool_classifier(size=SIZE, op="NoSuchOperator")), tmp_path / "m.onnx")
     read_model_info(path)  # the metadata itself is fine
     with pytest.raises(ModelFileInvalid, match="cannot load"):
         OnnxModel.load(path)
 
 
 def test_tiny_model_runs_and_satisfies_protocol(tmp_path: Path) -> None:
-    model = OnnxModel.load(save(tag(tiny_model()), tmp_path / "m.onnx"))
+    model = OnnxModel.load(save(tag(pool_classifier(size=SIZE)), tmp_path / "m.onnx"))
     assert isinstance(model, ModelClient)
     batch = np.full((2, 1, SIZE, SIZE), 10.0, dtype=np.float64)  # float64 is cast
     logits = model.predict_logits(batch)  # type: ignore[arg-type]
@@ -180,20 +137,24 @@ def test_tiny_model_runs_and_satisfies_protocol(tmp_path: Path) -> None:
 
 
 def test_non_finite_output_is_model_output_invalid(tmp_path: Path) -> None:
-    model = OnnxModel.load(save(tag(tiny_model(weight_value=np.inf)), tmp_path / "m.onnx"))
+    model = OnnxModel.load(
+        save(tag(pool_classifier(size=SIZE, weight_value=np.inf)), tmp_path / "m.onnx")
+    )
     with pytest.raises(ModelOutputInvalid, match="non-finite"):
         model.predict_logits(np.ones((1, 1, SIZE, SIZE), np.float32))
 
 
 def test_wrong_output_width_is_model_output_invalid(tmp_path: Path) -> None:
     # A symbolic output width passes the load-time check; the real width is caught per call.
-    path = save(tag(tiny_model(classes=4, output_dims=("N", "M"))), tmp_path / "m.onnx")
+    path = save(
+        tag(pool_classifier(size=SIZE, classes=4, output_dims=("N", "M"))), tmp_path / "m.onnx"
+    )
     model = OnnxModel.load(path)
     with pytest.raises(ModelOutputInvalid, match=r"expected \[1, 3\]"):
         model.predict_logits(np.ones((1, 1, SIZE, SIZE), np.float32))
 
 
 def test_thread_count_is_validated(tmp_path: Path) -> None:
-    path = save(tag(tiny_model()), tmp_path / "m.onnx")
+    path = save(tag(pool_classifier(size=SIZE)), tmp_path / "m.onnx")
     with pytest.raises(ValueError, match="intra_op_threads"):
         OnnxModel.load(path, intra_op_threads=-1)

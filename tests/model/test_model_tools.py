@@ -12,7 +12,6 @@ import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from radstream.errors import ImageSizeMismatch, ModelFileInvalid
 from radstream.imaging import Preprocessing, prepare_image
@@ -28,48 +27,7 @@ from radstream.model import (
 from radstream.model.export_txrv import INSTALL_HINT, ExportDependencyMissing, export_txrv
 from radstream.model.importer import import_model, resolve_labels
 from radstream.stages.predict import predict_image
-
-
-def conv_classifier(
-    *,
-    size: int = 32,
-    classes: int = 18,
-    channels: int = 1,
-    output_dims: list[str | int] | None = None,
-) -> onnx.ModelProto:
-    """Conv 3x3 (channels->8) -> GlobalAveragePool -> Flatten -> Gemm (8->classes), no metadata."""
-    rng = np.random.default_rng(1)
-    nodes = [
-        helper.make_node("Conv", ["x", "cw"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-        helper.make_node("GlobalAveragePool", ["c"], ["p"]),
-        helper.make_node("Flatten", ["p"], ["f"], axis=1),
-        helper.make_node("Gemm", ["f", "gw", "gb"], ["out"], transB=1),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "conv_classifier",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", channels, size, size])],
-        [
-            helper.make_tensor_value_info(
-                "out", TensorProto.FLOAT, output_dims if output_dims else ["N", classes]
-            )
-        ],
-        initializer=[
-            numpy_helper.from_array(
-                (rng.standard_normal((8, channels, 3, 3)) / 1024).astype(np.float32), "cw"
-            ),
-            numpy_helper.from_array(rng.standard_normal((classes, 8)).astype(np.float32), "gw"),
-            numpy_helper.from_array(np.zeros(classes, np.float32), "gb"),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
-
-
-def save(model: onnx.ModelProto, path: Path) -> Path:
-    onnx.save(model, str(path))
-    return path
+from support.models import conv_classifier, save
 
 
 def run_plain(path: Path, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -12,16 +12,16 @@ from radstream.kserve.metadata import parameter
 from radstream.model import TXRV_LABELS, ModelInfo
 from radstream.model.endpoint_metadata import info_from_endpoint_metadata
 from radstream.serving.app import model_metadata
+from support.fakes import fake_model_info
 
 URL = "http://127.0.0.1:8000/v2/models/served"
-INFO = ModelInfo(
+INFO = fake_model_info(
     name="densenet121-standin",
     version="3",
     labels=("Alpha", "Beta", "Gamma"),
     input_size=64,
     input_min=-1.5,
     input_max=2.0,
-    channels=1,
     input_name="image",
     output_name="scores",
     sha256="ab" * 32,

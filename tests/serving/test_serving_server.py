@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +28,7 @@ from radstream.kserve import (
 from radstream.model import OnnxModel, read_model_info
 from radstream.serving import ServeConfig, running_server
 from radstream.serving.app import ServingApp
+from support.waiting import wait_until
 
 tc_http = pytest.importorskip("tritonclient.http")
 
@@ -277,14 +278,6 @@ def test_bearer_token_guards_everything_but_health(standin_model: Path) -> None:
             client.close()
 
 
-def _wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_dead_instance_fails_its_batch_with_503_and_is_replaced(
     standin_model: Path, reference: OnnxModel
 ) -> None:
@@ -302,10 +295,10 @@ def test_dead_instance_fails_its_batch_with_503_and_is_replaced(
         assert response.status_code == 503
         assert response.headers["Retry-After"] == "1"
         assert "died" in response.json()["error"]
-        _wait_for(
+        wait_until(
             lambda: httpx.get(f"{url}/v2/health/ready", timeout=5).status_code == 200,
-            30,
             "a replacement instance",
+            timeout_s=30,
         )
         np.testing.assert_allclose(
             _logits(_post_infer(url, x[:2])), reference.predict_logits(x[:2]), atol=1e-5, rtol=0
@@ -342,20 +335,24 @@ def test_autoscale_adds_under_load_and_removes_when_idle(standin_model: Path) ->
         for thread in threads:
             thread.start()
         try:
-            _wait_for(lambda: _metrics(url)["radstream_model_instances"] == 2, 20, "scale-up")
+            wait_until(
+                lambda: _metrics(url)["radstream_model_instances"] == 2, "scale-up", timeout_s=20
+            )
         finally:
             stop.set()
             for thread in threads:
                 thread.join()
         assert set(codes) == {200}
-        _wait_for(lambda: _metrics(url)["radstream_model_instances"] == 1, 20, "scale-down")
+        wait_until(
+            lambda: _metrics(url)["radstream_model_instances"] == 1, "scale-down", timeout_s=20
+        )
         stats = _metrics(url)
         assert stats["radstream_model_scale_ups_total"] == 1
         assert stats["radstream_model_scale_downs_total"] == 1
-        _wait_for(
+        wait_until(
             lambda: len([p for p in _instances() if p.pid not in others]) == 1,
-            10,
             "the removed instance's process to exit",
+            timeout_s=10,
         )
     assert {p.pid for p in _instances()} == others
 
@@ -461,13 +458,13 @@ def test_serve_stops_cleanly_on_signal(standin_model: Path, tmp_path: Path, sign
             assert process.stdout is not None
             url = process.stdout.readline().strip()
             assert url.startswith("http://127.0.0.1:"), url
-            _wait_for(
+            wait_until(
                 lambda: (
                     httpx.get(f"{url}/v2/health/ready", timeout=5).status_code == 200
                     and _metrics(url)["radstream_model_instances"] == 2
                 ),
-                60,
                 "two ready instances",
+                timeout_s=60,
             )
             workers = _workers(process.pid)
             assert len(workers) == 2
@@ -481,7 +478,7 @@ def test_serve_stops_cleanly_on_signal(standin_model: Path, tmp_path: Path, sign
     assert process.returncode == 0, err
     assert "stopped" in out
     assert "Traceback" not in err, err
-    _wait_for(lambda: all(_gone(pid) for pid in workers), 10, "the workers to exit")
+    wait_until(lambda: all(_gone(pid) for pid in workers), "the workers to exit", timeout_s=10)
 
 
 def test_batches_never_split_a_request(standin_model: Path) -> None:

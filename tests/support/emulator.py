@@ -8,7 +8,6 @@ and a stop that cannot leak the process, pass or fail.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +18,8 @@ from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from support.scripts import load_script
+
 REGION = "us-east-1"
 
 
@@ -34,14 +34,8 @@ class Emulator:
 
 @cache
 def launcher() -> ModuleType:
-    """``scripts/emulator.py`` as a module (scripts/ is not a package, so load it by path)."""
-    spec = importlib.util.spec_from_file_location(
-        "radstream_emulator", ROOT / "scripts/emulator.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """``scripts/emulator.py`` as a module, loaded once."""
+    return load_script("emulator")
 
 
 def stop(proc: subprocess.Popen[bytes], timeout_s: float = 10) -> None:

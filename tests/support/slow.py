@@ -21,7 +21,7 @@ import multiprocessing.process
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -120,3 +120,17 @@ def forbid_processes(item: pytest.Item) -> Iterator[list[UnmarkedSlowTest]]:
         patch.setattr(multiprocessing.process.BaseProcess, "start", start)
         patch.setattr(socket.socket, "listen", listen)
         yield seen
+
+
+def guarded(item: pytest.Item) -> Generator[None, None, None]:
+    """The body of a ``wrapper=True`` hook that runs a test phase under :func:`forbid_processes`.
+
+    Use as ``return (yield from guarded(item))``: the phase's result or exception passes
+    through, and a refusal the code under test caught fails the test all the same.
+    """
+    with forbid_processes(item) as refused:
+        try:
+            return (yield)
+        finally:
+            if refused:
+                raise refused[0]

@@ -7,11 +7,10 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 
 from radstream.aws.asl import render_state_machine, state_name
@@ -22,70 +21,21 @@ from radstream.local.pool import parent_log_setup
 from radstream.local.runner import ExecutionRunner
 from radstream.local.store import FolderStore
 from radstream.logs import configure
-from radstream.model import TXRV_LABELS, ModelInfo
 from radstream.pipeline.definition import PIPELINE, RetryPolicy
-from radstream.schema.telemetry import TelemetryRecord
 from radstream.settings import Settings
 from radstream.stages.registry import stage_function
+from support.clocks import FakeClock
+from support.fakes import FixedLogitsModel, ListSink
 
 PATIENT_ID = "PID-ZEBRA-90210"
 PATIENT_NAME = "Quixote^Dulcinea"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeModel:
-    """A model client that answers zeros, and raises a bug on the calls listed in ``fail_on``."""
-
-    def __init__(self, fail_on: Iterable[int] = ()) -> None:
-        self.calls = 0
-        self.fail_on = set(fail_on)
-
-    @property
-    def info(self) -> ModelInfo:
-        return ModelInfo(
-            name="fake",
-            version="1",
-            labels=tuple(TXRV_LABELS),
-            input_size=64,
-            input_min=-1024.0,
-            input_max=1024.0,
-            channels=1,
-            input_name="x",
-            output_name="y",
-            sha256="0" * 64,
-            path="",
-        )
-
-    def predict_logits(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        self.calls += 1
-        if self.calls in self.fail_on:
-            raise RuntimeError("a bug in the model client")
-        return np.zeros((batch.shape[0], len(TXRV_LABELS)), dtype=np.float32)
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.records: list[TelemetryRecord] = []
-
-    def emit(self, records: Iterable[TelemetryRecord]) -> None:
-        self.records.extend(records)
-
-    def flush(self) -> None:
-        pass
-
-
 class Harness:
     """One worker's runner over a real folder store and SQLite executor, on a fake clock."""
 
-    def __init__(self, tmp_path: Path, model: FakeModel, **engine: float) -> None:
-        self.clock = Clock()
+    def __init__(self, tmp_path: Path, model: FixedLogitsModel, **engine: float) -> None:
+        self.clock = FakeClock()
         settings = Settings(
             data_dir=tmp_path / "data",
             engine={"lease_s": 30.0, "image_wait_s": 5.0, "retry_base_s": 0.2, **engine},
@@ -116,7 +66,7 @@ class Harness:
             elif self.executor.idle():
                 return
             else:
-                self.clock.now += 1.0  # a retry waits for its backoff
+                self.clock.advance(1.0)  # a retry waits for its backoff
         raise AssertionError("the executions did not finish")
 
 
@@ -155,7 +105,7 @@ def test_logs_carry_execution_and_stage_but_no_patient_value(
     tmp_path: Path, log_lines: io.StringIO
 ) -> None:
     # The second inference hits a bug: an unexpected error, logged with its traceback.
-    harness = Harness(tmp_path, FakeModel(fail_on={2}))
+    harness = Harness(tmp_path, FixedLogitsModel(fail_on={2}))
     rng = np.random.default_rng(7)
     for i in range(3):
         study = make_study(f"ok-{i}", "png", rng, width=96, height=96)
@@ -197,7 +147,9 @@ def test_logs_carry_execution_and_stage_but_no_patient_value(
 
 def test_local_retries_wait_as_the_rendered_step_functions_retrier(tmp_path: Path) -> None:
     # Whole seconds, so that Step Functions can run the very same backoff.
-    harness = Harness(tmp_path, FakeModel(), image_wait_s=1e6, retry_base_s=1.0, retry_max_s=4.0)
+    harness = Harness(
+        tmp_path, FixedLogitsModel(), image_wait_s=1e6, retry_base_s=1.0, retry_max_s=4.0
+    )
     harness.upload("s", "s.json", make_study("s", "png", np.random.default_rng(1)).sidecar)
     delays: list[float] = []
     for _ in range(5):
