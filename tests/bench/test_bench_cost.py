@@ -20,7 +20,14 @@ from radstream.bench.cost import (
 )
 from radstream.errors import ConfigInvalid
 from radstream.pipeline.definition import PIPELINE, RetryPolicy
-from radstream.pricing import Pricing, firehose_billed_bytes, kinesis_payload_units, load_pricing
+from radstream.pricing import (
+    Pricing,
+    firehose_billed_bytes,
+    kinesis_payload_units,
+    load_pricing,
+    stage_cost_usd,
+    stage_transitions,
+)
 
 KB = 1024
 GB = 1024**3
@@ -475,3 +482,26 @@ def test_malformed_pricing_file_raises_config_invalid(
 def test_missing_pricing_file_raises_config_invalid(tmp_path: Path) -> None:
     with pytest.raises(ConfigInvalid, match="cannot be read"):
         load_pricing(tmp_path / "absent.json")
+
+
+# --- the telemetry cost_usd column ------------------------------------------------------
+
+
+def test_stage_records_add_up_to_the_states_entered_on_the_success_path() -> None:
+    # The cost_usd column charges each stage attempt its share of the transitions: on a
+    # success (and on a failure after validate) they add up to the states entered.
+    success = [s.name for s in PIPELINE.stages]
+    assert sum(stage_transitions(s) for s in success) == len(states_entered(RENDERED))
+    failed_in_prepare = ["validate", "prepare", PIPELINE.failure_stage]
+    assert sum(stage_transitions(s) for s in failed_in_prepare) == len(
+        states_entered(RENDERED, fail_at="prepare")
+    )
+
+
+def test_stage_cost_prices_telemetry_on_demand() -> None:
+    pricing = tiny_pricing()
+    small = stage_cost_usd("prepare", 1.0, pricing, memory_mb=1024, record_bytes=600)
+    large = stage_cost_usd("prepare", 1.0, pricing, memory_mb=1024, record_bytes=1500)
+    # 600 B and 1500 B round up to 1 and 2 KB on demand, at $1 + $0.50 per KB in and out;
+    # both round up to the same 5 KB at Firehose.
+    assert large - small == pytest.approx(1.5)
