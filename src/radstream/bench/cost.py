@@ -231,9 +231,11 @@ class CostEstimate(BaseModel):
     """Total over successful images; None when nothing succeeded."""
     pricing_as_of: str
     assumptions: list[str] = Field(default_factory=list)
-    fixed_monthly: list[CostItem] = Field(default_factory=list)
+    fixed_monthly: list[CostItem] = Field(default_factory=list, exclude_if=lambda v: not v)
     """Time-based charges of the deployed stack per month, whatever is uploaded (the
-    on-demand Kinesis stream-hour); not in ``total_usd`` unless an image rate spreads them."""
+    on-demand Kinesis stream-hour); not in ``total_usd`` unless an image rate spreads them.
+    Left out of the JSON when empty, so a report written before it existed reads back
+    unchanged."""
 
 
 def _item(name: str, quantity: float, unit: str, unit_price_usd: float, note: str) -> CostItem:
