@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS events (
     size       INTEGER NOT NULL,
     created_at REAL NOT NULL
 );
+-- A re-put sidecar's router looks up the puts of the image beside it.
+CREATE INDEX IF NOT EXISTS events_key ON events (bucket, key);
 -- How far the router has read the event log.
 CREATE TABLE IF NOT EXISTS router (
     id      INTEGER PRIMARY KEY CHECK (id = 1),

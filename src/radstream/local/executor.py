@@ -176,10 +176,12 @@ class Executor:
         none had arrived yet (the sidecar came first), the first put after.
         """
         base = event["key"][: -len(SIDECAR_SUFFIX)]
+        # Keys that start with "{base}." sort between "{base}." and "{base}/" ('/' follows
+        # '.' in ASCII), so the (bucket, key) index answers this without a scan.
         rows = conn.execute(
-            "SELECT id, key, etag, created_at FROM events WHERE bucket = ? AND id < ? "
-            "AND substr(key, 1, ?) = ? ORDER BY id",
-            (event["bucket"], event["id"], len(base) + 1, base + "."),
+            "SELECT id, key, etag, created_at FROM events WHERE bucket = ? AND key >= ? "
+            "AND key < ? AND id < ? ORDER BY id",
+            (event["bucket"], base + ".", base + "/", event["id"]),
         ).fetchall()
         images = [
             (r["created_at"], r["key"], r["etag"])
