@@ -10,7 +10,10 @@
 
 The limit is measured before and after (b) and (c) and averaged.
 
-Run:  .venv/bin/python benchmarks/pipeline_vs_limit.py [--format jpeg] [--studies 240]
+Run:  .venv/bin/python benchmarks/pipeline_vs_limit.py [--format jpeg] [--studies 240] [--fsync]
+
+``--fsync`` runs the pipeline with ``engine.fsync = true`` (objects, their folders and every
+SQLite commit synced to disk); run it with and without to measure what durability costs.
 """
 
 from __future__ import annotations
@@ -39,11 +42,11 @@ from radstream.stages.ports import ObjectInfo
 UNIQUE_IMAGES = 24
 
 
-def _settings(data_dir: Path, model_path: Path, workers: int) -> Settings:
+def _settings(data_dir: Path, model_path: Path, workers: int, *, fsync: bool) -> Settings:
     return Settings(
         data_dir=data_dir,
         model={"path": model_path},
-        engine={"workers": workers},
+        engine={"workers": workers, "fsync": fsync},
         telemetry={"flush_s": 2.0},
     )
 
@@ -125,6 +128,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--size", default="2000x2500")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--fsync", action="store_true", help="engine.fsync = true: durable against power loss"
+    )
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
 
@@ -143,7 +149,7 @@ def main() -> int:
         # machine that speeds up or slows down during the run does not bias the ratio.
         images = [(s.image_name, s.image) for s in studies]
         before = measure_limit(model_path, images, args.workers)
-        settings = _settings(root / "data", model_path, args.workers)
+        settings = _settings(root / "data", model_path, args.workers, fsync=args.fsync)
         pipe = measure_pipeline(settings, studies, rate=before.images_per_s / 2)
         after = measure_limit(model_path, images, args.workers)
         limit = {
@@ -158,6 +164,7 @@ def main() -> int:
         "size": args.size,
         "studies": args.studies,
         "workers": args.workers,
+        "fsync": args.fsync,
         "limit_images_per_s": round(limit["images_per_s"], 2),
         "limit_before_after": [round(before.images_per_s, 2), round(after.images_per_s, 2)],
         "pipeline_images_per_s": round(float(pipe["throughput_per_s"]), 2),  # type: ignore[arg-type]

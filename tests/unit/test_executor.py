@@ -90,18 +90,29 @@ def test_expired_lease_is_taken_over_and_old_owner_is_fenced(
     assert executor.finish(second, "w2", succeeded=True, outcome_key="y")
 
 
-def test_too_many_takeovers_route_to_failure(executor: Executor, clock: Clock) -> None:
+@pytest.mark.parametrize("max_takeovers", [1, 2, 3])
+def test_the_execution_fails_at_exactly_max_takeovers_deaths(
+    tmp_path: Path, clock: Clock, max_takeovers: int
+) -> None:
+    executor = Executor(
+        connect(tmp_path / "engine.db"), lease_s=10, max_takeovers=max_takeovers, clock=clock
+    )
     executor.object_created(_event("incoming/s/a.json"))
-    for _ in range(3):
-        claim = executor.claim("w")
+    deaths = 0
+    while True:
+        claim = executor.claim(f"w{deaths}")
         assert claim is not None
-        clock.now += 11
-    claim = executor.claim("w")
-    assert claim is not None
-    assert claim.stage == "record_failure"
+        assert claim.takeovers == deaths
+        if claim.stage == "record_failure":
+            break
+        assert claim.stage == "validate"  # still trying: fewer deaths than the limit
+        clock.now += 11  # the worker dies holding the lease
+        deaths += 1
+    assert deaths == max_takeovers  # "fails after engine.max_takeovers deaths", not one more
     assert claim.context.failure is not None
     assert claim.context.failure.code == "EXECUTION_ABANDONED"
     assert claim.context.failure.stage == "validate"
+    assert claim.context.failure.details["takeovers"] == max_takeovers
 
 
 def test_retry_later_waits_for_backoff(executor: Executor, clock: Clock) -> None:
@@ -150,6 +161,70 @@ def test_sidecar_put_again_after_failure_reruns_but_not_after_success(
     executor.object_created(_event("incoming/s/a.json"))
     assert executor.route() == 0
     assert executor.terminal_count([trigger]) == 1
+
+
+def _finish_latest(executor: Executor, *, succeeded: bool) -> str:
+    claim = executor.claim("w")
+    assert claim is not None
+    executor.finish(claim, "w", succeeded=succeeded, outcome_key="x", error_code=None)
+    return claim.execution_id
+
+
+def test_a_changed_image_with_the_same_sidecar_reruns_after_success(
+    executor: Executor, clock: Clock
+) -> None:
+    executor.object_created(_event("incoming/s/a.png", etag="img1"))
+    executor.object_created(_event("incoming/s/a.json"))
+    first = _finish_latest(executor, succeeded=True)
+    clock.now += 1
+    # The user replaces the image, then puts the same sidecar bytes again (same ETag).
+    executor.object_created(_event("incoming/s/a.png", etag="img2"))
+    executor.object_created(_event("incoming/s/a.json"))
+    assert executor.route() == 1
+    second = _finish_latest(executor, succeeded=True)
+    assert second != first
+    trigger = execution_id("images", "incoming/s/a.json", "e1")
+    assert executor.latest([trigger])[trigger]["id"] == second
+
+
+def test_an_identical_reupload_of_image_and_sidecar_after_success_is_a_no_op(
+    executor: Executor, clock: Clock
+) -> None:
+    executor.object_created(_event("incoming/s/a.png", etag="img1"))
+    executor.object_created(_event("incoming/s/a.json"))
+    _finish_latest(executor, succeeded=True)
+    clock.now += 1
+    executor.object_created(_event("incoming/s/a.png", etag="img1"))
+    executor.object_created(_event("incoming/s/a.json"))
+    assert executor.route() == 0
+    # Another study's image changing does not count either.
+    executor.object_created(_event("incoming/s/ab.png", etag="other"))
+    executor.object_created(_event("incoming/s/a.json"))
+    assert executor.route() == 0
+
+
+def test_an_image_that_arrived_after_its_sidecar_is_the_one_the_run_read(
+    executor: Executor, clock: Clock
+) -> None:
+    executor.object_created(_event("incoming/s/a.json"))
+    claim = executor.claim("w")  # validate starts before the image is there, waits
+    assert claim is not None
+    clock.now += 1
+    executor.object_created(_event("incoming/s/a.png", etag="img1"))
+    executor.finish(claim, "w", succeeded=True, outcome_key="x")
+    clock.now += 1
+    executor.object_created(_event("incoming/s/a.json"))  # same sidecar, same image
+    assert executor.route() == 0
+
+
+def test_a_reput_while_the_execution_runs_is_a_no_op(executor: Executor, clock: Clock) -> None:
+    executor.object_created(_event("incoming/s/a.png", etag="img1"))
+    executor.object_created(_event("incoming/s/a.json"))
+    assert executor.claim("w") is not None
+    clock.now += 1
+    executor.object_created(_event("incoming/s/a.png", etag="img2"))
+    executor.object_created(_event("incoming/s/a.json"))
+    assert executor.route() == 0
 
 
 def test_takeovers_are_not_starved_by_new_uploads(executor: Executor, clock: Clock) -> None:

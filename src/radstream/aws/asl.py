@@ -283,3 +283,81 @@ def asl_json(
         outage_budget_s=outage_budget_s,
     )
     return json.dumps(definition, indent=2)
+
+
+# --- paths through the rendered definition (what Step Functions STANDARD bills) ----------
+
+_TERMINAL_TYPES = ("Succeed", "Fail")
+
+
+def _choice_next(state: Mapping[str, Any], variables: Mapping[str, object]) -> str:
+    # Only the rule shapes the renderer emits: a boolean variable compared for equality.
+    for rule in state.get("Choices", []):
+        variable = str(rule["Variable"])
+        if not variable.startswith("$."):
+            raise ValueError(f"unsupported Choice variable {variable!r}")
+        if "BooleanEquals" not in rule:
+            raise ValueError(f"unsupported Choice rule {rule!r}")
+        if variables.get(variable[2:], False) == rule["BooleanEquals"]:
+            return str(rule["Next"])
+    return str(state["Default"])
+
+
+def states_entered(
+    definition: Mapping[str, Any], *, fail_at: str | None = None, duplicate: bool = False
+) -> list[str]:
+    """The states an execution of a rendered definition enters, in order, start to end.
+
+    ``fail_at`` (a stage name such as ``prepare``, or a state name) is the Task whose error
+    is caught (``States.ALL``) after its retries; ``duplicate`` is what the first stage
+    returns as ``$.duplicate``. The walk follows ``StartAt``, each Task's ``Next`` (or its
+    ``Catch`` at ``fail_at``), each Choice's rules, and stops at a ``Succeed`` or ``Fail``
+    state, which is included: Step Functions counts "a state transition each time a step
+    of your workflow is executed", the terminal step and Choice steps included. Retries are
+    not on the path (each one is one more transition).
+
+    Raises ``ValueError`` if ``fail_at`` is never entered or the path does not end.
+    """
+    states: Mapping[str, Any] = definition["States"]
+    failing = None if fail_at is None else (fail_at if fail_at in states else state_name(fail_at))
+    if failing is not None and states.get(failing, {}).get("Type") != "Task":
+        raise ValueError(f"{fail_at!r} is not a Task state of this definition")
+    if failing is not None and not states[failing].get("Catch"):
+        raise ValueError(f"{failing!r} catches nothing: it cannot fail into another state")
+    variables = {"duplicate": duplicate}
+    path: list[str] = []
+    name = str(definition["StartAt"])
+    failed = False
+    while True:
+        if len(path) > len(states):
+            raise ValueError(f"the path loops: {' -> '.join(path)}")
+        path.append(name)
+        state = states[name]
+        kind = state["Type"]
+        if kind in _TERMINAL_TYPES or state.get("End") is True:
+            break
+        if kind == "Choice":
+            name = _choice_next(state, variables)
+        elif name == failing and not failed:
+            failed = True
+            name = str(state["Catch"][0]["Next"])
+        else:
+            name = str(state["Next"])
+    if failing is not None and not failed:
+        raise ValueError(f"the path never enters {failing!r}: {' -> '.join(path)}")
+    return path
+
+
+def placeholder_state_machine(pipeline: Pipeline = PIPELINE) -> Json:
+    """``pipeline`` rendered as the template deploys it, with placeholder ARNs and bucket.
+
+    The shape (states, Next, Catch, Choice) does not depend on the ARNs or the retry
+    policy, so this is what a cost model walks to count the states a path enters.
+    """
+    arns = {
+        name: f"arn:aws:lambda:us-east-1:000000000000:function:{name}"
+        for name in (*pipeline.names, pipeline.failure_stage)
+    }
+    return render_state_machine(
+        pipeline, function_arns=arns, retry=RetryPolicy(), artifacts_bucket="artifacts"
+    )

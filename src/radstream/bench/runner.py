@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import JsonValue
 
-from radstream.bench.cost import CostInputs, estimate_cost
+from radstream.bench.cost import CostInputs, estimate_cost, failures_and_retries
 from radstream.bench.limit import measure_limit
 from radstream.bench.manifest import build_manifest
 from radstream.bench.report import (
@@ -325,6 +325,7 @@ def _report(
         run, measured, planned_valid=len(studies) - planned_invalid, planned_invalid=planned_invalid
     )
     stages, stage_series, billed_ms = _stages(rows)
+    failed_at, retries = failures_and_retries((r.stage, r.status) for r in rows)
     aws = settings.cost
     cost = estimate_cost(
         CostInputs(
@@ -332,6 +333,8 @@ def _report(
             succeeded=outcomes.succeeded,
             # Every attempt is billed, retries and errors included; queue wait is not.
             stage_ms=billed_ms,
+            failed_at=failed_at,
+            retries=retries,
             telemetry_records=len(rows),
             image_bytes_mean=float(np.mean([len(s.image) for s in studies])) if studies else 0.0,
             lambda_memory_mb=aws.memory_mb,

@@ -1,9 +1,11 @@
 """The engine's SQLite database: events, executions and workers, in WAL mode.
 
 One file, ``{data_dir}/engine.db``, shared by every process of an installation. WAL lets
-readers run beside the single writer; ``synchronous=NORMAL`` keeps commits cheap while a
-killed *process* still loses nothing committed (only power loss can drop the last commits;
-see ``engine.fsync`` for objects).
+readers run beside the single writer. By default ``synchronous=NORMAL`` keeps commits cheap
+while a killed *process* still loses nothing committed; SQLite's documentation says a power
+loss can then roll back the last commits. With ``engine.fsync = true`` the connection runs
+``synchronous=FULL``: the WAL is synced at every commit, so a committed event or outcome
+survives a power loss too (as the objects do, see :mod:`radstream.local.store`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ CREATE TABLE IF NOT EXISTS events (
     size       INTEGER NOT NULL,
     created_at REAL NOT NULL
 );
+-- A re-put sidecar's router looks up the puts of the image beside it.
+CREATE INDEX IF NOT EXISTS events_key ON events (bucket, key);
 -- How far the router has read the event log.
 CREATE TABLE IF NOT EXISTS router (
     id      INTEGER PRIMARY KEY CHECK (id = 1),
@@ -74,13 +78,17 @@ CREATE TABLE IF NOT EXISTS workers (
 """
 
 
-def connect(path: Path, *, timeout_s: float = 30.0) -> sqlite3.Connection:
-    """Open (and create if needed) the engine database with the settings every process uses."""
+def connect(path: Path, *, timeout_s: float = 30.0, fsync: bool = False) -> sqlite3.Connection:
+    """Open (and create if needed) the engine database with the settings every process uses.
+
+    ``fsync`` (``engine.fsync``) makes every commit durable against power loss
+    (``synchronous=FULL``); without it commits survive a killed process only.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
     conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.executescript(_SCHEMA)

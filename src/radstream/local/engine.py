@@ -23,7 +23,7 @@ class LocalEngine:
     @classmethod
     def open(cls, settings: Settings) -> LocalEngine:
         """Open (creating if needed) the engine under ``settings.data_dir``."""
-        conn = connect(settings.db_path)
+        conn = connect(settings.db_path, fsync=settings.engine.fsync)
         executor = Executor(
             conn, lease_s=settings.engine.lease_s, max_takeovers=settings.engine.max_takeovers
         )

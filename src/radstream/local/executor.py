@@ -6,14 +6,19 @@ State lives in SQLite (see :mod:`radstream.local.database`). The life of an exec
 2. The router turns events that match the trigger rule (images bucket, ``incoming/``,
    ``.json``) into executions. The trigger id is derived from bucket, key and ETag, so a
    duplicate event, or the same study uploaded twice, changes nothing, while a re-upload
-   with new content is a new execution. Putting the same sidecar again *after its
-   execution failed* is a retry request (the user fixed the image) and starts a re-run.
+   with new content is a new execution. Putting the same sidecar again after its
+   execution finished starts a re-run when the user changed something: after a failure
+   always (a retry request: the user fixed the image), after a success only if the image
+   beside it was replaced by different content since that execution started. An identical
+   re-upload of both stays a no-op; a re-put while the execution is still pending or
+   running is a no-op too (put the sidecar again once the outcome is there).
 3. A worker claims a runnable execution under a lease, runs stages, and checkpoints after
    the stages the pipeline definition marks. Every write is fenced by the lease, so a
    worker whose lease was taken over cannot overwrite the new owner's progress.
 4. A killed worker's lease is reclaimed when it expires, or at once when its process is
-   found dead. After ``max_takeovers`` deaths the execution fails with
-   ``EXECUTION_ABANDONED`` rather than crashing workers forever.
+   found dead. At the ``max_takeovers``-th death the execution fails with
+   ``EXECUTION_ABANDONED`` (the next worker records the failure instead of running the
+   stage again) rather than crashing workers forever.
 5. Every execution ends ``succeeded`` or ``failed``.
 """
 
@@ -128,16 +133,21 @@ class Executor:
     def _start(self, conn: sqlite3.Connection, event: sqlite3.Row) -> int:
         trigger = execution_id(event["bucket"], event["key"], event["etag"])
         latest = conn.execute(
-            "SELECT state, finished_at FROM executions WHERE trigger_id = ? "
+            "SELECT state, started_at, finished_at FROM executions WHERE trigger_id = ? "
             "ORDER BY created_at DESC LIMIT 1",
             (trigger,),
         ).fetchone()
         if latest is None:
             new_id = trigger
-        elif latest["state"] == "failed" and latest["finished_at"] < event["created_at"]:
+        elif (
+            latest["state"] in ("pending", "running")
+            or latest["finished_at"] >= (event["created_at"])
+        ):
+            return 0  # a duplicate event, or the same upload while it runs
+        elif latest["state"] == "failed" or self._image_changed(conn, event, latest):
             new_id = rerun_id(trigger, event["id"])
         else:
-            return 0  # duplicate event, or the same upload while it runs or after success
+            return 0  # the same sidecar and the same image as a success: nothing to redo
         conn.execute(
             "INSERT INTO executions (id, trigger_id, bucket, key, etag, state, stage, "
             "context, not_before, created_at, ready_at) "
@@ -155,6 +165,36 @@ class Executor:
             ),
         )
         return 1
+
+    @staticmethod
+    def _image_changed(conn: sqlite3.Connection, event: sqlite3.Row, previous: sqlite3.Row) -> bool:
+        """Whether the image beside the sidecar of ``event`` differs from the one the
+        ``previous`` execution of the same sidecar read.
+
+        The image is any ``{stem}.{ext}`` next to the sidecar (as ``validate`` finds it).
+        The one the previous execution read is the latest put before it started, or, if
+        none had arrived yet (the sidecar came first), the first put after.
+        """
+        base = event["key"][: -len(SIDECAR_SUFFIX)]
+        # Keys that start with "{base}." sort between "{base}." and "{base}/" ('/' follows
+        # '.' in ASCII), so the (bucket, key) index answers this without a scan.
+        rows = conn.execute(
+            "SELECT id, key, etag, created_at FROM events WHERE bucket = ? AND key >= ? "
+            "AND key < ? AND id < ? ORDER BY id",
+            (event["bucket"], base + ".", base + "/", event["id"]),
+        ).fetchall()
+        images = [
+            (r["created_at"], r["key"], r["etag"])
+            for r in rows
+            if r["key"].rsplit(".", 1)[0] == base and not r["key"].lower().endswith(SIDECAR_SUFFIX)
+        ]
+        if not images:
+            return False
+        started = previous["started_at"] if previous["started_at"] is not None else 0.0
+        before = [(key, etag) for at, key, etag in images if at <= started]
+        read = before[-1] if before else (images[0][1], images[0][2])
+        now = (images[-1][1], images[-1][2])
+        return now != read
 
     def route(self) -> int:
         """Turn new events into executions; returns how many executions were started."""
@@ -209,7 +249,7 @@ class Executor:
                 key=row["key"],
                 arrived_at=row["created_at"],
             )
-            if takeover and takeovers > self._max_takeovers:
+            if takeover and takeovers >= self._max_takeovers:
                 # Workers keep dying on this one: stop trying, record why.
                 stage = self._pipeline.failure_stage
                 abandoned = ExecutionAbandoned(

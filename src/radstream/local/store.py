@@ -4,6 +4,12 @@ Writes go to a temporary file in the bucket's ``.tmp`` folder and are renamed in
 so a reader never sees half an object, even if the writer is killed. Each put then records
 an "object created" event in the engine database, which is how an upload made by one
 process reaches the workers of another.
+
+With ``fsync=True`` an object is durable when ``put`` returns: its content is fsynced before
+the rename, and the folder that holds it after (a rename lives in the directory, so without
+that a power loss can bring back the old entry or none), as are the parents of any folder
+the put created. ``delete`` fsyncs the folder too, so an outcome replaced by the opposite
+one stays replaced.
 """
 
 from __future__ import annotations
@@ -65,8 +71,10 @@ class FolderStore:
         try:
             os.replace(tmp, target)
         except FileNotFoundError:  # first object in this folder: cheaper than mkdir every time
-            target.parent.mkdir(parents=True, exist_ok=True)
+            self._make_folder(target.parent)
             os.replace(tmp, target)
+        if self._fsync:
+            fsync_dir(target.parent)
         info = ObjectInfo(
             bucket=bucket,
             key=key,
@@ -126,8 +134,36 @@ class FolderStore:
         return sorted(keys)
 
     def delete(self, bucket: str, key: str) -> None:
-        """Remove an object if present."""
-        self.path(bucket, key).unlink(missing_ok=True)
+        """Remove an object if present (durably with ``fsync``)."""
+        path = self.path(bucket, key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        if self._fsync:
+            fsync_dir(path.parent)
+
+    def _make_folder(self, folder: Path) -> None:
+        missing: list[Path] = []
+        walk = folder
+        while not walk.exists() and walk != self.root:
+            missing.append(walk)
+            walk = walk.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        if self._fsync:
+            # Each new folder is an entry in its parent: sync them top-down, so the entry
+            # of every folder on the way to the object survives a power loss.
+            for created in reversed(missing):
+                fsync_dir(created.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """fsync a directory, making the entries created, renamed or removed in it durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def etag_of(data: bytes) -> str:

@@ -15,9 +15,11 @@ from radstream.pricing.stage import (
     billed_lambda_ms,
     firehose_billed_bytes,
     gb_second_price,
+    kinesis_on_demand_bytes,
     kinesis_payload_units,
     s3_class,
     stage_cost_usd,
+    stage_transitions,
     unit_price,
 )
 from radstream.pricing.table import PRICING_FILE, SCHEMA_VERSION, Price, Pricing, load_pricing
@@ -37,9 +39,11 @@ __all__ = [
     "billed_lambda_ms",
     "firehose_billed_bytes",
     "gb_second_price",
+    "kinesis_on_demand_bytes",
     "kinesis_payload_units",
     "load_pricing",
     "s3_class",
     "stage_cost_usd",
+    "stage_transitions",
     "unit_price",
 ]

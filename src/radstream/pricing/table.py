@@ -75,13 +75,18 @@ class S3Pricing(_Strict):
 
 
 class KinesisPricing(_Strict):
-    """Kinesis Data Streams; the estimate bills provisioned-mode PUT payload units."""
+    """Kinesis Data Streams. The template deploys an ON_DEMAND stream, so the estimate bills
+    on-demand data in and out per GB (each record rounded up to
+    ``on_demand_record_increment_bytes``) and lists the per-stream hour as a fixed cost;
+    the provisioned-mode prices are kept for comparison only."""
 
-    put_payload_units_per_million: Price
+    on_demand_per_gb_ingested: Price
+    on_demand_per_gb_retrieved: Price
+    on_demand_stream_hour: Price
+    on_demand_record_increment_bytes: int = Field(default=1024, ge=1)
+    put_payload_units_per_million: Price | None = None
     payload_unit_bytes: int = Field(default=25 * 1024, ge=1)
     shard_hour: Price | None = None
-    on_demand_per_gb_ingested: Price | None = None
-    on_demand_stream_hour: Price | None = None
     note: str = ""
 
 

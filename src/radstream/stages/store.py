@@ -33,7 +33,7 @@ def store_result(store: ObjectStore, result: Result) -> str:
 def record_failure(store: ObjectStore, failure: Failure) -> str:
     """Write the failure, and remove a result left by an earlier upload of the same image.
 
-    The latest upload of an image decides its outcome: one image, one outcome object.
+    The latest run for an image decides its outcome: one image, one outcome object.
     """
     key = layout.failure_key(failure.study_id, failure.image_id)
     store.put(Bucket.RESULTS, key, _encode(failure))
