@@ -235,6 +235,26 @@ class DicomUnsupportedTransferSyntax(InvalidInputError):
     hint = "Send uncompressed, RLE or JPEG baseline DICOM, or install pylibjpeg plugins."
 
 
+class ModalityUnsupported(InvalidInputError):
+    """A DICOM image that is not a projection radiograph (Modality other than CR, DX, RG)."""
+
+    code = "MODALITY_UNSUPPORTED"
+    hint = (
+        "Send chest radiographs (Modality CR, DX or RG); to classify other DICOM images "
+        "anyway, set imaging.require_chest = false."
+    )
+
+
+class BodyPartUnsupported(InvalidInputError):
+    """A DICOM radiograph whose BodyPartExamined names a body part other than the chest."""
+
+    code = "BODY_PART_UNSUPPORTED"
+    hint = (
+        "The models read chest X-rays only; send the chest image of the study, or, if the "
+        "header is wrong, fix BodyPartExamined (or set imaging.require_chest = false)."
+    )
+
+
 # --- model and engine -----------------------------------------------------------------
 
 

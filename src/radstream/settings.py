@@ -25,6 +25,10 @@ class ImagingSettings(BaseModel):
 
     max_pixels: int = Field(default=50_000_000, ge=1)
     max_file_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    require_chest: bool = Field(
+        default=True,
+        description="refuse DICOM that is not a chest radiograph (Modality, body part)",
+    )
 
 
 class ModelSettings(BaseModel):

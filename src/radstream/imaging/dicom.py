@@ -40,11 +40,30 @@ The same preprocessing for every encoding
        MONOCHROME2 and every other format.
 
     Lossy encodings change the stored values and so the tensor, a little.
+
+Is this a chest X-ray? (``require_chest``, the setting ``imaging.require_chest``, on by default)
+    Checked from the header, after the Pixel Data check (a structured report still fails
+    ``DICOM_NO_PIXEL_DATA``) and before anything is decoded:
+
+    - Modality must name a projection radiograph: CR, DX, or RG (digitised film/screen
+      radiography). Anything else, a missing Modality included, fails
+      ``MODALITY_UNSUPPORTED``: CT, MR, US, NM and MG are not what the models read, and
+      OT ("other", what most Secondary Capture objects say) tells nothing about the
+      content. A Secondary Capture of a chest film passes when its exporter kept CR, DX
+      or RG as the Modality.
+    - BodyPartExamined, when present and not empty, must be the chest: CHEST (the DICOM
+      term), or THORAX, TORAX, LUNG, LUNGS, which exporters and localised consoles also
+      write. Anything else (EXTREMITY, HAND, SKULL...) fails ``BODY_PART_UNSUPPORTED``.
+      The element is optional (Type 3), so its absence passes.
+
+    ViewPosition is not checked here; the ``prepare`` stage records a disagreement with
+    the sidecar's view in the result.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Any, Final
 
 import cv2
@@ -65,10 +84,12 @@ from pydicom.uid import (
 )
 
 from radstream.errors import (
+    BodyPartUnsupported,
     DicomNoPixelData,
     DicomUnsupportedTransferSyntax,
     ImageTruncated,
     ImageUndecodable,
+    ModalityUnsupported,
 )
 from radstream.imaging.decoded import DecodedPixels, ImageHeader
 from radstream.imaging.dicom_codecs import decode_frame, plugin_for, register_plugins
@@ -83,12 +104,60 @@ _PIXEL_DATA_TAG: Final = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
 _MONOCHROME: Final = ("MONOCHROME1", "MONOCHROME2")
 _PALETTE: Final = "PALETTE COLOR"
 _COLOUR: Final = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", _PALETTE)
+PROJECTION_MODALITIES: Final = frozenset({"CR", "DX", "RG"})
+"""Modalities that are projection radiographs a chest X-ray model can read."""
+CHEST_BODY_PARTS: Final = frozenset({"CHEST", "THORAX", "TORAX", "LUNG", "LUNGS"})
+"""BodyPartExamined values that mean the chest (CHEST is the DICOM term)."""
 
 
-def read_dicom_header(data: bytes) -> tuple[ImageHeader, Dataset]:
+@dataclass(frozen=True)
+class DicomFacts:
+    """What the header says about the picture, for the result: never a patient field."""
+
+    modality: str | None
+    body_part: str | None
+    view_position: str | None
+
+
+def dicom_facts(ds: Dataset) -> DicomFacts:
+    """Modality, BodyPartExamined and ViewPosition, upper-case, None when absent or empty."""
+    return DicomFacts(
+        modality=_code_string(ds, "Modality"),
+        body_part=_code_string(ds, "BodyPartExamined"),
+        view_position=_code_string(ds, "ViewPosition"),
+    )
+
+
+def check_chest(facts: DicomFacts) -> None:
+    """Refuse a DICOM image that is not a chest radiograph (see the module docstring)."""
+    if facts.modality not in PROJECTION_MODALITIES:
+        raise ModalityUnsupported(
+            f"the DICOM Modality is {facts.modality or '(missing)'}, not a projection "
+            f"radiograph ({', '.join(sorted(PROJECTION_MODALITIES))})",
+            modality=facts.modality,
+        )
+    if facts.body_part is not None and facts.body_part not in CHEST_BODY_PARTS:
+        raise BodyPartUnsupported(
+            f"the DICOM BodyPartExamined is {facts.body_part}, not the chest",
+            body_part=facts.body_part,
+        )
+
+
+def _code_string(ds: Dataset, keyword: str) -> str | None:
+    # Code strings are upper case by definition; consoles still write "Chest " now and then.
+    value: Any = ds.get(keyword)
+    if value is None:
+        return None
+    text = str(value).strip().upper()
+    return text or None
+
+
+def read_dicom_header(data: bytes, *, require_chest: bool = False) -> tuple[ImageHeader, Dataset]:
     """Read a DICOM data set without its pixel values and check that it can be decoded.
 
-    Raises ``DicomNoPixelData`` when there is no Pixel Data element,
+    Raises ``DicomNoPixelData`` when there is no Pixel Data element, then, with
+    ``require_chest``, ``ModalityUnsupported`` or ``BodyPartUnsupported`` for what is not
+    a chest radiograph,
     ``DicomUnsupportedTransferSyntax`` when no installed decoder handles the encoding and
     ``ImageUndecodable`` when the image pixel module is incomplete or unsupported.
     """
@@ -101,6 +170,8 @@ def read_dicom_header(data: bytes) -> tuple[ImageHeader, Dataset]:
             # ends inside of; the tag itself is still there to see.
             raise ImageTruncated("the DICOM file ends inside its Pixel Data element")
         raise DicomNoPixelData("the DICOM file has no Pixel Data element")
+    if require_chest:
+        check_chest(dicom_facts(ds))
     rows, columns = _positive_int(ds, "Rows"), _positive_int(ds, "Columns")
     bits_allocated = _positive_int(ds, "BitsAllocated")
     bits_stored = int(ds.get("BitsStored") or bits_allocated)

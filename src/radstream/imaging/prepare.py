@@ -13,7 +13,7 @@ from radstream.errors import (
     RadStreamError,
 )
 from radstream.imaging.decoded import DecodedPixels, ImageHeader
-from radstream.imaging.dicom import decode_dicom, read_dicom_header
+from radstream.imaging.dicom import DicomFacts, decode_dicom, dicom_facts, read_dicom_header
 from radstream.imaging.formats import ImageFormat, extension_format, sniff_format
 from radstream.imaging.jpeg import decode_jpeg, read_jpeg_header
 from radstream.imaging.options import ImagingLimits, Preprocessing
@@ -34,20 +34,24 @@ def prepare_image(
     expected_size: ExpectedSize | None = None,
     preprocessing: Preprocessing = _DEFAULT_PREPROCESSING,
     limits: ImagingLimits = _DEFAULT_LIMITS,
+    require_chest: bool = False,
 ) -> PreparedImage:
     """Check, decode and preprocess one image file into a model input tensor.
 
     Checks run cheapest first and all of them before pixels are decoded: emptiness, file
     size, content format, extension against content, declared pixel count against
     ``limits.max_pixels``, declared size against ``expected_size`` (``(width, height)``;
-    ``None`` for either skips it). Then the image is decoded (JPEG at reduced size),
+    ``None`` for either skips it); with ``require_chest``, a DICOM header that is not a
+    chest radiograph's fails ``MODALITY_UNSUPPORTED`` or ``BODY_PART_UNSUPPORTED`` (the
+    pipeline passes ``imaging.require_chest``, on by default; PNG and JPEG carry no such
+    header and are not checked). Then the image is decoded (JPEG at reduced size),
     checked for being at least ``preprocessing.size`` on its short side and preprocessed.
 
     Every failure is a ``RadStreamError``; unexpected decoder exceptions become
     ``ImageUndecodable``.
     """
     try:
-        return _prepare(data, filename, expected_size, preprocessing, limits)
+        return _prepare(data, filename, expected_size, preprocessing, limits, require_chest)
     except RadStreamError:
         raise
     except Exception as exc:
@@ -65,6 +69,7 @@ def _prepare(
     expected_size: ExpectedSize | None,
     preprocessing: Preprocessing,
     limits: ImagingLimits,
+    require_chest: bool,
 ) -> PreparedImage:
     if not data:
         raise ImageEmpty("the image file has zero bytes")
@@ -76,6 +81,7 @@ def _prepare(
         )
     fmt = sniff_format(data)
     _check_extension(fmt, filename)
+    facts: DicomFacts | None = None
 
     if fmt == "png":
         header = read_png_header(data)
@@ -86,11 +92,12 @@ def _prepare(
         _check_header(header, expected_size, limits)
         decoded = decode_jpeg(data, header, frame_offset, preprocessing.size)
     else:
-        header, dataset = read_dicom_header(data)
+        header, dataset = read_dicom_header(data, require_chest=require_chest)
+        facts = dicom_facts(dataset)
         _check_header(header, expected_size, limits)
         decoded = decode_dicom(dataset, header, preprocessing.size)
 
-    return _finish(fmt, header, decoded, preprocessing)
+    return _finish(fmt, header, decoded, preprocessing, facts)
 
 
 def _check_extension(fmt: ImageFormat, filename: str | None) -> None:
@@ -142,7 +149,11 @@ def _describe(value: int | None) -> str:
 
 
 def _finish(
-    fmt: ImageFormat, header: ImageHeader, decoded: DecodedPixels, preprocessing: Preprocessing
+    fmt: ImageFormat,
+    header: ImageHeader,
+    decoded: DecodedPixels,
+    preprocessing: Preprocessing,
+    facts: DicomFacts | None,
 ) -> PreparedImage:
     if min(header.width, header.height) < preprocessing.size:
         raise ImageTooSmall(
@@ -160,4 +171,5 @@ def _finish(
         bit_depth=header.bit_depth,
         decode_scale=decoded.decode_scale,
         photometric=header.photometric,
+        dicom=facts,
     )

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from radstream.imaging.dicom import DicomFacts
 
 
 @dataclass(frozen=True)
@@ -14,7 +18,8 @@ class PreparedImage:
     ``tensor`` is float32 with shape ``[1, channels, size, size]``, C-contiguous.
     ``width`` and ``height`` are the stored image's dimensions (not the reduced decode);
     ``decode_scale`` is the DCT reduction (1, 2, 4 or 8) used while decoding;
-    ``photometric`` is the DICOM photometric interpretation, ``None`` for PNG and JPEG.
+    ``photometric`` is the DICOM photometric interpretation, ``None`` for PNG and JPEG;
+    ``dicom`` is what a DICOM header says about the picture (``None`` for PNG and JPEG).
     """
 
     tensor: np.ndarray
@@ -24,3 +29,4 @@ class PreparedImage:
     bit_depth: int
     decode_scale: int
     photometric: str | None
+    dicom: DicomFacts | None = None

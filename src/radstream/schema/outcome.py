@@ -57,6 +57,9 @@ class Result(BaseModel):
     stage_ms: dict[str, float]
     pipeline_version: str
     input_sha256: dict[str, str] = Field(description="sha256 of image and sidecar bytes")
+    view_mismatch: str | None = Field(
+        default=None, description="the DICOM ViewPosition, where it names another view"
+    )
 
 
 class FailureInfo(BaseModel):

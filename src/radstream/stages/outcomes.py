@@ -71,7 +71,18 @@ def build_result(context: ExecutionContext, model: ModelRef) -> Result:
             "image": _required(c.image_sha256, "image_sha256"),
             "sidecar": _required(c.sidecar_sha256, "sidecar_sha256"),
         },
+        view_mismatch=_view_mismatch(c),
     )
+
+
+VIEW_MISMATCH = "view_mismatch"
+"""The context key under which ``prepare`` leaves a DICOM ViewPosition that disagrees."""
+
+
+def _view_mismatch(context: ExecutionContext) -> str | None:
+    # Put by ``prepare`` as an extra key: older checkpoints and other engines lack it.
+    value = context.extra(VIEW_MISMATCH)
+    return value if isinstance(value, str) else None
 
 
 def sidecar_stem(key: str) -> str:

@@ -118,6 +118,7 @@ class StageOptions:
     image_wait_s: float = 30.0
     max_pixels: int = 50_000_000
     max_file_bytes: int = 64 * 1024 * 1024
+    require_chest: bool = True
     backend: str = "onnxruntime"
     """``onnxruntime`` (in process) or ``kserve:{host}`` (an endpoint), as results record it."""
 
@@ -128,6 +129,7 @@ class StageOptions:
             image_wait_s=settings.engine.image_wait_s,
             max_pixels=settings.imaging.max_pixels,
             max_file_bytes=settings.imaging.max_file_bytes,
+            require_chest=settings.imaging.require_chest,
             backend=backend,
         )
 

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 from radstream.errors import ImageFileTooLarge
 from radstream.imaging import ImagingLimits, PreparedImage, Preprocessing, prepare_image
 from radstream.layout import Bucket
+from radstream.schema.dicom_sidecar import view_from_position
 from radstream.stages.context import ExecutionContext
-from radstream.stages.outcomes import prepared_context
+from radstream.stages.outcomes import VIEW_MISMATCH, prepared_context
 from radstream.stages.ports import ObjectStore, StagePorts
 
 if TYPE_CHECKING:
@@ -44,8 +45,12 @@ def prepare(
     expected_size: tuple[int | None, int | None] | None,
     preprocessing: Preprocessing,
     limits: ImagingLimits,
+    require_chest: bool = False,
 ) -> PreparedStudy:
-    """Read ``bucket/image_key`` and preprocess it as the model declares."""
+    """Read ``bucket/image_key`` and preprocess it as the model declares.
+
+    ``require_chest`` refuses DICOM that is not a chest radiograph (see ``prepare_image``).
+    """
     size = store.size(bucket, image_key)
     if size is not None and size > limits.max_file_bytes:
         # Refuse before reading: a multi-gigabyte upload must not be pulled into memory.
@@ -61,6 +66,7 @@ def prepare(
         expected_size=expected_size,
         preprocessing=preprocessing,
         limits=limits,
+        require_chest=require_chest,
     )
     return PreparedStudy(
         image=image, image_sha256=hashlib.sha256(data).hexdigest(), image_bytes=len(data)
@@ -80,6 +86,24 @@ def run(ports: StagePorts, context: ExecutionContext) -> ExecutionContext:
         expected_size=context.expected_size,
         preprocessing=preprocessing,
         limits=ImagingLimits(max_pixels=options.max_pixels, max_file_bytes=options.max_file_bytes),
+        require_chest=options.require_chest,
     )
     ports.tensors.put(context.execution_id, prepared.image.tensor)
-    return context.model_copy(update=prepared_context(prepared, preprocessing))
+    update = prepared_context(prepared, preprocessing)
+    mismatch = view_mismatch(prepared.image, context.view)
+    if mismatch is not None:
+        update[VIEW_MISMATCH] = mismatch
+    return context.model_copy(update=update)
+
+
+def view_mismatch(image: PreparedImage, sidecar_view: str | None) -> str | None:
+    """The DICOM ViewPosition when it names another view than the sidecar, else None.
+
+    Only recorded, never refused: the sidecar is what the sender vouches for, and a
+    header's ViewPosition is often left at a console's default.
+    """
+    position = image.dicom.view_position if image.dicom is not None else None
+    header_view = view_from_position(position)
+    if header_view is None or sidecar_view is None or header_view == sidecar_view.upper():
+        return None
+    return position
