@@ -232,7 +232,11 @@ class DicomUnsupportedTransferSyntax(InvalidInputError):
     """A DICOM encoding that this installation cannot decode."""
 
     code = "DICOM_UNSUPPORTED_TRANSFER_SYNTAX"
-    hint = "Send uncompressed, RLE or JPEG baseline DICOM, or install pylibjpeg plugins."
+    hint = (
+        "Install the decoder plugins that come with RadStream (pip install radstream: "
+        "pylibjpeg, pylibjpeg-openjpeg, pylibjpeg-rle, pyjpegls, python-gdcm), or send "
+        "the study uncompressed."
+    )
 
 
 class ModalityUnsupported(InvalidInputError):

@@ -69,7 +69,7 @@ class EngineSettings(BaseModel):
         description="how long a study keeps retrying an unavailable model before it fails",
     )
     fsync: bool = Field(
-        default=False, description="fsync objects: survive power loss, not only crashes"
+        default=False, description="fsync objects, their folders and the database (SQLite synchronous=FULL): survive power loss, not only crashes"
     )
 
 
