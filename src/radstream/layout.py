@@ -11,6 +11,8 @@ bucket     key                                what
 ========== ================================== ==============================================
 images     ``incoming/{study}/{image}``       an uploaded image
 images     ``incoming/{study}/{stem}.json``   its sidecar: the trigger, written last
+images     ``dicom/{folder}/{file}``          a DICOM file without a sidecar (a PACS drop):
+                                              its own trigger; the header gives the study
 results    ``results/{study}/{stem}.json``    one result per successful image
 results    ``failed/{study}/{stem}.json``     one failure per failed image
 artifacts  ``models/{file}``                  the model file (AWS, in-Lambda inference)
@@ -49,6 +51,7 @@ STORE_BUCKETS: tuple[str, ...] = (
 """The buckets of the local folder store (tensors stay in memory there)."""
 
 INCOMING = "incoming/"
+DICOM_DROP = "dicom/"
 RESULTS = "results/"
 FAILED = "failed/"
 MODELS = "models/"
@@ -72,6 +75,7 @@ class Objects:
 
 
 UPLOADS = Objects(Bucket.IMAGES, INCOMING)
+DICOM_DROPS = Objects(Bucket.IMAGES, DICOM_DROP)
 RESULT_OBJECTS = Objects(Bucket.RESULTS, RESULTS)
 FAILURE_OBJECTS = Objects(Bucket.RESULTS, FAILED)
 MODEL_OBJECTS = Objects(Bucket.ARTIFACTS, MODELS)
@@ -120,6 +124,17 @@ def is_sidecar(key: str) -> bool:
     return (
         len(parts) == 3 and f"{parts[0]}/" == INCOMING and parts[2].lower().endswith(SIDECAR_SUFFIX)
     )
+
+
+def is_dicom_drop(key: str) -> bool:
+    """Whether ``key`` is a sidecar-less DICOM upload: ``dicom/{folder}/{file}``."""
+    parts = key.split("/")
+    return len(parts) == 3 and f"{parts[0]}/" == DICOM_DROP and bool(parts[1]) and bool(parts[2])
+
+
+def dicom_drop_key(folder: str, name: str) -> str:
+    """``dicom/{folder}/{name}``: where a DICOM file without a sidecar is uploaded."""
+    return f"{DICOM_DROP}{folder}/{name}"
 
 
 def outcome_kind(key: str) -> str | None:

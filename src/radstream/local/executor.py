@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from radstream.errors import ExecutionAbandoned
-from radstream.layout import SIDECAR_SUFFIX, UPLOADS
+from radstream.layout import DICOM_DROPS, SIDECAR_SUFFIX, UPLOADS
 from radstream.pipeline.definition import PIPELINE, Pipeline
 from radstream.stages.context import ExecutionContext, StageError
 from radstream.stages.ports import ObjectInfo
@@ -54,9 +54,13 @@ def rerun_id(trigger_id: str, event_id: int) -> str:
 
 
 def matches_trigger(bucket: str, key: str) -> bool:
-    """The trigger rule: a sidecar created under ``incoming/`` in the images bucket."""
+    """The trigger rule: a sidecar created under ``incoming/`` in the images bucket, or a
+    DICOM file created under ``dicom/`` (an upload without a sidecar)."""
     # Any depth under incoming/: a misplaced sidecar still runs, and fails with a code.
-    return UPLOADS.contains(bucket, key) and key.lower().endswith(SIDECAR_SUFFIX)
+    # Images under incoming/ never trigger: their sidecar does, written last.
+    if UPLOADS.contains(bucket, key):
+        return key.lower().endswith(SIDECAR_SUFFIX)
+    return DICOM_DROPS.contains(bucket, key)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from radstream.backoff import Backoff
 from radstream.layout import (
     CLAIM_OBJECTS,
+    DICOM_DROPS,
     FAILURE_OBJECTS,
     RESULT_OBJECTS,
     TENSOR_OBJECTS,
@@ -136,7 +137,8 @@ PIPELINE = Pipeline(
             False,
             "parse and check the sidecar; find its image",
             function="radstream.stages.validate:run",
-            reads=(UPLOADS, CLAIM_OBJECTS),
+            # A sidecar, or a DICOM file uploaded without one (its header is the sidecar).
+            reads=(UPLOADS, DICOM_DROPS, CLAIM_OBJECTS),
             # One execution per upload: a conditional PUT claims it (AWS's events arrive at
             # least once), and the claim is read back when another execution won.
             writes=(CLAIM_OBJECTS,),
@@ -148,7 +150,7 @@ PIPELINE = Pipeline(
             False,
             "decode the image into the model tensor",
             function="radstream.stages.prepare:run",
-            reads=(UPLOADS,),
+            reads=(UPLOADS, DICOM_DROPS),
             writes=(TENSOR_OBJECTS,),
             packages=(IMAGING,),
         ),

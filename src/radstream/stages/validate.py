@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 
 from radstream.errors import (
     ImageAmbiguous,
+    ImageFileTooLarge,
     ImageMissing,
     ImageNotYetPresent,
     SidecarTooLarge,
     StudyIdInvalid,
     StudyIdMismatch,
 )
-from radstream.layout import INCOMING, SIDECAR_SUFFIX, Bucket, is_sidecar, upload_key
+from radstream.layout import (
+    INCOMING,
+    SIDECAR_SUFFIX,
+    Bucket,
+    is_dicom_drop,
+    is_sidecar,
+    upload_key,
+)
+from radstream.schema.dicom_sidecar import image_stem_from_header, sidecar_from_header
 from radstream.schema.sidecar_parse import MAX_SIDECAR_BYTES, parse_sidecar
 from radstream.stages.context import ExecutionContext, study_folder
 from radstream.stages.ports import ObjectStore, StagePorts
@@ -70,6 +80,7 @@ def run(ports: StagePorts, context: ExecutionContext) -> ExecutionContext:
         context.key,
         waited_s=waited,
         image_wait_s=ports.options.image_wait_s,
+        max_dicom_bytes=ports.options.max_file_bytes,
     )
     return context.model_copy(update={**asdict(study), "duplicate": False})
 
@@ -81,13 +92,19 @@ def validate(
     *,
     waited_s: float,
     image_wait_s: float,
+    max_dicom_bytes: int = 64 * 1024 * 1024,
 ) -> ValidatedStudy:
     """Validate the sidecar at ``bucket/key`` and locate its image.
+
+    A DICOM file uploaded without a sidecar (``dicom/{folder}/{file}``) is its own
+    trigger: see :func:`validate_dicom_drop`.
 
     ``waited_s`` is how long ago the sidecar arrived: while it is under ``image_wait_s`` a
     missing image is transient (``ImageNotYetPresent``, retried), after that it is final
     (``ImageMissing``).
     """
+    if is_dicom_drop(key):
+        return validate_dicom_drop(store, bucket, key, max_bytes=max_dicom_bytes)
     upload = parse_upload_key(key)
     size = store.size(bucket, key)
     if size is not None and size > MAX_SIDECAR_BYTES:
@@ -111,6 +128,46 @@ def validate(
         expected_size=sidecar.expected_size(),
         sidecar_sha256=hashlib.sha256(data).hexdigest(),
         sidecar_bytes=len(data),
+    )
+
+
+def validate_dicom_drop(
+    store: ObjectStore, bucket: str, key: str, *, max_bytes: int
+) -> ValidatedStudy:
+    """The study of a DICOM file that arrived without a sidecar: its header is the sidecar.
+
+    Study id from StudyInstanceUID (or a hash of the AccessionNumber), image id from
+    SOPInstanceUID, view from ViewPosition, timestamp from StudyDate/StudyTime
+    (:mod:`radstream.schema.dicom_sidecar`). Never a patient field. A file that is not
+    DICOM, or whose header lacks those UIDs, fails here with its code.
+    """
+    from radstream.imaging.dicom import read_dicom_header
+
+    size = store.size(bucket, key)
+    if size is not None and size > max_bytes:
+        raise ImageFileTooLarge(
+            f"the DICOM file has {size} bytes, the limit is {max_bytes}",
+            file_bytes=size,
+            max_file_bytes=max_bytes,
+        )
+    data = store.get(bucket, key)
+    _, header = read_dicom_header(data)
+    # Without a StudyDate the upload's own time stands in: the same on every re-run.
+    info = store.head(bucket, key)
+    received = datetime.fromtimestamp(info.modified, UTC) if info is not None else None
+    sidecar = sidecar_from_header(header, received_at=received)
+    document = sidecar.model_dump_json(exclude_none=True).encode()
+    return ValidatedStudy(
+        study_id=sidecar.study_id,
+        image_id=image_stem_from_header(header),
+        sidecar_key=key,
+        image_key=key,
+        view=sidecar.view.value,
+        study_timestamp=sidecar.timestamp.isoformat(),
+        expected_size=sidecar.expected_size(),
+        # What the result records as the sidecar's checksum: the one the header gave.
+        sidecar_sha256=hashlib.sha256(document).hexdigest(),
+        sidecar_bytes=0,
     )
 
 
