@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from radstream.errors import ModelFileInvalid, ModelOutputInvalid
 from radstream.model import ModelClient, OnnxModel, read_model_info
-from radstream.model.metadata import REQUIRED_KEYS, write_metadata
+from radstream.model.metadata import KEY_TRAINED, REQUIRED_KEYS, STANDIN_NAME, write_metadata
 
 LABELS = ("Alpha", "Beta", "Gamma")
 SIZE = 8
@@ -197,3 +197,43 @@ def test_thread_count_is_validated(tmp_path: Path) -> None:
     path = save(tag(tiny_model()), tmp_path / "m.onnx")
     with pytest.raises(ValueError, match="intra_op_threads"):
         OnnxModel.load(path, intra_op_threads=-1)
+
+
+def test_untrained_flag_round_trips_and_defaults_to_trained(tmp_path: Path) -> None:
+    assert read_model_info(save(tag(tiny_model()), tmp_path / "t.onnx")).trained is True
+    model = tag(tiny_model())
+    write_metadata(
+        model,
+        name="tiny",
+        version="3",
+        labels=LABELS,
+        input_size=SIZE,
+        input_min=-1024.0,
+        input_max=1024.5,
+        channels=1,
+        trained=False,
+    )
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props[KEY_TRAINED] == "false"
+    assert read_model_info(save(model, tmp_path / "u.onnx")).trained is False
+    for prop in model.metadata_props:
+        if prop.key == KEY_TRAINED:
+            prop.value = "maybe"
+    with pytest.raises(ModelFileInvalid, match=r"radstream\.trained"):
+        read_model_info(save(model, tmp_path / "bad.onnx"))
+
+
+def test_the_standin_name_alone_marks_a_model_untrained(tmp_path: Path) -> None:
+    # A stand-in written before the flag existed, or described by an endpoint.
+    model = tiny_model()
+    write_metadata(
+        model,
+        name=STANDIN_NAME,
+        version="1",
+        labels=LABELS,
+        input_size=SIZE,
+        input_min=-1024.0,
+        input_max=1024.0,
+        channels=1,
+    )
+    assert read_model_info(save(model, tmp_path / "s.onnx")).trained is False

@@ -29,6 +29,12 @@ KEY_LABELS = PREFIX + "labels"
 KEY_INPUT_SIZE = PREFIX + "input_size"
 KEY_INPUT_RANGE = PREFIX + "input_range"
 KEY_CHANNELS = PREFIX + "channels"
+KEY_TRAINED = PREFIX + "trained"
+"""Optional: ``"false"`` marks weights that were never trained (the stand-in). Absent means
+trained, so every model imported from elsewhere reads as trained."""
+STANDIN_NAME = "densenet121-standin"
+"""The name the untrained stand-in carries. A model reached through an endpoint that does
+not publish ``radstream.trained`` is recognised as the stand-in by this name."""
 REQUIRED_KEYS: tuple[str, ...] = (
     KEY_NAME,
     KEY_VERSION,
@@ -58,6 +64,8 @@ class ModelInfo:
     output_name: str
     sha256: str
     path: str
+    trained: bool = True
+    """False for weights that were never trained: every probability is meaningless."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,7 @@ class DeclaredModel:
     input_min: float
     input_max: float
     channels: int
+    trained: bool = True
 
     def info(self, *, input_name: str, output_name: str, sha256: str, path: str) -> ModelInfo:
         """The ModelInfo of a model that declares this, with its graph names and hash."""
@@ -90,6 +99,7 @@ class DeclaredModel:
             output_name=output_name,
             sha256=sha256,
             path=path,
+            trained=self.trained,
         )
 
 
@@ -111,6 +121,7 @@ def write_metadata(
     input_min: float,
     input_max: float,
     channels: int,
+    trained: bool = True,
 ) -> None:
     """Store RadStream's ``radstream.*`` keys in ``model.metadata_props``, in place.
 
@@ -126,6 +137,8 @@ def write_metadata(
         KEY_INPUT_RANGE: format_range(input_min, input_max),
         KEY_CHANNELS: str(channels),
     }
+    if not trained:
+        values[KEY_TRAINED] = "false"
     # Validate through the reader's own parser so writer and reader cannot drift apart.
     try:
         parse_metadata(values, source="metadata to write")
@@ -217,14 +230,24 @@ def parse_metadata(props: Mapping[str, str], *, source: str) -> DeclaredModel:
             key=KEY_INPUT_RANGE,
         )
 
+    raw_trained = props.get(KEY_TRAINED, "true").strip().lower()
+    if raw_trained not in ("true", "false"):
+        raise _invalid(
+            source,
+            f"metadata key {KEY_TRAINED!r} must be 'true' or 'false', got {raw_trained[:20]!r}",
+            key=KEY_TRAINED,
+        )
+    name = text(KEY_NAME)
     return DeclaredModel(
-        name=text(KEY_NAME),
+        name=name,
         version=text(KEY_VERSION),
         labels=tuple(labels),
         input_size=positive_int(KEY_INPUT_SIZE),
         input_min=bounds[0],
         input_max=bounds[1],
         channels=positive_int(KEY_CHANNELS),
+        # The stand-in built before the flag existed carries only its name.
+        trained=raw_trained == "true" and name != STANDIN_NAME,
     )
 
 
