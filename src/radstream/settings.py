@@ -38,7 +38,11 @@ class ModelSettings(BaseModel):
         default=None,
         description="KServe v2 / Triton base URL (http://host:port); unset: run in process",
     )
-    endpoint_model: str = Field(default="radstream-densenet121", description="model name there")
+    endpoint_model: str = Field(
+        default="densenet121-standin",
+        description="model name there; `radstream model serve` serves a file under its own "
+        "name, so this is the stand-in's unless you serve another model",
+    )
     token: str | None = Field(default=None, description="bearer token for the endpoint")
     timeout_s: float = Field(default=10.0, gt=0)
     retries: int = Field(default=3, ge=0)

@@ -210,3 +210,70 @@ def test_serve_and_upload_say_what_happened_and_status_counts_studies(
     assert executions == {"pending": 0, "running": 0, "succeeded": 2, "failed": 1}
     table = _cli("status", cwd=tmp_path, data_dir=data)
     assert f"data directory {data}" in table.stderr and "studies" in table.stdout
+
+
+@pytest.mark.slow
+def test_model_commands_say_the_standin_is_untrained(tmp_path: Path, standin_model: Path) -> None:
+    info = _cli("model", "info", "--model", str(standin_model), cwd=tmp_path, data_dir=tmp_path)
+    assert json.loads(info.stdout)["trained"] is False
+    assert UNTRAINED in info.stderr
+
+    study = make_study("p1", "png", np.random.default_rng(4), width=600, height=700)
+    image = tmp_path / study.image_name
+    image.write_bytes(study.image)
+    predicted = _cli(
+        "model",
+        "predict",
+        str(image),
+        "--model",
+        str(standin_model),
+        cwd=tmp_path,
+        data_dir=tmp_path,
+    )
+    probabilities = json.loads(predicted.stdout)
+    assert set(probabilities) == set(CHEXPERT_LABELS)
+    shown = [v for v in probabilities.values() if v is not None]
+    assert shown and all(round(v, 4) == v for v in shown)  # four decimals, not sixteen
+    assert UNTRAINED in predicted.stderr
+
+
+@pytest.mark.slow
+def test_the_model_server_serves_the_file_under_its_own_name(
+    tmp_path: Path, standin_model: Path
+) -> None:
+    import httpx
+
+    from radstream.settings import Settings
+    from support.waiting import free_port, wait_until
+
+    port = free_port()
+    log = tmp_path / "model-serve.log"
+    with open(log, "w") as sink:
+        server = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "radstream.cli", "model", "serve"),
+                *("--port", str(port), "--model", str(standin_model), "--instances", "1"),
+            ],
+            env=_env(tmp_path / "data", None),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}/v2/models/densenet121-standin"
+
+            def ready() -> bool:
+                assert server.poll() is None, log.read_text()
+                try:
+                    return httpx.get(url, timeout=1).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            wait_until(ready, "the model server", timeout_s=60, interval_s=0.1)
+            # The pipeline's default endpoint model is the name the server uses.
+            assert httpx.get(url, timeout=5).json()["name"] == Settings().model.endpoint_model
+        finally:
+            server.terminate()
+            server.wait(30)
+    text = log.read_text()
+    assert "serving densenet121-standin v1 (untrained stand-in)" in text
+    assert "/v2/models/densenet121-standin" in text

@@ -22,13 +22,13 @@ from pydantic import ValidationError
 
 from radstream.layout import FAILED, RESULTS, Bucket, outcome_kind
 from radstream.model.labels import CHEXPERT_LABELS
-from radstream.model.metadata import STANDIN_NAME
+from radstream.model.metadata import STANDIN_NAME, UNTRAINED_NOTE
 from radstream.schema.outcome import Failure, Result
 from radstream.stages.ports import ObjectStore
 
+__all__ = ["UNTRAINED_NOTE", "ResultFilter", "ResultRow", "list_results", "read_row"]
+
 ResultOutcome = Literal["succeeded", "failed"]
-UNTRAINED_NOTE = "untrained stand-in model: these probabilities mean nothing"
-"""The one line shown next to any probability the stand-in produced."""
 TOP_FINDINGS = 3
 
 

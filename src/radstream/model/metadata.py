@@ -32,6 +32,8 @@ KEY_CHANNELS = PREFIX + "channels"
 KEY_TRAINED = PREFIX + "trained"
 """Optional: ``"false"`` marks weights that were never trained (the stand-in). Absent means
 trained, so every model imported from elsewhere reads as trained."""
+UNTRAINED_NOTE = "untrained stand-in model: these probabilities mean nothing"
+"""The one line every command prints next to probabilities an untrained model produced."""
 STANDIN_NAME = "densenet121-standin"
 """The name the untrained stand-in carries. A model reached through an endpoint that does
 not publish ``radstream.trained`` is recognised as the stand-in by this name."""
