@@ -277,3 +277,44 @@ def test_the_model_server_serves_the_file_under_its_own_name(
     text = log.read_text()
     assert "serving densenet121-standin v1 (untrained stand-in)" in text
     assert "/v2/models/densenet121-standin" in text
+
+
+@pytest.mark.slow
+def test_settings_errors_name_key_and_line_and_config_show_says_where(tmp_path: Path) -> None:
+    (tmp_path / "radstream.toml").write_text('worker = 1\n[engine]\nlease_s = "long"\n')
+    bad = _cli("status", cwd=tmp_path, expect=2)
+    assert bad.stderr.startswith("error CONFIG_INVALID: ")
+    assert "unknown key worker (did you mean engine.workers?) at radstream.toml:1" in bad.stderr
+    assert "engine.lease_s: " in bad.stderr and "'long'" in bad.stderr
+    assert "at radstream.toml:3" in bad.stderr and "Traceback" not in bad.stderr
+    (tmp_path / "radstream.toml").write_text("[engine]\nworkers = many\n")
+    broken = _cli("status", cwd=tmp_path, expect=2)
+    assert "not valid TOML" in broken.stderr and "line 2" in broken.stderr
+
+    (tmp_path / "radstream.toml").write_text("[engine]\nlease_s = 7\n")
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "radstream.cli", "config", "show", "--json"),
+            *("--data-dir", str(tmp_path / "flagged")),
+        ],
+        env={**_env(None, None), "RADSTREAM_ENGINE__WORKERS": "3"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["key"]: r for r in json.loads(proc.stdout)}
+    assert (rows["data_dir"]["origin"], rows["data_dir"]["where"]) == ("flag", "--data-dir")
+    assert (rows["engine.workers"]["origin"], rows["engine.workers"]["value"]) == (
+        "environment",
+        "3",
+    )
+    assert rows["engine.lease_s"]["where"] == "radstream.toml:2"
+    assert rows["engine.poll_s"]["origin"] == "default"
+    table = _cli("config", "show", cwd=tmp_path)
+    assert "file radstream.toml:2" in table.stdout
+
+    reference = _cli("config", "reference", cwd=tmp_path).stdout
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert reference in readme
