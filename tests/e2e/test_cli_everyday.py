@@ -318,3 +318,44 @@ def test_settings_errors_name_key_and_line_and_config_show_says_where(tmp_path: 
     reference = _cli("config", "reference", cwd=tmp_path).stdout
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert reference in readme
+
+
+@pytest.mark.slow
+def test_dicom_as_hospitals_name_it(tmp_path: Path, standin_model: Path) -> None:
+    uid = "1.2.840.113619.2.55.3.604688119.868.1234567890.1"
+    rng = np.random.default_rng(5)
+    dicom = make_study("x", "dicom", rng, width=600, height=700)
+    folder = tmp_path / "pacs"
+    folder.mkdir()
+    (folder / "IM0001").write_bytes(dicom.image)  # no extension, as PACS exports name them
+    sidecar = {"study_id": uid, "view": "pa", "timestamp": "20040826093000.5+0100"}
+    (folder / "IM0001.json").write_text(json.dumps({**sidecar, "study_date": "20040826"}))
+    (folder / "IM0002").write_bytes(dicom.image)
+    bad = {**sidecar, "study_id": "1..2", "patient_id": 12345}
+    (folder / "IM0002.json").write_text(json.dumps(bad))
+    (folder / "IM0003").write_bytes(dicom.image)
+    wrong = {**sidecar, "study_id": "s-3", "patient_birth_date": "secret-1901", "view": "SIDEWAYS"}
+    (folder / "IM0003.json").write_text(json.dumps(wrong))
+    data = tmp_path / "data"
+
+    up = _cli("upload", str(folder), "--no-wait", cwd=tmp_path, data_dir=data)
+    assert "uploaded 3 studies" in up.stderr and "warning" not in up.stderr
+    _cli("run", "--until-idle", "--workers", "1", cwd=tmp_path, data_dir=data, model=standin_model)
+    rows = json.loads(
+        _cli("results", "list", "--format", "json", cwd=tmp_path, data_dir=data).stdout
+    )
+    by_study = {r["study_id"]: r for r in rows}
+    ok = by_study[uid]
+    assert (ok["outcome"], ok["image_id"]) == ("succeeded", "IM0001")
+
+    failures = {
+        r["error_code"]: _cli("results", "show", r["study_id"], cwd=tmp_path, data_dir=data).stdout
+        for r in rows
+        if r["outcome"] == "failed"
+    }
+    assert set(failures) == {"STUDY_ID_INVALID", "SIDECAR_INVALID_FIELD"}
+    assert "'1..2'" in failures["STUDY_ID_INVALID"]  # the rejected value, shown
+    assert "view" in failures["SIDECAR_INVALID_FIELD"]
+    assert "'SIDEWAYS'" in failures["SIDECAR_INVALID_FIELD"]
+    for text in failures.values():
+        assert "12345" not in text and "secret-1901" not in text  # patient fields never shown

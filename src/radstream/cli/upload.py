@@ -158,14 +158,21 @@ def _upload_to_stack(
 
 
 def _upload_files(store: ObjectStore, paths: list[Path]) -> list[ObjectInfo]:
-    from radstream.loadgen.uploader import find_studies, upload_files
+    from radstream.loadgen.uploader import find_studies, sidecar_path_for, upload_files
 
     studies, orphans = find_studies(paths)
     for image in orphans:
         console.print(
             f"[yellow]skipped[/yellow] {escape(str(image))}: "
-            f"no sidecar {escape(str(image.with_suffix('.json')))}"
+            f"no sidecar {escape(str(sidecar_path_for(image)))}"
         )
+    for study in studies:
+        if study.image is None:
+            console.print(
+                f"[yellow]warning[/yellow] {escape(str(study.sidecar))}: no image next to it "
+                "(same name with .png, .jpg, .dcm, or a DICOM file without extension); "
+                "uploaded alone, it will fail with IMAGE_MISSING"
+            )
     return list(upload_files(store, studies))
 
 
