@@ -123,6 +123,23 @@ def test_demo_keeps_apart_and_results_show_the_predictions(
 
     assert pq.read_table(parquet).num_rows == 3
 
+    # SQL as users type it: a bare `telemetry` resolves locally as on Athena.
+    counted = _cli(
+        "query",
+        "--sql",
+        "SELECT count(*) AS n FROM telemetry",
+        "--format",
+        "json",
+        cwd=tmp_path,
+        data_dir=own,
+    )
+    assert json.loads(counted.stdout)[0]["n"] > 0
+    wrong = _cli(
+        "query", "--sql", "SELECT nope FROM telemetry", cwd=tmp_path, data_dir=own, expect=2
+    )
+    assert wrong.stderr.startswith("error QUERY_FAILED: ") and "nope" in wrong.stderr
+    assert "ran locally" in wrong.stderr and "workgroup" not in wrong.stderr
+
     # Reading commands never create an empty data directory.
     nowhere = tmp_path / "nowhere"
     for args in (("status",), ("results", "list")):

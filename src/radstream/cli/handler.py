@@ -61,7 +61,12 @@ class Problem:
 def problem_of(exc: Exception) -> Problem:
     """The message for ``exc``; anything not known here is an ``INTERNAL_ERROR``."""
     if isinstance(exc, RadStreamError):
-        return Problem(exc.code, exc.message, exc.hint, EXIT_ERROR)
+        # An error raised where its class's advice does not apply (QueryFailed, whose hint
+        # speaks of Athena, from a local query) carries a better one in its details.
+        hint = exc.details.get("hint")
+        return Problem(
+            exc.code, exc.message, hint if isinstance(hint, str) else exc.hint, EXIT_ERROR
+        )
     if isinstance(exc, ValidationError) and exc.title == "Settings":
         return Problem(ConfigInvalid.code, _settings_message(exc), ConfigInvalid.hint, EXIT_ERROR)
     if isinstance(exc, tomllib.TOMLDecodeError):
