@@ -376,3 +376,18 @@ def test_dicom_as_hospitals_name_it(tmp_path: Path, standin_model: Path) -> None
     assert "'SIDEWAYS'" in failures["SIDECAR_INVALID_FIELD"]
     for text in failures.values():
         assert "12345" not in text and "secret-1901" not in text  # patient fields never shown
+
+
+@pytest.mark.slow
+def test_bench_keeps_its_synthetic_studies_apart(tmp_path: Path, standin_model: Path) -> None:
+    data = tmp_path / "data"
+    proc = _cli(
+        *("bench", "--studies", "2", "--rate", "5", "--size", "600x700", "--warmup", "0"),
+        *("--workers", "1", "--json"),
+        cwd=tmp_path,
+        data_dir=data,
+        model=standin_model,
+    )
+    assert f"creating data directory {data / 'bench'}" in proc.stderr
+    assert (data / "bench" / "engine.db").is_file()
+    assert not (data / "engine.db").exists()  # the operational directory stays untouched
