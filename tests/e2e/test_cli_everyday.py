@@ -208,7 +208,9 @@ def test_serve_and_upload_say_what_happened_and_status_counts_studies(
             (second / "broken.jpg").write_bytes(fixed.image)
             (second / "broken.json").write_bytes(fixed.sidecar)
             again = _cli("upload", str(second), cwd=tmp_path, data_dir=data)
-            assert again.stdout.startswith("succeeded results/broken/broken.json")
+            assert again.stdout.startswith(
+                "succeeded incoming/broken/broken.json → results/broken/broken.json"
+            )
         finally:
             serve.terminate()
             serve.wait(60)

@@ -177,8 +177,8 @@ def _upload_files(store: ObjectStore, paths: list[Path]) -> list[ObjectInfo]:
 
 
 def _print_outcomes(outcomes: Iterable[Outcome], store: ObjectStore) -> None:
-    """One line per study: its result path and top finding, or its failure code (or lost).
-    Exits with status 1 when any study failed or was lost."""
+    """One line per study: its upload, its outcome object and top finding, or its failure
+    code and hint (or lost). Exits with status 1 when any study failed or was lost."""
     from radstream.local.results import UNTRAINED_NOTE, read_row
     from radstream.stages.completions import outcome_key_of
 
@@ -199,7 +199,8 @@ def _print_outcomes(outcomes: Iterable[Outcome], store: ObjectStore) -> None:
             bad += 1
             hint = f"  → {row.hint}" if row is not None and row.hint else ""
             what = f"{outcome.error_code}{hint}"
-        out.print(f"{outcome.status:<9} {escape(key)}  {escape(what)}", highlight=False)
+        line = f"{outcome.status:<9} {outcome.sidecar_key} → {key}  {what}"
+        out.print(escape(line), highlight=False)
     if untrained:
         console.print(f"[yellow]note[/yellow]: {UNTRAINED_NOTE}")
     if bad:
