@@ -103,7 +103,7 @@ def test_settings_file_is_read(tmp_path: Path) -> None:
     (tmp_path / "radstream.toml").write_text(f'data_dir = "{data}"\n[engine]\nworkers = 1\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("RADSTREAM_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "radstream.cli", "upload", "--synthetic=2", "--no-wait"],
+        [sys.executable, "-m", "radstream.cli", "upload", "--synthetic=1", "--no-wait"],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -113,6 +113,7 @@ def test_settings_file_is_read(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert (data / "engine.db").is_file()
     assert f"creating data directory {data}" in proc.stderr
+    assert "uploaded 1 studies" in proc.stderr
 
 
 def test_schema_command_prints_json_schema(tmp_path: Path) -> None:
