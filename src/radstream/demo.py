@@ -79,7 +79,7 @@ def run_demo(
     else:
         # Build the stand-in once, before the workers race for it.
         model_info = read_model_info(resolve_model_path(settings))
-        model, trained = f"{model_info.name} v{model_info.version}", model_info.trained
+        model, trained = f"{model_info.name} v{model_info.version}", not model_info.untrained
     with LocalEngine.open(settings) as engine, WorkerPool(settings) as pool:
         pool.wait_ready(engine.executor)
         uploads: list[ObjectInfo] = []

@@ -200,7 +200,8 @@ def test_thread_count_is_validated(tmp_path: Path) -> None:
 
 
 def test_untrained_flag_round_trips_and_defaults_to_trained(tmp_path: Path) -> None:
-    assert read_model_info(save(tag(tiny_model()), tmp_path / "t.onnx")).trained is True
+    trained = read_model_info(save(tag(tiny_model()), tmp_path / "t.onnx"))
+    assert (trained.trained, trained.untrained) == (True, False)
     model = tag(tiny_model())
     write_metadata(
         model,
@@ -236,4 +237,5 @@ def test_the_standin_name_alone_marks_a_model_untrained(tmp_path: Path) -> None:
         input_max=1024.0,
         channels=1,
     )
-    assert read_model_info(save(model, tmp_path / "s.onnx")).trained is False
+    info = read_model_info(save(model, tmp_path / "s.onnx"))
+    assert (info.trained, info.untrained) == (True, True)

@@ -33,7 +33,7 @@ def model_build(
     path = ensure_standin(settings_for(data_dir).models_dir, seed=seed)
     info = read_model_info(path)
     out.print(f"{escape(str(path))}  ({info.name} v{info.version}, sha256 {info.sha256[:16]}…)")
-    if not info.trained:
+    if info.untrained:
         console.print(f"[yellow]note[/yellow]: {UNTRAINED_NOTE}")
 
 
@@ -105,7 +105,7 @@ def model_serve(
     log.info("model server starting", extra={"model": name, "instances": instances})
 
     def announce(url: str) -> None:
-        untrained = "" if info.trained else " (untrained stand-in)"
+        untrained = " (untrained stand-in)" if info.untrained else ""
         console.print(
             f"serving {escape(name)} v{escape(info.version)}{untrained} from "
             f"{escape(str(model_path))} at {escape(url)}/v2/models/{escape(name)}"
@@ -192,7 +192,7 @@ def model_predict(
         k: None if v is None else round(v, PROBABILITY_DECIMALS) for k, v in probabilities.items()
     }
     sys.stdout.write(json.dumps(shown, indent=2) + "\n")
-    if not client.info.trained:
+    if client.info.untrained:
         console.print(f"[yellow]note[/yellow]: {UNTRAINED_NOTE}")
 
 
@@ -213,8 +213,8 @@ def model_info(model: ModelPath = None, data_dir: DataDir = None) -> None:
         "input_range": [info.input_min, info.input_max],
         "channels": info.channels,
         "labels": list(info.labels),
-        "trained": info.trained,
+        "trained": not info.untrained,
     }
     out.print_json(json.dumps(doc))
-    if not info.trained:
+    if info.untrained:
         console.print(f"[yellow]note[/yellow]: {UNTRAINED_NOTE}")

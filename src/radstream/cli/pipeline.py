@@ -180,7 +180,7 @@ def _model_line(settings: Settings) -> str:
 
     path = resolve_model_path(settings)
     info = read_model_info(path)
-    untrained = "" if info.trained else ", untrained stand-in"
+    untrained = ", untrained stand-in" if info.untrained else ""
     return f"{info.name} v{info.version} ({path}{untrained})"
 
 

@@ -67,7 +67,14 @@ class ModelInfo:
     sha256: str
     path: str
     trained: bool = True
-    """False for weights that were never trained: every probability is meaningless."""
+    """What the file declares (``radstream.trained``); absent means True."""
+
+    @property
+    def untrained(self) -> bool:
+        """True when the probabilities mean nothing: the file says so, or it is the stand-in
+        (known by name when the flag is missing: an endpoint that does not publish it, or a
+        stand-in built before the flag existed)."""
+        return not self.trained or self.name == STANDIN_NAME
 
 
 @dataclass(frozen=True)
@@ -239,17 +246,15 @@ def parse_metadata(props: Mapping[str, str], *, source: str) -> DeclaredModel:
             f"metadata key {KEY_TRAINED!r} must be 'true' or 'false', got {raw_trained[:20]!r}",
             key=KEY_TRAINED,
         )
-    name = text(KEY_NAME)
     return DeclaredModel(
-        name=name,
+        name=text(KEY_NAME),
         version=text(KEY_VERSION),
         labels=tuple(labels),
         input_size=positive_int(KEY_INPUT_SIZE),
         input_min=bounds[0],
         input_max=bounds[1],
         channels=positive_int(KEY_CHANNELS),
-        # The stand-in built before the flag existed carries only its name.
-        trained=raw_trained == "true" and name != STANDIN_NAME,
+        trained=raw_trained == "true",
     )
 
 

@@ -52,7 +52,7 @@ def run(ports: StagePorts, context: ExecutionContext) -> ExecutionContext:
         version=info.version,
         sha256=info.sha256,
         backend=ports.options.backend,
-        trained=info.trained,
+        trained=not info.untrained,
     )
     return context.model_copy(
         update={
