@@ -16,9 +16,11 @@ from radstream.local.engine import LocalEngine
 from radstream.local.executor import execution_id
 from radstream.local.outcomes import collect_outcomes
 from radstream.local.pool import WorkerPool
+from radstream.local.results import read_row
 from radstream.model.loading import resolve_model_path
+from radstream.model.metadata import read_model_info
 from radstream.settings import Settings
-from radstream.stages.completions import Outcome
+from radstream.stages.completions import Outcome, outcome_key_of
 from radstream.stages.ports import ObjectInfo
 
 DEMO_FORMATS = ("png", "jpeg", "dicom")
@@ -34,6 +36,10 @@ class DemoReport:
     outcomes: list[Outcome]
     expected: dict[str, str | None]
     """sidecar key -> the error code the study was made to fail with (None: should succeed)."""
+    model: str = ""
+    """The model that ran: its name and version, or its endpoint."""
+    model_trained: bool = True
+    """False when the untrained stand-in produced the probabilities."""
 
     @property
     def unexpected(self) -> list[str]:
@@ -68,8 +74,12 @@ def run_demo(
     report("generate", 0, studies)
     made = make_studies(studies, invalid, formats=DEMO_FORMATS, rng=rng, width=width, height=height)
     report("generate", len(made), len(made))
-    if not settings.model.endpoint:
-        resolve_model_path(settings)  # build the stand-in once, before the workers race for it
+    if settings.model.endpoint:
+        model, trained = f"{settings.model.endpoint_model} at {settings.model.endpoint}", True
+    else:
+        # Build the stand-in once, before the workers race for it.
+        model_info = read_model_info(resolve_model_path(settings))
+        model, trained = f"{model_info.name} v{model_info.version}", not model_info.untrained
     with LocalEngine.open(settings) as engine, WorkerPool(settings) as pool:
         pool.wait_ready(engine.executor)
         uploads: list[ObjectInfo] = []
@@ -82,7 +92,20 @@ def run_demo(
         _wait_terminal(engine, pool, uploads, report, timeout_s or 60.0 + 5.0 * len(made))
     with LocalEngine.open(settings) as engine:
         outcomes = collect_outcomes(engine.executor, engine.store, uploads)
-    return DemoReport(summary=summarise(outcomes), outcomes=outcomes, expected=expected)
+        if settings.model.endpoint:  # the results say whether the served model is trained
+            rows = (
+                read_row(engine.store, outcome_key_of(o.sidecar_key, "result"))
+                for o in outcomes
+                if o.status == "succeeded"
+            )
+            trained = not any(r is not None and r.untrained for r in rows)
+    return DemoReport(
+        summary=summarise(outcomes),
+        outcomes=outcomes,
+        expected=expected,
+        model=model,
+        model_trained=trained,
+    )
 
 
 def _upload(engine: LocalEngine, study: Study, run: str) -> ObjectInfo:

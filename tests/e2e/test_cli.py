@@ -103,7 +103,7 @@ def test_settings_file_is_read(tmp_path: Path) -> None:
     (tmp_path / "radstream.toml").write_text(f'data_dir = "{data}"\n[engine]\nworkers = 1\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("RADSTREAM_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "radstream.cli", "status", "--json"],
+        [sys.executable, "-m", "radstream.cli", "upload", "--synthetic=1", "--no-wait"],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -112,6 +112,8 @@ def test_settings_file_is_read(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert (data / "engine.db").is_file()
+    assert f"creating data directory {data}" in proc.stderr
+    assert "uploaded 1 studies" in proc.stderr
 
 
 def test_schema_command_prints_json_schema(tmp_path: Path) -> None:
@@ -184,6 +186,7 @@ def test_an_unexpected_error_is_internal_error_without_traceback(
         raise KeyError("a bug")
 
     monkeypatch.setenv("RADSTREAM_DATA_DIR", str(tmp_path))
+    (tmp_path / "engine.db").touch()  # status reads an existing data directory only
     monkeypatch.setattr(LocalEngine, "open", broken)
     plain = CliRunner().invoke(app, ["status"])
     assert plain.exit_code == 3

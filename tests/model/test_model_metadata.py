@@ -11,7 +11,7 @@ import pytest
 
 from radstream.errors import ModelFileInvalid, ModelOutputInvalid
 from radstream.model import ModelClient, OnnxModel, read_model_info
-from radstream.model.metadata import REQUIRED_KEYS, write_metadata
+from radstream.model.metadata import KEY_TRAINED, REQUIRED_KEYS, STANDIN_NAME, write_metadata
 from support.models import pool_classifier, save, tagged
 
 LABELS = ("Alpha", "Beta", "Gamma")
@@ -158,3 +158,45 @@ def test_thread_count_is_validated(tmp_path: Path) -> None:
     path = save(tag(pool_classifier(size=SIZE)), tmp_path / "m.onnx")
     with pytest.raises(ValueError, match="intra_op_threads"):
         OnnxModel.load(path, intra_op_threads=-1)
+
+
+def test_untrained_flag_round_trips_and_defaults_to_trained(tmp_path: Path) -> None:
+    trained = read_model_info(save(tag(pool_classifier(size=SIZE)), tmp_path / "t.onnx"))
+    assert (trained.trained, trained.untrained) == (True, False)
+    model = tag(pool_classifier(size=SIZE))
+    write_metadata(
+        model,
+        name="tiny",
+        version="3",
+        labels=LABELS,
+        input_size=SIZE,
+        input_min=-1024.0,
+        input_max=1024.5,
+        channels=1,
+        trained=False,
+    )
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props[KEY_TRAINED] == "false"
+    assert read_model_info(save(model, tmp_path / "u.onnx")).trained is False
+    for prop in model.metadata_props:
+        if prop.key == KEY_TRAINED:
+            prop.value = "maybe"
+    with pytest.raises(ModelFileInvalid, match=r"radstream\.trained"):
+        read_model_info(save(model, tmp_path / "bad.onnx"))
+
+
+def test_the_standin_name_alone_marks_a_model_untrained(tmp_path: Path) -> None:
+    # A stand-in written before the flag existed, or described by an endpoint.
+    model = pool_classifier(size=SIZE)
+    write_metadata(
+        model,
+        name=STANDIN_NAME,
+        version="1",
+        labels=LABELS,
+        input_size=SIZE,
+        input_min=-1024.0,
+        input_max=1024.0,
+        channels=1,
+    )
+    info = read_model_info(save(model, tmp_path / "s.onnx"))
+    assert (info.trained, info.untrained) == (True, True)

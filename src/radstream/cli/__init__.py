@@ -13,7 +13,18 @@ from radstream.cli.app import app
 
 __all__ = ["COMMAND_MODULES", "app", "main"]
 
-COMMAND_MODULES = ("pipeline", "upload", "schema", "model", "bench", "lake", "aws", "dicom")
+COMMAND_MODULES = (
+    "pipeline",
+    "upload",
+    "results",
+    "config",
+    "schema",
+    "model",
+    "bench",
+    "lake",
+    "aws",
+    "dicom",
+)
 """The command groups, in the order ``--help`` lists them (registration order)."""
 
 for _module in COMMAND_MODULES:

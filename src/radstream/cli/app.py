@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -25,11 +26,13 @@ from rich.progress import (
 )
 
 from radstream.cli.handler import CliState, RadStreamGroup
+from radstream.cli.problems import DataDirMissing
 from radstream.logs import LogFormat, configure
 from radstream.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from radstream.aws.session import StackRef
+    from radstream.local.engine import LocalEngine
 
 app = typer.Typer(
     cls=RadStreamGroup,
@@ -181,3 +184,40 @@ def phase_progress(bar: Progress) -> Callable[[str, int, int], None]:
         bar.update(tasks[phase], completed=done)
 
     return progress
+
+
+def open_engine(settings: Settings) -> LocalEngine:
+    """Open the local engine, saying so on stderr when this creates its data directory."""
+    from radstream.local.engine import LocalEngine
+
+    if not settings.db_path.is_file():
+        console.print(f"creating data directory {escape(str(settings.data_dir.resolve()))}")
+    return LocalEngine.open(settings)
+
+
+def existing_data_dir(settings: Settings) -> Path:
+    """The data directory, which must already hold an engine: commands that only read never
+    create an empty one (that would show zeros for a directory the user did not mean)."""
+    if not settings.db_path.is_file():
+        raise DataDirMissing(
+            f"no RadStream data directory at {settings.data_dir.resolve()}",
+            data_dir=str(settings.data_dir),
+        )
+    return settings.data_dir
+
+
+def own_data_dir(settings: Settings, flag: Path | None, name: str) -> Settings:
+    """Settings whose data directory is ``{data_dir}/{name}`` unless ``--data-dir`` was given.
+
+    ``demo`` and ``bench`` write synthetic studies: in their own directory these never enter
+    the operational store, results, status or lake, and one ``rm -r`` removes them. The
+    stand-in model stays cached once, in the main data directory's ``models/``.
+    """
+    if flag is not None:
+        return settings
+    model = settings.model
+    if model.path is None and not model.endpoint:
+        from radstream.model.loading import resolve_model_path
+
+        model = model.model_copy(update={"path": resolve_model_path(settings)})
+    return settings.model_copy(update={"data_dir": settings.data_dir / name, "model": model})

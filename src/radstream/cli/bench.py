@@ -14,13 +14,13 @@ from rich.table import Table
 
 from radstream.cli.app import (
     AwsEndpointOpt,
-    DataDir,
     JsonOpt,
     ModelPath,
     RegionOpt,
     app,
     console,
     out,
+    own_data_dir,
     phase_progress,
     progress_bar,
     settings_for,
@@ -80,7 +80,14 @@ def bench(
     as_json: JsonOpt = False,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes")] = None,
     model: ModelPath = None,
-    data_dir: DataDir = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Data directory [default: a 'bench' folder inside the data directory, so "
+            "synthetic studies never mix with real ones]",
+        ),
+    ] = None,
     stack: Annotated[
         str | None,
         typer.Option(help="Benchmark this deployed AWS stack instead of local workers"),
@@ -124,6 +131,11 @@ def bench(
         CostFlags(memory_mb, arch, storage_class, state_machine, pricing),
     )
     settings = settings.model_copy(update={"cost": cost})
+    if stack is None:
+        # Synthetic studies in their own data directory: the operational one stays real.
+        settings = own_data_dir(settings, data_dir, "bench")
+        if not settings.db_path.is_file():
+            console.print(f"creating data directory {escape(str(settings.data_dir.resolve()))}")
     with progress_bar() as bar:
         ref = stack_ref(settings, stack, region, endpoint_url) if stack else None
         result = run_bench(settings, cfg, phase_progress(bar), stack=ref)

@@ -14,6 +14,7 @@ applies when tests call the app through ``typer.testing.CliRunner``.
 from __future__ import annotations
 
 import sys
+import tomllib
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from typer.core import TyperGroup
 
 from radstream.errors import ConfigInvalid, RadStreamError
 from radstream.logs import LogFormat, get_logger
+from radstream.settings import config_file
 
 EXIT_ERROR = 2
 """A RadStream error (bad input, bad settings, a missing stack): the user can fix it."""
@@ -59,9 +61,22 @@ class Problem:
 def problem_of(exc: Exception) -> Problem:
     """The message for ``exc``; anything not known here is an ``INTERNAL_ERROR``."""
     if isinstance(exc, RadStreamError):
-        return Problem(exc.code, exc.message, exc.hint, EXIT_ERROR)
+        # An error raised where its class's advice does not apply (QueryFailed, whose hint
+        # speaks of Athena, from a local query) carries a better one in its details.
+        hint = exc.details.get("hint")
+        return Problem(
+            exc.code, exc.message, hint if isinstance(hint, str) else exc.hint, EXIT_ERROR
+        )
     if isinstance(exc, ValidationError) and exc.title == "Settings":
         return Problem(ConfigInvalid.code, _settings_message(exc), ConfigInvalid.hint, EXIT_ERROR)
+    if isinstance(exc, tomllib.TOMLDecodeError):
+        # Its message ends with "(at line 3, column 11)".
+        return Problem(
+            ConfigInvalid.code,
+            f"the settings file {config_file()} is not valid TOML: {exc}",
+            ConfigInvalid.hint,
+            EXIT_ERROR,
+        )
     aws = _aws_problem(exc)
     if aws is not None:
         return aws
@@ -75,12 +90,29 @@ def problem_of(exc: Exception) -> Problem:
 
 
 def _settings_message(exc: ValidationError) -> str:
-    """``invalid settings: engine.workers: Input should be … (got 'many')``, one per error."""
+    """``invalid settings: engine.workers: Input should be … (got 'many') at
+    radstream.toml:3``, or ``unknown key worker (did you mean engine.workers?)``, one per error.
+    """
+    from radstream.settings import did_you_mean, where_set
+
     parts = []
     for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or "settings"
-        parts.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
+        loc = error["loc"]
+        key = ".".join(str(p) for p in loc) or "settings"
+        if error["type"] == "extra_forbidden":
+            guess = did_you_mean(loc)
+            text = f"unknown key {key}" + (f" (did you mean {guess}?)" if guess else "")
+        else:
+            text = f"{key}: {error['msg']} (got {_shown(error.get('input'))})"
+        origin = where_set(loc) if loc else None
+        parts.append(text + (f" at {origin}" if origin else ""))
     return "invalid settings: " + "; ".join(parts)
+
+
+def _shown(value: object) -> str:
+    """A rejected value, truncated: a settings file can hold a long string."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
 
 
 def _aws_problem(exc: Exception) -> Problem | None:

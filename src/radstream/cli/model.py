@@ -13,8 +13,11 @@ from rich.markup import escape
 from radstream.cli.app import DataDir, ModelPath, console, model_app, out, settings_for
 from radstream.errors import RadStreamError
 from radstream.logs import get_logger
+from radstream.model.metadata import UNTRAINED_NOTE
 
 log = get_logger(__name__)
+
+PROBABILITY_DECIMALS = 4
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -30,6 +33,8 @@ def model_build(
     path = ensure_standin(settings_for(data_dir).models_dir, seed=seed)
     info = read_model_info(path)
     out.print(f"{escape(str(path))}  ({info.name} v{info.version}, sha256 {info.sha256[:16]}…)")
+    if info.untrained:
+        console.print(f"[yellow]note[/yellow]: {UNTRAINED_NOTE}")
 
 
 def parse_autoscale(text: str | None) -> tuple[int, int] | None:
@@ -48,7 +53,10 @@ def model_serve(
         str, typer.Option(help="Address to bind (loopback unless told otherwise)")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
-    name: Annotated[str, typer.Option(help="Model name in the URL")] = "radstream-densenet121",
+    name: Annotated[
+        str | None,
+        typer.Option(help="Model name in the URL [default: the name in the model file]"),
+    ] = None,
     max_batch_size: Annotated[int, typer.Option(min=1)] = 8,
     max_queue_delay_ms: Annotated[float, typer.Option(min=0.0)] = 5.0,
     max_queue: Annotated[int, typer.Option(min=1, help="Beyond this: 503 + Retry-After")] = 64,
@@ -74,8 +82,14 @@ def model_serve(
             f"[yellow]warning[/yellow] binding {escape(host)} without --token: anyone who can "
             "reach this address can use the model"
         )
+    from radstream.model import read_model_info
+
+    model_path = resolve_model_path(settings_for(data_dir, model))
+    info = read_model_info(model_path)
+    # One name for the model everywhere: the file's, which results also carry.
+    name = name or info.name
     config = ServeConfig(
-        model_path=resolve_model_path(settings_for(data_dir, model)),
+        model_path=model_path,
         name=name,
         host=host,
         port=port,
@@ -91,7 +105,11 @@ def model_serve(
     log.info("model server starting", extra={"model": name, "instances": instances})
 
     def announce(url: str) -> None:
-        console.print(f"serving {escape(name)} at {escape(url)}/v2")
+        untrained = " (untrained stand-in)" if info.untrained else ""
+        console.print(
+            f"serving {escape(name)} v{escape(info.version)}{untrained} from "
+            f"{escape(str(model_path))} at {escape(url)}/v2/models/{escape(name)}"
+        )
 
     serve(config, announce=announce)
 
@@ -167,8 +185,15 @@ def model_predict(
         settings = settings.model_copy(
             update={"model": settings.model.model_copy(update={"endpoint": endpoint})}
         )
-    probabilities = predict_image(image, load_model_client(settings), sidecar_path=sidecar)
-    sys.stdout.write(json.dumps(probabilities, indent=2) + "\n")
+    client = load_model_client(settings)
+    probabilities = predict_image(image, client, sidecar_path=sidecar)
+    # Four decimals: more is noise in a probability, and a user reads these.
+    shown = {
+        k: None if v is None else round(v, PROBABILITY_DECIMALS) for k, v in probabilities.items()
+    }
+    sys.stdout.write(json.dumps(shown, indent=2) + "\n")
+    if client.info.untrained:
+        console.print(f"[yellow]note[/yellow]: {UNTRAINED_NOTE}")
 
 
 @model_app.command("info")
@@ -188,5 +213,8 @@ def model_info(model: ModelPath = None, data_dir: DataDir = None) -> None:
         "input_range": [info.input_min, info.input_max],
         "channels": info.channels,
         "labels": list(info.labels),
+        "trained": not info.untrained,
     }
     out.print_json(json.dumps(doc))
+    if info.untrained:
+        console.print(f"[yellow]note[/yellow]: {UNTRAINED_NOTE}")

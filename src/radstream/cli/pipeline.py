@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import signal
 from dataclasses import asdict, dataclass
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -17,14 +18,20 @@ from radstream.cli.app import (
     ModelPath,
     app,
     console,
+    existing_data_dir,
+    open_engine,
     out,
+    own_data_dir,
     phase_progress,
     progress_bar,
     settings_for,
 )
-from radstream.layout import FAILED, RESULTS, TELEMETRY
 from radstream.logs import get_logger
 from radstream.settings import Settings
+
+if TYPE_CHECKING:
+    from radstream.local.completions import CompletionWatcher
+    from radstream.stages.ports import ObjectStore
 
 log = get_logger(__name__)
 
@@ -45,6 +52,8 @@ class DemoOutput:
     throughput_per_s: float | None
     unexpected_outcomes: list[str]
     data_dir: str
+    model: str
+    model_trained: bool
 
 
 @app.command()
@@ -58,14 +67,25 @@ def demo(
         float, typer.Option(help="Seconds to wait for an image whose sidecar arrived first")
     ] = 5.0,
     model: ModelPath = None,
-    data_dir: DataDir = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Data directory [default: a 'demo' folder inside the data directory, so "
+            "synthetic studies never mix with real ones]",
+        ),
+    ] = None,
 ) -> None:
     """Generate synthetic studies (PNG, JPEG, DICOM; some bad) and run them end to end."""
     from radstream.demo import run_demo
 
     if invalid > studies:
         raise typer.BadParameter("--invalid cannot exceed --studies")
-    settings = settings_for(data_dir, model, workers=workers, image_wait_s=image_wait)
+    settings = own_data_dir(
+        settings_for(data_dir, model, workers=workers, image_wait_s=image_wait), data_dir, "demo"
+    )
+    if not settings.db_path.is_file():
+        console.print(f"creating data directory {escape(str(settings.data_dir.resolve()))}")
     with progress_bar() as bar:
         report = run_demo(
             settings, studies=studies, invalid=invalid, seed=seed, progress=phase_progress(bar)
@@ -84,6 +104,8 @@ def demo(
         throughput_per_s=s.throughput_per_s,
         unexpected_outcomes=report.unexpected,
         data_dir=str(settings.data_dir.resolve()),
+        model=report.model,
+        model_trained=report.model_trained,
     )
     if as_json:
         out.print_json(json.dumps(asdict(shown)))
@@ -108,13 +130,16 @@ def _print_demo(p: DemoOutput) -> None:
     )
     table.add_row("throughput", f"{p.throughput_per_s} successful studies/s")
     table.add_row("data dir", escape(p.data_dir))
+    table.add_row("model", escape(p.model) + ("" if p.model_trained else " (untrained)"))
     out.print(table)
     for line in p.unexpected_outcomes:
         out.print(f"[red]unexpected[/red] {escape(line)}")
-    out.print(
-        f"Results: results bucket under {RESULTS} and {FAILED}; "
-        f"telemetry: lake/{TELEMETRY} (Parquet)."
-    )
+    if not p.model_trained:
+        from radstream.local.results import UNTRAINED_NOTE
+
+        out.print(f"[yellow]note[/yellow]: {UNTRAINED_NOTE}")
+    dir_opt = f"--data-dir {escape(p.data_dir)}"
+    out.print(f"See the predictions: radstream results list {dir_opt}")
 
 
 @app.command()
@@ -137,8 +162,26 @@ def serve(
     data_dir: DataDir = None,
 ) -> None:
     """Keep running: process uploads as they arrive, from this or any other process."""
-    console.print("serving; Ctrl-C stops after the executions in flight")
-    run_pool(settings_for(data_dir, model, workers=workers), until_idle=False)
+    settings = settings_for(data_dir, model, workers=workers)
+    console.print(
+        f"serving {escape(str(settings.data_dir.resolve()))} with "
+        f"{settings.engine.workers} worker(s), model {escape(_model_line(settings))}; "
+        "Ctrl-C stops after the executions in flight"
+    )
+    run_pool(settings, until_idle=False)
+
+
+def _model_line(settings: Settings) -> str:
+    """The model in one line: an endpoint and its model name, or a file and its name."""
+    if settings.model.endpoint:
+        return f"{settings.model.endpoint_model} at {settings.model.endpoint}"
+    from radstream.model.loading import resolve_model_path
+    from radstream.model.metadata import read_model_info
+
+    path = resolve_model_path(settings)
+    info = read_model_info(path)
+    untrained = ", untrained stand-in" if info.untrained else ""
+    return f"{info.name} v{info.version} ({path}{untrained})"
 
 
 def run_pool(settings: Settings, *, until_idle: bool) -> None:
@@ -148,6 +191,10 @@ def run_pool(settings: Settings, *, until_idle: bool) -> None:
 
     if not settings.model.endpoint:
         resolve_model_path(settings)  # build or check it once, not in every worker
+    from radstream.local.completions import CompletionWatcher
+
+    engine = open_engine(settings)
+    watcher = CompletionWatcher(engine.conn)
     pool = WorkerPool(settings, until_idle=until_idle).start()
     log.info(
         "workers started",
@@ -159,10 +206,14 @@ def run_pool(settings: Settings, *, until_idle: bool) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     try:
-        pool.wait()
+        while not pool.wait(timeout=0.5):
+            log_finished(watcher, engine.store)
     except KeyboardInterrupt:
         console.print("stopping…")
         pool.stop()
+    finally:
+        log_finished(watcher, engine.store)
+        engine.close()
     codes = pool.exit_codes
     log.info("workers stopped", extra={"exit_codes": codes, "restarts": pool.restarts})
     if pool.restarts:
@@ -172,17 +223,46 @@ def run_pool(settings: Settings, *, until_idle: bool) -> None:
         raise typer.Exit(1)
 
 
-@app.command()
-def status(as_json: JsonOpt = False, data_dir: DataDir = None) -> None:
-    """Executions by state: pending, running, succeeded, failed."""
-    from radstream.local.engine import LocalEngine
+def log_finished(watcher: CompletionWatcher, store: ObjectStore) -> None:
+    """One info line per study finished since the last call: its outcome object and its top
+    findings, or its error code."""
+    from radstream.local.results import read_row
+    from radstream.stages.completions import outcome_key_of
 
-    with LocalEngine.open(settings_for(data_dir)) as engine:
-        counts = engine.executor.counts()
+    for done in watcher.poll():
+        key = outcome_key_of(done.sidecar_key, done.kind)
+        row = read_row(store, key)
+        if row is None:  # replaced by a newer upload meanwhile
+            continue
+        note = " (untrained stand-in)" if row.untrained else ""
+        log.info(
+            f"{row.outcome} {row.study_id}/{row.image_id}: {row.summary()}{note} [{key}]",
+            extra={"study": row.study_id, "outcome": row.outcome, "outcome_key": key},
+        )
+
+
+@app.command()
+def status(
+    executions: Annotated[
+        bool,
+        typer.Option("--executions", help="Count executions (every attempt) instead of studies"),
+    ] = False,
+    as_json: JsonOpt = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Studies by their latest outcome: pending, running, succeeded, failed."""
+    from radstream.local.engine import LocalEngine
+    from radstream.local.studies import study_counts
+
+    settings = settings_for(data_dir)
+    existing_data_dir(settings)
+    with LocalEngine.open(settings) as engine:
+        counts = engine.executor.counts() if executions else study_counts(engine.conn)
     if as_json:
         out.print_json(json.dumps(counts))
         return
-    table = Table("state", "executions")
+    console.print(f"data directory {escape(str(settings.data_dir.resolve()))}")
+    table = Table("state", "executions" if executions else "studies")
     for state, count in counts.items():
         table.add_row(state, str(count))
     out.print(table)

@@ -19,6 +19,7 @@ from radstream.cli.app import (
     RegionOpt,
     app,
     console,
+    open_engine,
     out,
     progress_bar,
     settings_for,
@@ -111,11 +112,10 @@ def upload(
 def _upload_locally(
     settings: Settings, paths: list[Path], load: LoadOptions | None, *, wait: bool, timeout: float
 ) -> None:
-    from radstream.local.engine import LocalEngine
     from radstream.local.executor import execution_id
     from radstream.local.outcomes import collect_outcomes
 
-    with LocalEngine.open(settings) as engine:
+    with open_engine(settings) as engine:
         target = UploadTarget(store=engine.store, conn=engine.conn)
         infos = upload_synthetic(target, load) if load else _upload_files(engine.store, paths)
         console.print(f"uploaded {len(infos)} studies to {escape(str(settings.data_dir))}")
@@ -132,7 +132,7 @@ def _upload_locally(
         deadline = time.monotonic() + timeout
         while engine.executor.terminal_count(ids) < len(ids) and time.monotonic() < deadline:
             time.sleep(0.1)
-        _print_outcomes(collect_outcomes(engine.executor, engine.store, infos))
+        _print_outcomes(collect_outcomes(engine.executor, engine.store, infos), engine.store)
 
 
 def _upload_to_stack(
@@ -153,27 +153,59 @@ def _upload_to_stack(
         return
     console.print("waiting for outcomes (polling the results bucket)")
     now = time.time()
-    _print_outcomes(wait_for_outcomes(watcher, [(i.key, now) for i in infos], timeout_s=timeout))
+    found = wait_for_outcomes(watcher, [(i.key, now) for i in infos], timeout_s=timeout)
+    _print_outcomes(found, store)
 
 
 def _upload_files(store: ObjectStore, paths: list[Path]) -> list[ObjectInfo]:
-    from radstream.loadgen.uploader import find_studies, upload_files
+    from radstream.loadgen.uploader import find_studies, sidecar_path_for, upload_files
 
     studies, orphans = find_studies(paths)
     for image in orphans:
         console.print(
             f"[yellow]skipped[/yellow] {escape(str(image))}: "
-            f"no sidecar {escape(str(image.with_suffix('.json')))}"
+            f"no sidecar {escape(str(sidecar_path_for(image)))}"
         )
+    for study in studies:
+        if study.image is None:
+            console.print(
+                f"[yellow]warning[/yellow] {escape(str(study.sidecar))}: no image next to it "
+                "(same name with .png, .jpg, .dcm, or a DICOM file without extension); "
+                "uploaded alone, it will fail with IMAGE_MISSING"
+            )
     return list(upload_files(store, studies))
 
 
-def _print_outcomes(outcomes: Iterable[Outcome]) -> None:
+def _print_outcomes(outcomes: Iterable[Outcome], store: ObjectStore) -> None:
+    """One line per study: its upload, its outcome object and top finding, or its failure
+    code and hint (or lost). Exits with status 1 when any study failed or was lost."""
+    from radstream.local.results import UNTRAINED_NOTE, read_row
+    from radstream.stages.completions import outcome_key_of
+
+    bad = untrained = total = 0
     for outcome in outcomes:
-        out.print(
-            f"{outcome.status:<9} {outcome.error_code or '':<28} {escape(outcome.sidecar_key)}",
-            highlight=False,
-        )
+        total += 1
+        if outcome.status == "lost":
+            bad += 1
+            out.print(f"lost      {escape(outcome.sidecar_key)}: no result and no failure")
+            continue
+        kind = "result" if outcome.status == "succeeded" else "failure"
+        key = outcome_key_of(outcome.sidecar_key, kind)
+        row = read_row(store, key)
+        what = row.summary(top=1) if row is not None else outcome.error_code or ""
+        if row is not None and row.untrained:
+            untrained += 1
+        if outcome.status != "succeeded":
+            bad += 1
+            hint = f"  → {row.hint}" if row is not None and row.hint else ""
+            what = f"{outcome.error_code}{hint}"
+        line = f"{outcome.status:<9} {outcome.sidecar_key} → {key}  {what}"
+        out.print(escape(line), highlight=False)
+    if untrained:
+        console.print(f"[yellow]note[/yellow]: {UNTRAINED_NOTE}")
+    if bad:
+        console.print(f"[red]{bad} of {total} studies failed or were lost[/red]")
+        raise typer.Exit(1)
 
 
 def upload_synthetic(target: UploadTarget, load: LoadOptions) -> list[ObjectInfo]:
@@ -189,7 +221,8 @@ def upload_synthetic(target: UploadTarget, load: LoadOptions) -> list[ObjectInfo
     if not load.has_shape:
         load = replace(load, shape=f"burst:{load.studies}/1")  # send everything at once
     cfg = load.config(warmup=0)
-    cfg.validate()
+    # A benchmark needs two studies for its statistics; an upload of one is fine.
+    replace(cfg, studies=max(cfg.studies, 2)).validate()
     count = load.studies
     infos: list[ObjectInfo] = []
     with progress_bar() as bar:

@@ -19,6 +19,13 @@ from radstream.lake.queries import get_query
 DATABASE = "radstream"
 _RETRIES = 3
 TABLE = "telemetry"
+LOCAL_HINT = (
+    "The query ran locally, in DuckDB over the Parquet lake under the data directory, as "
+    "table telemetry (or radstream.telemetry); `radstream lake glue-schema` lists its "
+    "columns. Check the names in the message, and --data-dir."
+)
+"""QueryFailed's own hint speaks of Athena; a local failure carries this one in its details
+(``details["hint"]``), which the CLI prints instead."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,9 @@ class LocalQueryRunner:
         if threads:
             self._conn.execute(f"SET threads = {int(threads)}")
         self._conn.execute(f"CREATE SCHEMA {DATABASE}")
+        # Athena resolves a bare ``telemetry`` through the workgroup's default database;
+        # here the search path does the same, so both engines run the query as typed.
+        self._conn.execute(f"SET search_path = '{DATABASE},main'")
         self._mount()
 
     def _mount(self) -> None:
@@ -74,10 +84,10 @@ class LocalQueryRunner:
             except duckdb.IOException as exc:
                 # A compaction finished meanwhile and removed files we had listed.
                 if attempt == _RETRIES - 1:
-                    raise QueryFailed(f"query failed: {exc}") from None
+                    raise QueryFailed(f"query failed: {exc}", hint=LOCAL_HINT) from None
                 self._mount()
             except duckdb.Error as exc:
-                raise QueryFailed(f"query failed: {exc}") from None
+                raise QueryFailed(f"query failed: {exc}", hint=LOCAL_HINT) from None
         columns = [d[0] for d in cursor.description or []]
         return QueryResult(columns=columns, rows=cursor.fetchall())
 

@@ -30,9 +30,42 @@ class StudyFiles:
     sidecar: Path
 
 
+DICOM_MAGIC_OFFSET = 128
+DICOM_MAGIC = b"DICM"
+DICOM_UPLOAD_SUFFIX = ".dcm"
+"""Added to the upload name of a DICOM file recognised by content (``IM0001`` →
+``IM0001.dcm``): the pipeline finds an image by its stem and an extension."""
+
+
+def is_dicom_file(path: Path) -> bool:
+    """True if ``path`` starts with the DICOM preamble: 128 bytes, then ``DICM``."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(DICOM_MAGIC_OFFSET + len(DICOM_MAGIC))
+    except OSError:
+        return False
+    return head[DICOM_MAGIC_OFFSET:] == DICOM_MAGIC
+
+
+def _pairing_stem(path: Path) -> Path:
+    """What an image pairs with its sidecar on: the name without a known image extension
+    (``a.png`` → ``a``), or the whole name of a file recognised by content (``IM0001``, or a
+    UID such as ``1.2.840.1.5``, whose last dot does not start an extension)."""
+    return path.with_suffix("") if path.suffix.lower() in IMAGE_SUFFIXES else path
+
+
+def sidecar_path_for(image: Path) -> Path:
+    """Where the sidecar of ``image`` is expected: ``a.png`` → ``a.json``, ``IM0001`` →
+    ``IM0001.json``."""
+    stem = _pairing_stem(image)
+    return stem.parent / f"{stem.name}.json"
+
+
 def find_studies(paths: Iterable[Path]) -> tuple[list[StudyFiles], list[Path]]:
     """Pairs ``{stem}.{png,jpg,dcm}`` + ``{stem}.json`` under files or folders.
 
+    A file with another extension, or none (``IM0001``, as PACS exports name them), is an
+    image when its content is DICOM (the ``DICM`` preamble); its sidecar is ``IM0001.json``.
     Returns the studies, and the images that have no sidecar (nothing to trigger them).
     A sidecar with no image is still a study: the pipeline reports it as ``IMAGE_MISSING``.
     """
@@ -40,7 +73,11 @@ def find_studies(paths: Iterable[Path]) -> tuple[list[StudyFiles], list[Path]]:
     for path in paths:
         files.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
     sidecars = {p.with_suffix(""): p for p in files if p.suffix.lower() == ".json"}
-    images = {p.with_suffix(""): p for p in files if p.suffix.lower() in IMAGE_SUFFIXES}
+    images = {
+        _pairing_stem(p): p
+        for p in files
+        if p.suffix.lower() in IMAGE_SUFFIXES or (p.suffix.lower() != ".json" and is_dicom_file(p))
+    }
     studies = [StudyFiles(image=images.get(stem), sidecar=sc) for stem, sc in sidecars.items()]
     orphans = [img for stem, img in images.items() if stem not in sidecars]
     return studies, orphans
@@ -106,10 +143,9 @@ def upload_files(store: ObjectStore, studies: Iterable[StudyFiles]) -> Iterator[
                 store, folder=folder, image_name=study.sidecar.stem, image=None, sidecar=sidecar
             )
             continue
+        name = study.image.name
+        if study.image.suffix.lower() not in IMAGE_SUFFIXES:  # DICOM recognised by content
+            name += DICOM_UPLOAD_SUFFIX
         yield upload_study(
-            store,
-            folder=folder,
-            image_name=study.image.name,
-            image=study.image.read_bytes(),
-            sidecar=sidecar,
+            store, folder=folder, image_name=name, image=study.image.read_bytes(), sidecar=sidecar
         )

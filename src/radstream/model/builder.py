@@ -25,9 +25,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from radstream.model.files import write_atomically
 from radstream.model.labels import TXRV_LABELS
-from radstream.model.metadata import ModelInfo, read_model_info, write_metadata
+from radstream.model.metadata import STANDIN_NAME, ModelInfo, read_model_info, write_metadata
 
-STANDIN_NAME = "densenet121-standin"
 STANDIN_VERSION = "1"
 STANDIN_FILENAME = f"{STANDIN_NAME}-v{STANDIN_VERSION}.onnx"
 INPUT_NAME = "input"
@@ -259,6 +258,7 @@ def build_standin_densenet121(path: Path, *, seed: int = 0) -> ModelInfo:
         input_min=INPUT_MIN,
         input_max=INPUT_MAX,
         channels=CHANNELS,
+        trained=False,
     )
     onnx.checker.check_model(model)
     write_atomically(Path(path), model.SerializeToString(deterministic=True))

@@ -29,6 +29,14 @@ KEY_LABELS = PREFIX + "labels"
 KEY_INPUT_SIZE = PREFIX + "input_size"
 KEY_INPUT_RANGE = PREFIX + "input_range"
 KEY_CHANNELS = PREFIX + "channels"
+KEY_TRAINED = PREFIX + "trained"
+"""Optional: ``"false"`` marks weights that were never trained (the stand-in). Absent means
+trained, so every model imported from elsewhere reads as trained."""
+UNTRAINED_NOTE = "untrained stand-in model: these probabilities mean nothing"
+"""The one line every command prints next to probabilities an untrained model produced."""
+STANDIN_NAME = "densenet121-standin"
+"""The name the untrained stand-in carries. A model reached through an endpoint that does
+not publish ``radstream.trained`` is recognised as the stand-in by this name."""
 REQUIRED_KEYS: tuple[str, ...] = (
     KEY_NAME,
     KEY_VERSION,
@@ -58,6 +66,15 @@ class ModelInfo:
     output_name: str
     sha256: str
     path: str
+    trained: bool = True
+    """What the file declares (``radstream.trained``); absent means True."""
+
+    @property
+    def untrained(self) -> bool:
+        """True when the probabilities mean nothing: the file says so, or it is the stand-in
+        (known by name when the flag is missing: an endpoint that does not publish it, or a
+        stand-in built before the flag existed)."""
+        return not self.trained or self.name == STANDIN_NAME
 
 
 @dataclass(frozen=True)
@@ -75,6 +92,7 @@ class DeclaredModel:
     input_min: float
     input_max: float
     channels: int
+    trained: bool = True
 
     def info(self, *, input_name: str, output_name: str, sha256: str, path: str) -> ModelInfo:
         """The ModelInfo of a model that declares this, with its graph names and hash."""
@@ -90,6 +108,7 @@ class DeclaredModel:
             output_name=output_name,
             sha256=sha256,
             path=path,
+            trained=self.trained,
         )
 
 
@@ -111,6 +130,7 @@ def write_metadata(
     input_min: float,
     input_max: float,
     channels: int,
+    trained: bool = True,
 ) -> None:
     """Store RadStream's ``radstream.*`` keys in ``model.metadata_props``, in place.
 
@@ -126,6 +146,8 @@ def write_metadata(
         KEY_INPUT_RANGE: format_range(input_min, input_max),
         KEY_CHANNELS: str(channels),
     }
+    if not trained:
+        values[KEY_TRAINED] = "false"
     # Validate through the reader's own parser so writer and reader cannot drift apart.
     try:
         parse_metadata(values, source="metadata to write")
@@ -217,6 +239,13 @@ def parse_metadata(props: Mapping[str, str], *, source: str) -> DeclaredModel:
             key=KEY_INPUT_RANGE,
         )
 
+    raw_trained = props.get(KEY_TRAINED, "true").strip().lower()
+    if raw_trained not in ("true", "false"):
+        raise _invalid(
+            source,
+            f"metadata key {KEY_TRAINED!r} must be 'true' or 'false', got {raw_trained[:20]!r}",
+            key=KEY_TRAINED,
+        )
     return DeclaredModel(
         name=text(KEY_NAME),
         version=text(KEY_VERSION),
@@ -225,6 +254,7 @@ def parse_metadata(props: Mapping[str, str], *, source: str) -> DeclaredModel:
         input_min=bounds[0],
         input_max=bounds[1],
         channels=positive_int(KEY_CHANNELS),
+        trained=raw_trained == "true",
     )
 
 

@@ -19,6 +19,11 @@ class ModelRef(BaseModel):
     version: str
     sha256: str
     backend: str = Field(description="onnxruntime or an endpoint URL's scheme://host")
+    trained: bool | None = Field(
+        default=None,
+        description="false for the untrained stand-in (its probabilities mean nothing); "
+        "null in results written before the flag existed",
+    )
 
 
 class PreprocessingRef(BaseModel):

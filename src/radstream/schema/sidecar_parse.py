@@ -21,7 +21,7 @@ from radstream.errors import (
     SidecarTooLarge,
     StudyIdInvalid,
 )
-from radstream.schema.sidecar import Sidecar
+from radstream.schema.sidecar import PATIENT_FIELDS, STUDY_ID_RULE, Sidecar
 
 MAX_SIDECAR_BYTES = 1024 * 1024
 MAX_SIDECAR_DEPTH = 32
@@ -67,7 +67,7 @@ def validate_sidecar_dict(raw: dict[str, Any]) -> Sidecar:
 def _typed_error(
     exc: ValidationError,
 ) -> SidecarMissingField | SidecarInvalidField | StudyIdInvalid:
-    errors = exc.errors(include_url=False, include_input=False)
+    errors = exc.errors(include_url=False)
     missing = [_loc(e["loc"]) for e in errors if e["type"] == "missing"]
     if missing:
         return SidecarMissingField(
@@ -77,11 +77,31 @@ def _typed_error(
     field = _loc(first["loc"])
     if field == "study_id":
         return StudyIdInvalid(
-            "study_id must be 1-64 characters from A-Z, a-z, 0-9, '_' and '-' "
-            "(no '/', '..' or spaces)"
+            f"study_id {shown_value(first['loc'], first.get('input'))} is not a valid study id: "
+            f"{STUDY_ID_RULE}"
         )
-    problems = "; ".join(f"{_loc(e['loc'])}: {e['msg']}" for e in errors)
+    problems = "; ".join(
+        f"{_loc(e['loc'])}: {_reason(e['msg'])} (got {shown_value(e['loc'], e.get('input'))})"
+        for e in errors
+    )
     return SidecarInvalidField(f"sidecar field(s) invalid: {problems}", fields=[field])
+
+
+SHOWN_CHARS = 40
+"""How much of a rejected value a message shows: enough to recognise it, not a dump."""
+
+
+def shown_value(loc: tuple[int | str, ...], value: object) -> str:
+    """A rejected value for a message: truncated, and never a patient field's value."""
+    if loc and str(loc[0]) in PATIENT_FIELDS:
+        return "a value not shown: patient field"
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
+
+
+def _reason(message: str) -> str:
+    # pydantic prefixes custom validators' messages with "Value error, ".
+    return message.removeprefix("Value error, ")
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:

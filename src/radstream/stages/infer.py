@@ -48,7 +48,11 @@ def run(ports: StagePorts, context: ExecutionContext) -> ExecutionContext:
     result = infer(model, tensor)
     info = model.info
     ref = ModelRef(
-        name=info.name, version=info.version, sha256=info.sha256, backend=ports.options.backend
+        name=info.name,
+        version=info.version,
+        sha256=info.sha256,
+        backend=ports.options.backend,
+        trained=not info.untrained,
     )
     return context.model_copy(
         update={
