@@ -16,7 +16,11 @@ import typer
 from radstream.cli.model import LEGACY_TOKEN_ENV, TOKEN_ENV, serve_token
 from radstream.kserve import ProtocolError
 from radstream.serving.config import body_limit
-from radstream.serving.connections import ACCEPT_ERROR_MESSAGE, AcceptErrorLog
+from radstream.serving.connections import (
+    ACCEPT_ERROR_MESSAGE,
+    AcceptErrorLog,
+    RepeatedWarningFilter,
+)
 from radstream.serving.http import BodyTooLarge, bearer_token, inflate
 
 
@@ -69,6 +73,22 @@ def test_accept_errors_are_logged_once_per_interval(caplog: pytest.LogCaptureFix
     assert all(r.exc_info is None for r in lines)
     assert handler.total == 100
     assert other == [{"message": "something else"}]
+
+
+def test_uvicorn_per_request_warnings_pass_once_per_interval() -> None:
+    now = [0.0]
+    quiet = RepeatedWarningFilter(interval_s=60.0, clock=lambda: now[0])
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", logging.WARNING, "", 0, message, None, None)
+
+    passed = []
+    for _ in range(120):
+        passed.append(quiet.filter(record("Exceeded concurrency limit.")))
+        now[0] += 1.0
+    assert passed.count(True) == 2
+    assert quiet.filter(record("Invalid HTTP request received."))
+    assert all(quiet.filter(record("Started server process")) for _ in range(3))
 
 
 def test_inflate_stops_at_the_limit_and_names_corruption() -> None:

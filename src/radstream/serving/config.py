@@ -45,6 +45,11 @@ class ServeConfig:
 
     ``autoscale=(MIN, MAX)`` replaces the fixed ``instances`` count: the server starts
     ``instances`` clamped to MIN..MAX and scales within that range.
+
+    Connection limits: ``max_connections`` open at once (None: derived from the descriptor
+    limit, see ``connection_limit``), ``header_timeout_s`` to send a request head,
+    ``body_timeout_s`` to send the body (408 after it), ``keep_alive_s`` idle between
+    requests (rounded up to whole seconds, as uvicorn takes it).
     """
 
     model_path: Path

@@ -16,11 +16,13 @@ locks every client out. ``hardened_protocol`` adds
 ``AcceptErrorLog`` is the event loop's exception handler: asyncio reports every failed
 ``accept()`` (EMFILE, ENFILE, ENOBUFS, ENOMEM) with a traceback, once a second while the
 condition lasts; it logs the first of them, then one line per interval with the count.
+``RepeatedWarningFilter`` does the same for uvicorn's per-request warnings.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +35,11 @@ logger = get_logger(__name__)
 
 ACCEPT_ERROR_MESSAGE = "socket.accept() out of system resource"
 """How asyncio names an accept() that failed for lack of descriptors or memory."""
+
+UVICORN_PER_REQUEST_WARNINGS = frozenset(
+    {"Exceeded concurrency limit.", "Invalid HTTP request received."}
+)
+"""Warnings uvicorn logs once per refused request."""
 
 
 class HardenedH11Protocol(H11Protocol):
@@ -171,9 +178,52 @@ class AcceptErrorLog:
         self.suppressed = 0
 
 
+class RepeatedWarningFilter(logging.Filter):
+    """Logging filter: each of ``messages`` passes at most once per interval.
+
+    On ``uvicorn.error``, uvicorn warns once per refused request ("Exceeded concurrency
+    limit.", "Invalid HTTP request received."); under a flood that is a log line per
+    request. Other records pass unchanged.
+    """
+
+    def __init__(
+        self,
+        messages: frozenset[str] = UVICORN_PER_REQUEST_WARNINGS,
+        interval_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.messages = messages
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether ``record`` is logged."""
+        message = record.getMessage()
+        if message not in self.messages:
+            return True
+        now = self._clock()
+        last = self._last.get(message)
+        if last is not None and now - last < self.interval_s:
+            return False
+        self._last[message] = now
+        return True
+
+
+def quiet_uvicorn_warnings() -> None:
+    """Install one ``RepeatedWarningFilter`` on ``uvicorn.error`` (idempotent)."""
+    target = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, RepeatedWarningFilter) for f in target.filters):
+        target.addFilter(RepeatedWarningFilter())
+
+
 __all__ = [
     "ACCEPT_ERROR_MESSAGE",
+    "UVICORN_PER_REQUEST_WARNINGS",
     "AcceptErrorLog",
     "HardenedH11Protocol",
+    "RepeatedWarningFilter",
     "hardened_protocol",
+    "quiet_uvicorn_warnings",
 ]

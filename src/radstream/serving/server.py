@@ -27,7 +27,11 @@ import uvicorn
 from radstream.errors import ConfigInvalid, ModelUnavailable, RadStreamError
 from radstream.serving.app import ServingApp
 from radstream.serving.config import ACCEPT_BACKLOG, ServeConfig
-from radstream.serving.connections import AcceptErrorLog, hardened_protocol
+from radstream.serving.connections import (
+    AcceptErrorLog,
+    hardened_protocol,
+    quiet_uvicorn_warnings,
+)
 from radstream.serving.scheduler import QueueFull
 
 MAX_REQUEST_HEAD_BYTES = 16 * 1024
@@ -65,7 +69,8 @@ def base_url(sock: socket.socket) -> str:
 
 
 class HardenedServer(uvicorn.Server):
-    """uvicorn's server whose event loop logs failed accepts once per interval."""
+    """uvicorn's server that logs failed accepts, and uvicorn's per-request warnings,
+    once per interval."""
 
     accept_errors: AcceptErrorLog
 
@@ -73,6 +78,7 @@ class HardenedServer(uvicorn.Server):
         """Install the accept-error handler on the running loop, then start serving."""
         self.accept_errors = AcceptErrorLog()
         asyncio.get_running_loop().set_exception_handler(self.accept_errors)
+        quiet_uvicorn_warnings()
         await super().startup(sockets)
 
 
