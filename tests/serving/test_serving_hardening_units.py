@@ -14,6 +14,7 @@ import pytest
 import typer
 
 from radstream.cli.model import LEGACY_TOKEN_ENV, TOKEN_ENV, serve_token
+from radstream.errors import ModelUnavailable
 from radstream.kserve import ProtocolError
 from radstream.serving.config import body_limit
 from radstream.serving.connections import (
@@ -21,7 +22,7 @@ from radstream.serving.connections import (
     AcceptErrorLog,
     RepeatedWarningFilter,
 )
-from radstream.serving.http import BodyTooLarge, bearer_token, inflate
+from radstream.serving.http import BodyBudget, BodyTooLarge, bearer_token, inflate
 
 
 def test_serve_token_comes_from_a_file_the_option_or_the_environment(tmp_path: Path) -> None:
@@ -108,3 +109,19 @@ def test_the_body_limit_fits_a_full_json_batch() -> None:
     limit = body_limit(8, per_image)
     assert 8 * per_image * 21 < limit < 32 << 20
     assert body_limit(10_000, per_image) == 256 * 1024 * 1024
+
+
+def test_the_body_budget_bounds_bodies_held_at_once() -> None:
+    budget = BodyBudget(100)
+    with budget.hold() as first:
+        first.take(60)
+        with budget.hold() as second:
+            second.take(40)
+            assert budget.held == 100
+            with pytest.raises(ModelUnavailable, match="too many request bodies"):
+                second.take(1)
+        assert budget.held == 60
+    assert budget.held == 0
+    with pytest.raises(ModelUnavailable), budget.hold() as third:
+        third.take(101)
+    assert budget.held == 0

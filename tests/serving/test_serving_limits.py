@@ -219,6 +219,54 @@ def test_the_bearer_scheme_is_case_insensitive(standin_model: Path) -> None:
             assert response.status_code == 401, value
 
 
+@pytest.mark.parametrize("source", ["file", "environment"])
+def test_serve_reads_its_token_from_a_file_or_the_environment(
+    standin_model: Path, tmp_path: Path, source: str
+) -> None:
+    """``model serve`` without the token on its command line (where ``ps`` shows it)."""
+    import os
+
+    secret = "f1le-t0ken"
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_TOKEN")}
+    port = _free_port()
+    command = [sys.executable, "-m", "radstream.cli", "model", "serve", "--model"]
+    command += [str(standin_model), "--port", str(port)]
+    if source == "file":
+        token_file = tmp_path / "token"
+        token_file.write_text(secret + "\n")
+        command += ["--token-file", str(token_file)]
+    else:
+        env["RADSTREAM_MODEL__TOKEN"] = secret
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as process:
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until(lambda: _status(f"{url}/v2/health/ready") == 200, "the server", timeout_s=60)
+            assert secret not in " ".join(command)
+            assert httpx.get(f"{url}/metrics", timeout=10).status_code == 401
+            headers = {"Authorization": f"bearer {secret}"}
+            assert httpx.get(f"{url}/metrics", headers=headers, timeout=10).status_code == 200
+        finally:
+            process.terminate()
+            output, _ = process.communicate(timeout=30)
+    assert "--token is visible" not in output
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _status(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=5).status_code
+    except httpx.TransportError:
+        return 0
+
+
 # --- deadlines and connections ---------------------------------------------------------
 
 
@@ -230,6 +278,10 @@ def test_a_connection_that_never_finishes_its_head_is_closed(standin_model: Path
         # Both are closed by the server (recv returns EOF), long before the 20 s timeout.
         assert _read_all(silent) == b""
         assert _read_all(trickle) == b""
+        huge_head = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 20_000
+        # A head still incomplete after 16 KiB is refused at once, not buffered on.
+        answer = _read_all(_raw_request(_port(url), huge_head))
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
         assert httpx.get(f"{url}/v2/health/live", timeout=10).status_code == 200
 
 

@@ -197,11 +197,16 @@ def _tensor_from_json(
     """Check and convert a JSON ``data`` list (flat or nested, row-major)."""
     if not isinstance(data, list):
         raise ProtocolError(f"{where}: 'data' must be a JSON list, got {type(data).__name__}")
+    expected = math.prod(shape)
+    if data and not isinstance(data[0], list) and len(data) != expected:
+        # A flat list of the wrong length is refused before numpy copies it.
+        raise ProtocolError(
+            f"{where}: 'data' holds {len(data)} values, but shape {shape} needs {expected}"
+        )
     try:
         array = np.asarray(data)
     except (ValueError, TypeError, OverflowError):
         raise ProtocolError(f"{where}: 'data' is a ragged or mixed-type list") from None
-    expected = math.prod(shape)
     if array.size != expected:
         raise ProtocolError(
             f"{where}: 'data' holds {array.size} values, but shape {shape} needs {expected}"

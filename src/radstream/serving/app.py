@@ -53,6 +53,7 @@ from radstream.serving.config import MODEL_VERSION, ServeConfig, body_limit
 from radstream.serving.http import (
     ASGIApp,
     BearerAuth,
+    BodyBudget,
     BodyTimeout,
     BodyTooLarge,
     error_response,
@@ -66,6 +67,9 @@ logger = get_logger(__name__)
 
 # A JSON body larger than this is parsed off the event loop.
 _THREADED_PARSE_BYTES = 1 << 20
+
+BODY_BUDGET_BYTES = 256 * 1024 * 1024
+"""Request bodies (read or inflated) the server holds at once, at least; 503 beyond."""
 
 
 def model_metadata(name: str, info: ModelInfo) -> ModelMetadata:
@@ -124,6 +128,9 @@ class ServingApp:
         self.body_limit = body_limit(
             config.max_batch_size, info.channels * info.input_size * info.input_size
         )
+        # Bodies held at once, by all requests together: a burst of large uploads gets
+        # 503s rather than the server's memory.
+        self.bodies = BodyBudget(max(BODY_BUDGET_BYTES, 2 * self.body_limit))
         routes = [
             Route("/v2", self._server_metadata, methods=["GET"]),
             Route("/v2/health/live", self._live, methods=["GET"]),
@@ -278,17 +285,19 @@ class ServingApp:
         if scheduler is None:
             raise ModelUnavailable("the model server is starting")
         header_length = parse_header_length(request.headers.get(HEADER_LENGTH))
-        body = await read_body(
-            request, limit=self.body_limit, deadline_s=self.config.body_timeout_s
-        )
-        if header_length is None and len(body) > _THREADED_PARSE_BYTES:
-            # A big JSON body takes a while to parse: keep the event loop free meanwhile.
-            decoded = await asyncio.to_thread(
-                decode_infer_request, body, header_length, check=self._check_input
+        with self.bodies.hold() as hold:
+            body = await read_body(
+                request, limit=self.body_limit, deadline_s=self.config.body_timeout_s, hold=hold
             )
-        else:
-            decoded = decode_infer_request(body, header_length, check=self._check_input)
-        images = self._images(decoded)
+            if header_length is None and len(body) > _THREADED_PARSE_BYTES:
+                # A big JSON body takes a while to parse: keep the event loop free meanwhile.
+                decoded = await asyncio.to_thread(
+                    decode_infer_request, body, header_length, check=self._check_input
+                )
+            else:
+                decoded = decode_infer_request(body, header_length, check=self._check_input)
+            del body
+            images = self._images(decoded)
         logits = await scheduler.submit(images)
         output = self.info.output_name
         payload, headers = encode_infer_response(
@@ -356,4 +365,4 @@ class ServingApp:
         return checked
 
 
-__all__ = ["ServingApp", "model_metadata"]
+__all__ = ["BODY_BUDGET_BYTES", "ServingApp", "model_metadata"]

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from radstream.errors import RadStreamError, TransientError
+from radstream.errors import ModelUnavailable, RadStreamError, TransientError
 from radstream.kserve import (
     JSON_CONTENT_TYPE,
     RETRY_AFTER,
@@ -41,6 +42,55 @@ class BodyTimeout(Exception):
     def __init__(self, deadline_s: float) -> None:
         super().__init__(f"the request body did not arrive within {deadline_s:g} s")
         self.deadline_s = deadline_s
+
+
+class BodyBudget:
+    """Bytes of request bodies the server holds at once (read, or inflated), bounded.
+
+    Each request takes what it reads from the budget and gives it all back when it is
+    done (``hold``). A request that would take the total over ``limit`` fails with
+    ModelUnavailable (503 with Retry-After): many large uploads at once then cost at most
+    ``limit`` bytes of memory, however many connections carry them. Event loop only.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, n: int) -> None:
+        """Take ``n`` bytes; ModelUnavailable when the budget has not that much left."""
+        if self.held + n > self.limit:
+            raise ModelUnavailable(
+                f"the server is receiving too many request bodies at once (over {self.limit} "
+                "bytes held); retry after a moment"
+            )
+        self.held += n
+
+    def give(self, n: int) -> None:
+        """Give back ``n`` bytes taken earlier."""
+        self.held = max(0, self.held - n)
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[BodyHold]:
+        """A per-request account that gives back everything it took on exit."""
+        account = BodyHold(self)
+        try:
+            yield account
+        finally:
+            self.give(account.taken)
+
+
+class BodyHold:
+    """What one request has taken from a ``BodyBudget``."""
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self._budget = budget
+        self.taken = 0
+
+    def take(self, n: int) -> None:
+        """Take ``n`` more bytes for this request (ModelUnavailable past the budget)."""
+        self._budget.take(n)
+        self.taken += n
 
 
 def bearer_token(header: bytes) -> bytes | None:
@@ -129,12 +179,15 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
     return data
 
 
-async def read_body(request: Request, *, limit: int, deadline_s: float) -> bytes:
+async def read_body(
+    request: Request, *, limit: int, deadline_s: float, hold: BodyHold | None = None
+) -> bytes:
     """The whole request body, decompressed (gzip or deflate).
 
     BodyTooLarge past ``limit`` bytes (sent or inflated); BodyTimeout when the body has
     not fully arrived ``deadline_s`` after the handler started reading it, so a stalled
-    upload cannot hold its memory indefinitely. Decompression runs on a thread.
+    upload cannot hold its memory indefinitely. Decompression runs on a thread. Every
+    byte read or inflated is taken from ``hold`` (the server-wide body budget).
     """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -150,6 +203,8 @@ async def read_body(request: Request, *, limit: int, deadline_s: float) -> bytes
                 total += len(chunk)
                 if total > limit:
                     raise BodyTooLarge(limit)
+                if hold is not None:
+                    hold.take(len(chunk))
                 chunks.append(chunk)
     except TimeoutError:
         raise BodyTimeout(deadline_s) from None
@@ -157,6 +212,9 @@ async def read_body(request: Request, *, limit: int, deadline_s: float) -> bytes
     del chunks
     if encoding in ("", "identity"):
         return body
+    if hold is not None:
+        # The inflated copy is held as well, up to the limit, while it is made.
+        hold.take(limit)
     return await asyncio.to_thread(inflate, body, encoding, limit)
 
 
@@ -164,6 +222,8 @@ __all__ = [
     "OPEN_PATHS",
     "ASGIApp",
     "BearerAuth",
+    "BodyBudget",
+    "BodyHold",
     "BodyTimeout",
     "BodyTooLarge",
     "bearer_token",

@@ -35,7 +35,8 @@ from radstream.serving.connections import (
 from radstream.serving.scheduler import QueueFull
 
 MAX_REQUEST_HEAD_BYTES = 16 * 1024
-"""Largest request line plus headers (h11's incomplete-event limit): 400 above it."""
+"""h11's incomplete-event limit: a request head still incomplete after this many bytes
+is refused (400)."""
 
 _Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 
@@ -86,7 +87,8 @@ def uvicorn_server(app: ServingApp) -> uvicorn.Server:
     """A quiet uvicorn server for ``app`` with the connection limits of its config.
 
     No access log, lifespan on, 10 s to drain. Connections: ``keep_alive_s`` idle between
-    requests, ``header_timeout_s`` to send a request head (at most 16 KiB of it),
+    requests, ``header_timeout_s`` to send a request head (400 when still incomplete after
+    ``MAX_REQUEST_HEAD_BYTES``),
     ``connection_limit`` open at once (idle ones are evicted first; when every one is
     busy, 503). The body deadline is the app's (``body_timeout_s``, 408).
     """
