@@ -141,15 +141,23 @@ def test_tritonclient_infer_matches_in_process(
     np.testing.assert_allclose(out, reference.predict_logits(x), atol=1e-5, rtol=0)
 
 
-def test_versioned_infer_and_oversized_request_runs_alone(
+def test_versioned_infer_and_oversized_request_is_refused(
     server: str, reference: OnnxModel
 ) -> None:
-    x = _images(10)  # more than max_batch_size=8: run alone, never split
+    x = _images(8)  # max_batch_size=8: the largest request allowed
     body, headers = encode_infer_request({"input": x}, outputs=None)
     response = httpx.post(
         f"{server}/v2/models/{NAME}/versions/1/infer", content=body, headers=headers, timeout=60
     )
     np.testing.assert_allclose(_logits(response), reference.predict_logits(x), atol=1e-5, rtol=0)
+    # One more image than max_batch_size: refused, never run alone (an instance would keep
+    # the memory of that batch for good).
+    body, headers = encode_infer_request({"input": _images(9)}, outputs=None)
+    oversized = httpx.post(
+        f"{server}/v2/models/{NAME}/infer", content=body, headers=headers, timeout=60
+    )
+    assert oversized.status_code == 400
+    assert "--max-batch-size=8" in oversized.json()["error"]
 
 
 def test_errors_are_json_with_the_right_status(server: str) -> None:
@@ -372,11 +380,18 @@ def test_config_is_validated(standin_model: Path) -> None:
         {"token": " "},
         {"name": "a/b"},
         {"max_queue_delay_ms": -1.0},
+        {"max_batch_size": 65},
+        {"max_connections": 1},
+        {"header_timeout_s": 0.0},
+        {"body_timeout_s": float("inf")},
+        {"keep_alive_s": -1.0},
     ]
     for change in bad:
         with pytest.raises(ConfigInvalid):
             replace(base, **change)
     assert replace(base, autoscale=(2, 4), instances=1).initial_instances == 2
+    assert replace(base, max_connections=5).connection_limit == 5
+    assert 2 <= base.connection_limit <= 1000
 
 
 def test_unusable_model_file_fails_before_serving(tmp_path: Path) -> None:

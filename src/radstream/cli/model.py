@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +22,40 @@ log = get_logger(__name__)
 PROBABILITY_DECIMALS = 4
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+TOKEN_ENV = "RADSTREAM_MODEL__TOKEN"
+"""Where ``model serve`` reads its bearer token from the environment: the same variable
+the pipeline's client (``model.token``) reads, so one secret configures both sides."""
+LEGACY_TOKEN_ENV = "RADSTREAM_SERVE_TOKEN"
+"""The variable earlier versions read; still honoured when ``TOKEN_ENV`` is unset."""
+
+
+def serve_token(
+    token: str | None, token_file: Path | None, environ: Mapping[str, str]
+) -> str | None:
+    """The bearer token ``model serve`` requires: from ``--token-file``, ``--token`` or the
+    environment, in that order; None for no authentication.
+
+    The file's surrounding whitespace (a trailing newline) is dropped. Raises
+    typer.BadParameter when both options are given or the file is unreadable or empty.
+    """
+    if token is not None and token_file is not None:
+        raise typer.BadParameter("give --token-file or --token, not both")
+    if token_file is not None:
+        try:
+            text = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise typer.BadParameter(f"cannot read --token-file {token_file}: {exc}") from None
+        if not text:
+            raise typer.BadParameter(f"--token-file {token_file} is empty")
+        return text
+    if token is not None:
+        return token
+    for name in (TOKEN_ENV, LEGACY_TOKEN_ENV):
+        value = environ.get(name, "").strip()
+        if value:
+            return value
+    return None
 
 
 @model_app.command("build")
@@ -66,8 +102,19 @@ def model_serve(
     ] = None,
     scale_up_delay: Annotated[float, typer.Option(help="Seconds of backlog before adding")] = 1.0,
     scale_down_delay: Annotated[float, typer.Option(help="Idle seconds before removing")] = 10.0,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            dir_okay=False,
+            help=f"Require the bearer token in this file (or set {TOKEN_ENV})",
+        ),
+    ] = None,
     token: Annotated[
-        str | None, typer.Option(envvar="RADSTREAM_SERVE_TOKEN", help="Require this bearer token")
+        str | None,
+        typer.Option(
+            help="Require this bearer token. Visible to every user in `ps`: prefer "
+            f"--token-file or {TOKEN_ENV}",
+        ),
     ] = None,
     model: ModelPath = None,
     data_dir: DataDir = None,
@@ -77,9 +124,15 @@ def model_serve(
     from radstream.serving.server import ServeConfig, serve
 
     scale = parse_autoscale(autoscale)
-    if host not in LOOPBACK and not token:
+    if token is not None:
         console.print(
-            f"[yellow]warning[/yellow] binding {escape(host)} without --token: anyone who can "
+            "[yellow]warning[/yellow] --token is visible to every user of this machine "
+            f"(ps, /proc); use --token-file or {TOKEN_ENV} instead"
+        )
+    secret = serve_token(token, token_file, os.environ)
+    if host not in LOOPBACK and not secret:
+        console.print(
+            f"[yellow]warning[/yellow] binding {escape(host)} without a token: anyone who can "
             "reach this address can use the model"
         )
     from radstream.model import read_model_info
@@ -100,7 +153,7 @@ def model_serve(
         autoscale=scale,
         scale_up_delay_s=scale_up_delay,
         scale_down_delay_s=scale_down_delay,
-        token=token,
+        token=secret,
     )
     log.info("model server starting", extra={"model": name, "instances": instances})
 

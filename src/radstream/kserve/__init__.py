@@ -18,7 +18,7 @@ from radstream.kserve.messages import (
     encode_infer_response,
     error_message,
 )
-from radstream.kserve.tensors import datatype_of
+from radstream.kserve.tensors import ShapeCheck, datatype_of
 from radstream.kserve.wire import (
     BINARY_CONTENT_TYPE,
     DATATYPES,
@@ -42,6 +42,7 @@ __all__ = [
     "RETRY_AFTER",
     "InferRequest",
     "ProtocolError",
+    "ShapeCheck",
     "datatype_of",
     "decode_infer_request",
     "decode_infer_response",

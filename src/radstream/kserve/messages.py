@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from radstream.kserve.tensors import (
     JsonObject,
+    ShapeCheck,
     TensorEntry,
     Tensors,
     bool_parameter,
@@ -174,19 +175,37 @@ def _requested_outputs(
     return outputs, wanted_binary
 
 
-def decode_infer_request(body: bytes, header_length: int | None) -> InferRequest:
+def decode_infer_request(
+    body: bytes, header_length: int | None, *, check: ShapeCheck | None = None
+) -> InferRequest:
     """Decode an inference request body (``header_length`` from the HTTP header, or None).
 
+    ``check`` sees each input's name, datatype and shape before its data is decoded, and
+    may refuse it with ProtocolError (so an oversized batch costs no allocation).
     Raises ProtocolError for anything malformed: bad JSON, unknown datatype, a shape that
     does not match the data, binary sizes that do not add up to the body.
     """
+    try:
+        return _decode_infer_request(body, header_length, check)
+    except ProtocolError:
+        raise
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # A malformed body must never become a server error: whatever numpy or json
+        # refuses that the checks above did not foresee is still the client's mistake.
+        message = f"the request cannot be decoded ({type(exc).__name__}: {exc})"
+        raise ProtocolError(message[:300]) from None
+
+
+def _decode_infer_request(
+    body: bytes, header_length: int | None, check: ShapeCheck | None
+) -> InferRequest:
     header, binary = split_body(body, header_length)
     request_id = header.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise ProtocolError(f"'id' must be a string, got {request_id!r}"[:200])
     params = parameters_of(header, "the request")
     binary_default = bool_parameter(params, "binary_data_output", "the request")
-    inputs = decode_tensors(header.get("inputs"), binary, "inputs", required=True)
+    inputs = decode_tensors(header.get("inputs"), binary, "inputs", required=True, check=check)
     outputs, wanted_binary = _requested_outputs(header.get("outputs"), binary_default)
     return InferRequest(
         id=request_id,

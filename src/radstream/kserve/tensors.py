@@ -15,19 +15,29 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 import numpy.typing as npt
 
-from radstream.kserve.wire import DATATYPES, HEADER_LENGTH, MAX_ELEMENTS, ProtocolError
+from radstream.kserve.wire import (
+    DATATYPES,
+    HEADER_LENGTH,
+    MAX_DIMS,
+    MAX_ELEMENTS,
+    ProtocolError,
+)
 
 Tensors = dict[str, npt.NDArray[Any]]
 """Decoded tensors by name, in the order the message lists them."""
 
 JsonObject = dict[str, object]
 """A parsed, not yet checked JSON object (the JSON part of a body)."""
+
+ShapeCheck = Callable[[str, str, list[int]], None]
+"""Called with (name, datatype, shape) of each tensor before its data is decoded; raises
+ProtocolError to refuse it (a server bounds the batch this way, before allocating)."""
 
 
 class TensorParameters(TypedDict, total=False):
@@ -100,13 +110,27 @@ def _shape(value: object, where: str) -> list[int]:
     if not isinstance(value, list) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
     ):
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:80] + "..."
         raise ProtocolError(
-            f"{where}: 'shape' must be a list of non-negative integers, got {value!r}"
+            f"{where}: 'shape' must be a list of non-negative integers, got {shown}"
         )
     dims: list[int] = list(value)
-    count = math.prod(dims)
-    if count > MAX_ELEMENTS:
-        raise ProtocolError(f"{where}: shape {dims} has {count} elements, too many")
+    if len(dims) > MAX_DIMS:
+        raise ProtocolError(f"{where}: shape has {len(dims)} dimensions, at most {MAX_DIMS}")
+    # A zero dimension makes the element count 0, but numpy still refuses a shape whose
+    # other dimensions overflow its index type: bound those too, and each one alone.
+    count = 1
+    for dim in dims:
+        if dim > MAX_ELEMENTS:
+            raise ProtocolError(f"{where}: shape dimension {dim} is too large")
+        if dim:
+            count *= dim
+            if count > MAX_ELEMENTS:
+                raise ProtocolError(
+                    f"{where}: shape {dims} has more than {MAX_ELEMENTS} elements, too many"
+                )
     return dims
 
 
@@ -155,6 +179,11 @@ def split_body(body: bytes, header_length: int | None) -> tuple[JsonObject, memo
         ) from None
     except RecursionError:
         raise ProtocolError("the JSON part of the body nests too deeply") from None
+    except ValueError as exc:
+        # Python refuses to convert integers of more than 4,300 digits (a ValueError that
+        # is not a JSONDecodeError): a hostile body, not a server fault.
+        message = f"the JSON part of the body holds an unusable number ({exc})"
+        raise ProtocolError(message[:300]) from None
     if not isinstance(header, dict):
         raise ProtocolError(
             f"the JSON part of the body must be an object, got {type(header).__name__}"
@@ -168,11 +197,16 @@ def _tensor_from_json(
     """Check and convert a JSON ``data`` list (flat or nested, row-major)."""
     if not isinstance(data, list):
         raise ProtocolError(f"{where}: 'data' must be a JSON list, got {type(data).__name__}")
+    expected = math.prod(shape)
+    if data and not isinstance(data[0], list) and len(data) != expected:
+        # A flat list of the wrong length is refused before numpy copies it.
+        raise ProtocolError(
+            f"{where}: 'data' holds {len(data)} values, but shape {shape} needs {expected}"
+        )
     try:
         array = np.asarray(data)
     except (ValueError, TypeError, OverflowError):
         raise ProtocolError(f"{where}: 'data' is a ragged or mixed-type list") from None
-    expected = math.prod(shape)
     if array.size != expected:
         raise ProtocolError(
             f"{where}: 'data' holds {array.size} values, but shape {shape} needs {expected}"
@@ -226,8 +260,18 @@ def _binary_tensor(
     return _from_wire(binary[offset : offset + size], dtype, shape)
 
 
-def decode_tensors(entries: object, binary: memoryview, where: str, *, required: bool) -> Tensors:
-    """Decode the ``inputs``/``outputs`` list of a request or response."""
+def decode_tensors(
+    entries: object,
+    binary: memoryview,
+    where: str,
+    *,
+    required: bool,
+    check: ShapeCheck | None = None,
+) -> Tensors:
+    """Decode the ``inputs``/``outputs`` list of a request or response.
+
+    ``check`` sees each tensor's name, datatype and shape before its data is decoded.
+    """
     if entries is None and not required:
         entries = []
     if not isinstance(entries, list) or (required and not entries):
@@ -246,6 +290,8 @@ def decode_tensors(entries: object, binary: memoryview, where: str, *, required:
             raise ProtocolError(f"{label} appears twice")
         dtype = _dtype_for(entry.get("datatype"), label)
         shape = _shape(entry.get("shape"), label)
+        if check is not None:
+            check(name, str(entry["datatype"]), shape)
         size = parameters_of(entry, label).get("binary_data_size")
         if size is not None:
             tensors[name] = _binary_tensor(entry, size, binary, offset, label, dtype, shape)
@@ -287,6 +333,7 @@ def encode_tensors(
 
 __all__ = [
     "JsonObject",
+    "ShapeCheck",
     "TensorEntry",
     "TensorParameters",
     "Tensors",

@@ -36,6 +36,9 @@ MAX_BODY_BYTES = 256 * 1024 * 1024
 MAX_ELEMENTS = 1 << 31
 """A tensor shape claiming more elements than this is refused before allocating."""
 
+MAX_DIMS = 32
+"""Most dimensions a tensor shape may have (numpy's own limit is higher)."""
+
 MAX_HEADER_TEXT = 40
 """How much of a malformed header value an error message quotes."""
 
@@ -127,6 +130,7 @@ __all__ = [
     "HEADER_LENGTH",
     "JSON_CONTENT_TYPE",
     "MAX_BODY_BYTES",
+    "MAX_DIMS",
     "MAX_ELEMENTS",
     "RETRY_AFTER",
     "ProtocolError",

@@ -27,7 +27,6 @@ from radstream import __version__
 from radstream.errors import ModelUnavailable, RadStreamError, error_from_exception
 from radstream.kserve import (
     HEADER_LENGTH,
-    MAX_BODY_BYTES,
     InferRequest,
     ProtocolError,
     datatype_of,
@@ -50,10 +49,12 @@ from radstream.kserve.metadata import (
 from radstream.kserve.wire import BINARY_EXTENSION
 from radstream.logs import get_logger
 from radstream.model.metadata import ModelInfo, format_range, read_model_info
-from radstream.serving.config import MODEL_VERSION, ServeConfig
+from radstream.serving.config import MODEL_VERSION, ServeConfig, body_limit
 from radstream.serving.http import (
     ASGIApp,
     BearerAuth,
+    BodyBudget,
+    BodyTimeout,
     BodyTooLarge,
     error_response,
     read_body,
@@ -66,6 +67,9 @@ logger = get_logger(__name__)
 
 # A JSON body larger than this is parsed off the event loop.
 _THREADED_PARSE_BYTES = 1 << 20
+
+BODY_BUDGET_BYTES = 256 * 1024 * 1024
+"""Request bodies (read or inflated) the server holds at once, at least; 503 beyond."""
 
 
 def model_metadata(name: str, info: ModelInfo) -> ModelMetadata:
@@ -118,6 +122,15 @@ class ServingApp:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(Metrics(self))
         self._metadata = model_metadata(config.name, self.info)
+        # The largest body read (sent or inflated; 413 above it): what a full batch of
+        # JSON needs, so a compression bomb or a stalled upload holds little memory.
+        info = self.info
+        self.body_limit = body_limit(
+            config.max_batch_size, info.channels * info.input_size * info.input_size
+        )
+        # Bodies held at once, by all requests together: a burst of large uploads gets
+        # 503s rather than the server's memory.
+        self.bodies = BodyBudget(max(BODY_BUDGET_BYTES, 2 * self.body_limit))
         routes = [
             Route("/v2", self._server_metadata, methods=["GET"]),
             Route("/v2/health/live", self._live, methods=["GET"]),
@@ -241,9 +254,17 @@ class ServingApp:
         arrived = time.monotonic()
         try:
             response = await self._infer_inner(request)
-        except BodyTooLarge:
+        except BodyTooLarge as exc:
             self.stats.failure["BAD_REQUEST"] += 1
-            return error_response(f"the request body is over {MAX_BODY_BYTES} bytes", 413)
+            return error_response(
+                f"{exc} (inflated, for a compressed body): more than a batch of "
+                f"--max-batch-size={self.config.max_batch_size} images needs",
+                413,
+                close=True,
+            )
+        except BodyTimeout as exc:
+            self.stats.failure["BAD_REQUEST"] += 1
+            return error_response(str(exc), 408, close=True)
         except ClientDisconnect:
             self.stats.failure["BAD_REQUEST"] += 1
             return error_response("the client disconnected before sending the whole body", 400)
@@ -263,14 +284,20 @@ class ServingApp:
         scheduler = self._scheduler
         if scheduler is None:
             raise ModelUnavailable("the model server is starting")
-        body = await read_body(request)
         header_length = parse_header_length(request.headers.get(HEADER_LENGTH))
-        if header_length is None and len(body) > _THREADED_PARSE_BYTES:
-            # A big JSON body takes a while to parse: keep the event loop free meanwhile.
-            decoded = await asyncio.to_thread(decode_infer_request, body, header_length)
-        else:
-            decoded = decode_infer_request(body, header_length)
-        images = self._images(decoded)
+        with self.bodies.hold() as hold:
+            body = await read_body(
+                request, limit=self.body_limit, deadline_s=self.config.body_timeout_s, hold=hold
+            )
+            if header_length is None and len(body) > _THREADED_PARSE_BYTES:
+                # A big JSON body takes a while to parse: keep the event loop free meanwhile.
+                decoded = await asyncio.to_thread(
+                    decode_infer_request, body, header_length, check=self._check_input
+                )
+            else:
+                decoded = decode_infer_request(body, header_length, check=self._check_input)
+            del body
+            images = self._images(decoded)
         logits = await scheduler.submit(images)
         output = self.info.output_name
         payload, headers = encode_infer_response(
@@ -281,6 +308,31 @@ class ServingApp:
             request_id=decoded.id,
         )
         return Response(payload, 200, headers=headers)
+
+    def _check_input(self, name: str, datatype: str, shape: list[int]) -> None:
+        """Refuse an input from its declared name, datatype and shape, before its data is
+        decoded: above all a batch larger than ``max_batch_size``, which would make an
+        instance keep the memory of that batch for good."""
+        info = self.info
+        if name != info.input_name:
+            raise ProtocolError(
+                f"model {self.config.name!r} takes exactly one input {info.input_name!r}, "
+                f"got {name!r}"
+            )
+        if datatype != "FP32":
+            raise ProtocolError(f"input {info.input_name!r} must be FP32, got {datatype}")
+        expected = [info.channels, info.input_size, info.input_size]
+        if len(shape) != 4 or shape[0] < 1 or shape[1:] != expected:
+            raise ProtocolError(
+                f"input {info.input_name!r} has shape {shape}, expected "
+                f"[N, {info.channels}, {info.input_size}, {info.input_size}] with N >= 1"
+            )
+        limit = self.config.max_batch_size
+        if shape[0] > limit:
+            raise ProtocolError(
+                f"input {info.input_name!r} holds a batch of {shape[0]} images, more than "
+                f"this server's --max-batch-size={limit}; send at most {limit} per request"
+            )
 
     def _images(self, request: InferRequest) -> Float32Array:
         info = self.info
@@ -313,4 +365,4 @@ class ServingApp:
         return checked
 
 
-__all__ = ["ServingApp", "model_metadata"]
+__all__ = ["BODY_BUDGET_BYTES", "ServingApp", "model_metadata"]

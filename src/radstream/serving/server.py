@@ -12,7 +12,9 @@ come back as logits from a worker process, so the event loop never blocks on inf
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import math
 import signal
 import socket
 import threading
@@ -24,8 +26,17 @@ import uvicorn
 
 from radstream.errors import ConfigInvalid, ModelUnavailable, RadStreamError
 from radstream.serving.app import ServingApp
-from radstream.serving.config import ServeConfig
+from radstream.serving.config import ACCEPT_BACKLOG, ServeConfig
+from radstream.serving.connections import (
+    AcceptErrorLog,
+    hardened_protocol,
+    quiet_uvicorn_warnings,
+)
 from radstream.serving.scheduler import QueueFull
+
+MAX_REQUEST_HEAD_BYTES = 16 * 1024
+"""h11's incomplete-event limit: a request head still incomplete after this many bytes
+is refused (400)."""
 
 _Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 
@@ -40,7 +51,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(2048)
+        sock.listen(ACCEPT_BACKLOG)
     except OSError as exc:
         sock.close()
         raise ConfigInvalid(
@@ -58,18 +69,50 @@ def base_url(sock: socket.socket) -> str:
     return f"http://{shown}:{port}"
 
 
+class HardenedServer(uvicorn.Server):
+    """uvicorn's server that logs failed accepts, and uvicorn's per-request warnings,
+    once per interval."""
+
+    accept_errors: AcceptErrorLog
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Install the accept-error handler on the running loop, then start serving."""
+        self.accept_errors = AcceptErrorLog()
+        asyncio.get_running_loop().set_exception_handler(self.accept_errors)
+        quiet_uvicorn_warnings()
+        await super().startup(sockets)
+
+
 def uvicorn_server(app: ServingApp) -> uvicorn.Server:
-    """A quiet uvicorn server for ``app`` (no access log, lifespan on, 10 s to drain)."""
+    """A quiet uvicorn server for ``app`` with the connection limits of its config.
+
+    No access log, lifespan on, 10 s to drain. Connections: ``keep_alive_s`` idle between
+    requests, ``header_timeout_s`` to send a request head (400 when still incomplete after
+    ``MAX_REQUEST_HEAD_BYTES``),
+    ``connection_limit`` open at once (idle ones are evicted first; when every one is
+    busy, 503). The body deadline is the app's (``body_timeout_s``, 408).
+    """
+    serve_config = app.config
+    limit = serve_config.connection_limit
     config = uvicorn.Config(
         app,
         log_level="warning",
         access_log=False,
         lifespan="on",
         interface="asgi3",
+        loop="asyncio",
+        http=hardened_protocol(
+            header_timeout_s=serve_config.header_timeout_s, max_connections=limit
+        ),
+        # uvicorn answers 503 when the connections reach this: the cap plus the one asking.
+        limit_concurrency=limit + 1,
+        backlog=ACCEPT_BACKLOG,
+        timeout_keep_alive=max(1, math.ceil(serve_config.keep_alive_s)),
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
         timeout_graceful_shutdown=10,
         server_header=False,
     )
-    return uvicorn.Server(config)
+    return HardenedServer(config)
 
 
 def serve(config: ServeConfig, *, announce: Callable[[str], None] | None = None) -> None:
@@ -143,6 +186,8 @@ def running_server(config: ServeConfig, *, ready_timeout_s: float = 120.0) -> It
 
 
 __all__ = [
+    "MAX_REQUEST_HEAD_BYTES",
+    "HardenedServer",
     "QueueFull",
     "ServeConfig",
     "ServingApp",
