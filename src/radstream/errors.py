@@ -120,7 +120,7 @@ class StudyIdInvalid(InvalidInputError):
     """The study id is not a safe identifier (path characters, wrong length)."""
 
     code = "STUDY_ID_INVALID"
-    hint = "Use 1-64 characters from A-Z, a-z, 0-9, '_' and '-' for study_id."
+    hint = "Use 1-64 characters from A-Z, a-z, 0-9, '_', '-' and '.' (a DICOM UID) for study_id."
 
 
 class StudyIdMismatch(InvalidInputError):
