@@ -355,10 +355,14 @@ def test_dicom_as_hospitals_name_it(tmp_path: Path, standin_model: Path) -> None
     (folder / "IM0003").write_bytes(dicom.image)
     wrong = {**sidecar, "study_id": "s-3", "patient_birth_date": "secret-1901", "view": "SIDEWAYS"}
     (folder / "IM0003.json").write_text(json.dumps(wrong))
+    # A DICOM file without a sidecar: its header is the sidecar.
+    alone = make_study("y", "dicom", rng, width=600, height=700)
+    (folder / "IM0004").write_bytes(alone.image)
     data = tmp_path / "data"
 
     up = _cli("upload", str(folder), "--no-wait", cwd=tmp_path, data_dir=data)
-    assert "uploaded 3 studies" in up.stderr and "warning" not in up.stderr
+    assert "uploaded 4 studies" in up.stderr and "warning" not in up.stderr
+    assert "DICOM without a sidecar → dicom/pacs/IM0004" in up.stderr
     _cli("run", "--until-idle", "--workers", "1", cwd=tmp_path, data_dir=data, model=standin_model)
     rows = json.loads(
         _cli("results", "list", "--format", "json", cwd=tmp_path, data_dir=data).stdout
@@ -366,6 +370,12 @@ def test_dicom_as_hospitals_name_it(tmp_path: Path, standin_model: Path) -> None
     by_study = {r["study_id"]: r for r in rows}
     ok = by_study[uid]
     assert (ok["outcome"], ok["image_id"]) == ("succeeded", "IM0001")
+    import pydicom
+
+    header = pydicom.dcmread(io.BytesIO(alone.image), stop_before_pixels=True)
+    from_header = by_study[str(header.StudyInstanceUID).replace(".", "-")]
+    assert from_header["outcome"] == "succeeded"
+    assert from_header["image_id"] == str(header.SOPInstanceUID).replace(".", "-")
 
     failures = {
         r["error_code"]: _cli("results", "show", r["study_id"], cwd=tmp_path, data_dir=data).stdout

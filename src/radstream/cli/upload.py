@@ -158,10 +158,24 @@ def _upload_to_stack(
 
 
 def _upload_files(store: ObjectStore, paths: list[Path]) -> list[ObjectInfo]:
-    from radstream.loadgen.uploader import find_studies, sidecar_path_for, upload_files
+    from radstream.loadgen.uploader import (
+        find_studies,
+        is_dicom_image,
+        sidecar_path_for,
+        upload_dicom_drop,
+        upload_files,
+    )
 
     studies, orphans = find_studies(paths)
+    drops: list[ObjectInfo] = []
     for image in orphans:
+        if is_dicom_image(image):
+            # A DICOM file carries its own study: it is uploaded as a study of its own.
+            drops.append(upload_dicom_drop(store, image))
+            console.print(
+                f"{escape(str(image))}: DICOM without a sidecar → {escape(drops[-1].key)}"
+            )
+            continue
         console.print(
             f"[yellow]skipped[/yellow] {escape(str(image))}: "
             f"no sidecar {escape(str(sidecar_path_for(image)))}"
@@ -173,14 +187,13 @@ def _upload_files(store: ObjectStore, paths: list[Path]) -> list[ObjectInfo]:
                 "(same name with .png, .jpg, .dcm, or a DICOM file without extension); "
                 "uploaded alone, it will fail with IMAGE_MISSING"
             )
-    return list(upload_files(store, studies))
+    return [*drops, *upload_files(store, studies)]
 
 
 def _print_outcomes(outcomes: Iterable[Outcome], store: ObjectStore) -> None:
     """One line per study: its upload, its outcome object and top finding, or its failure
     code and hint (or lost). Exits with status 1 when any study failed or was lost."""
     from radstream.local.results import UNTRAINED_NOTE, read_row
-    from radstream.stages.completions import outcome_key_of
 
     bad = untrained = total = 0
     for outcome in outcomes:
@@ -189,8 +202,7 @@ def _print_outcomes(outcomes: Iterable[Outcome], store: ObjectStore) -> None:
             bad += 1
             out.print(f"lost      {escape(outcome.sidecar_key)}: no result and no failure")
             continue
-        kind = "result" if outcome.status == "succeeded" else "failure"
-        key = outcome_key_of(outcome.sidecar_key, kind)
+        key = outcome.object_key or ""
         row = read_row(store, key)
         what = row.summary(top=1) if row is not None else outcome.error_code or ""
         if row is not None and row.untrained:

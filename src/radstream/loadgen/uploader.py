@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from radstream.layout import Bucket, sidecar_key, upload_key
+from radstream.layout import Bucket, dicom_drop_key, sidecar_key, upload_key
 from radstream.loadgen.study import Study
 from radstream.schema.sidecar import is_safe_study_id
 from radstream.schema.sidecar_parse import MAX_SIDECAR_BYTES, MAX_SIDECAR_DEPTH, json_depth
@@ -45,6 +45,19 @@ def is_dicom_file(path: Path) -> bool:
     except OSError:
         return False
     return head[DICOM_MAGIC_OFFSET:] == DICOM_MAGIC
+
+
+def is_dicom_image(path: Path) -> bool:
+    """A DICOM file by extension (``.dcm``, ``.dicom``) or by content (the preamble)."""
+    return path.suffix.lower() in (".dcm", ".dicom") or is_dicom_file(path)
+
+
+def upload_dicom_drop(store: ObjectStore, path: Path) -> ObjectInfo:
+    """Upload a DICOM file that has no sidecar to ``dicom/{folder}/{name}``, where it is its
+    own trigger (its header gives the study). The folder is the file's parent, made safe."""
+    folder = _UNSAFE.sub("_", path.parent.name)[:64] or "drop"
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", path.name)[:128].lstrip(".") or "image"
+    return store.put(Bucket.IMAGES, dicom_drop_key(folder, name), path.read_bytes())
 
 
 def _pairing_stem(path: Path) -> Path:

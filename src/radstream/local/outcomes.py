@@ -39,6 +39,7 @@ def collect_outcomes(
                 error_code=code,
                 created_at=row["created_at"] if row is not None else None,
                 finished_at=row["finished_at"] if row is not None else None,
+                outcome_key=row["outcome_key"] if status != "lost" and row is not None else None,
             )
         )
     return outcomes

@@ -60,6 +60,17 @@ class Outcome:
     error_code: str | None
     created_at: float | None
     finished_at: float | None
+    outcome_key: str | None = None
+    """The outcome object's key where the engine knows it (a DICOM uploaded without a
+    sidecar lands under its header's study, not its upload folder); else derived."""
+
+    @property
+    def object_key(self) -> str | None:
+        """Where the outcome object is: the engine's word, else the layout's rule."""
+        if self.status == "lost":
+            return None
+        kind = "result" if self.status == "succeeded" else "failure"
+        return self.outcome_key or outcome_key_of(self.sidecar_key, kind)
 
     @property
     def latency_s(self) -> float | None:
