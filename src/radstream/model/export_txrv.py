@@ -211,7 +211,7 @@ def _wrapper(torch: Any, model: Any) -> Any:
 
 def _export_onnx(torch: Any, module: Any, path: Path) -> None:
     dummy = torch.zeros(1, 1, INPUT_SIZE, INPUT_SIZE, dtype=torch.float32)
-    kwargs: dict[str, Any] = {
+    kwargs: dict[str, object] = {
         "input_names": [INPUT_NAME],
         "output_names": [OUTPUT_NAME],
         "dynamic_axes": {INPUT_NAME: {0: "N"}, OUTPUT_NAME: {0: "N"}},
