@@ -148,6 +148,8 @@ def test_each_stage_role_grants_only_its_own_prefixes() -> None:
     images_bucket = json.dumps({"Fn::GetAtt": ["ImagesBucket", "Arn"]})
     assert s3["validate"] == {
         ("s3:GetObject", "${ImagesBucket.Arn}/incoming/*"),
+        # a DICOM uploaded without a sidecar is its own trigger (layout.DICOM_DROPS)
+        ("s3:GetObject", "${ImagesBucket.Arn}/dicom/*"),
         ("s3:ListBucket", images_bucket),
         # the one-execution-per-upload claim (a conditional PUT, read back when lost)
         ("s3:PutObject", "${ArtifactsBucket.Arn}/claims/*"),
@@ -155,6 +157,7 @@ def test_each_stage_role_grants_only_its_own_prefixes() -> None:
     }
     assert s3["prepare"] == {
         ("s3:GetObject", "${ImagesBucket.Arn}/incoming/*"),
+        ("s3:GetObject", "${ImagesBucket.Arn}/dicom/*"),
         ("s3:PutObject", "${ArtifactsBucket.Arn}/tensors/*"),
     }
     assert s3["infer"] == {
