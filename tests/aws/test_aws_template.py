@@ -312,7 +312,7 @@ def test_every_bucket_is_encrypted_private_tls_only_with_filtered_lifecycle(kms:
 
 def test_glue_table_columns_and_named_queries() -> None:
     database = DEFAULT["Resources"]["GlueDatabase"]["Properties"]["DatabaseInput"]
-    assert database["Name"] == DATABASE
+    assert database["Name"] == f"{DATABASE}_rs_test"  # one database per stack
     table = DEFAULT["Resources"]["TelemetryTable"]["Properties"]["TableInput"]
     assert table["Name"] == TABLE
     assert table["StorageDescriptor"]["Columns"] == glue_columns()
@@ -331,7 +331,9 @@ def test_glue_table_columns_and_named_queries() -> None:
         # Saved with Athena's own `?` parameters, which the console asks for in order.
         assert ":" + (query.params or ["-"])[0] not in props["QueryString"]
         assert props["QueryString"].count("?") == len(positional_names(query.sql))
-        assert props["QueryString"] == to_positional(query.sql, query.bind({}))[0]
+        assert props["QueryString"] == to_positional(query.sql, query.bind({}))[0].replace(
+            f"{DATABASE}.{TABLE}", f"{database['Name']}.{TABLE}"
+        )
         if query.params:
             assert "Parameters (each ?, in order)" in props["Description"]
         assert q["Condition"] == "CreateNamedQueries"

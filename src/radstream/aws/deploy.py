@@ -6,7 +6,8 @@ Lambda package and layers are uploaded under content-addressed keys, so a change
 is a changed parameter and reaches every function.
 
 Before the stack exists there is nowhere in it to put the package, so a small code bucket
-(``{stack}-code-{account}-{region}``) holds the package, layers and template. ``destroy``
+(``{stack}-code-{account}-{region}``, or a hashed form where that is no valid bucket
+name: :mod:`radstream.aws.template.names`) holds the package, layers and template. ``destroy``
 empties and removes it along with the stack's own buckets.
 """
 
@@ -30,6 +31,7 @@ from radstream.aws.template import (
     NAMED_QUERIES_PARAMETER,
     SECRET_PARAMETERS,
     TemplateOptions,
+    names,
     render_template,
 )
 from radstream.errors import ConfigInvalid, DeployFailed, StackNotFound
@@ -293,9 +295,10 @@ def status(stack: StackRef) -> StackStatus:
 
 
 def code_bucket_name(stack: StackRef) -> str:
-    """The bucket that holds the package and templates of ``stack`` (globally unique)."""
-    account = stack.target.client("sts").get_caller_identity()["Account"]
-    return f"{stack.name.lower()}-code-{account}-{stack.target.region}"[:63]
+    """The bucket that holds the package and templates of ``stack`` (globally unique:
+    :func:`radstream.aws.template.names.code_bucket_name`)."""
+    account = str(stack.target.client("sts").get_caller_identity()["Account"])
+    return names.code_bucket_name(stack.name, account, stack.target.region)
 
 
 def _ensure_code_bucket(stack: StackRef) -> str:

@@ -206,7 +206,7 @@ def render_template(stack: str, options: TemplateOptions) -> Json:
         **function_resources(stack, options, _environment(options)),
         **state_machine_resources(stack, options),
         **upload_rule_resources(),
-        **telemetry_resources(options.kms),
+        **telemetry_resources(stack, options.kms),
         **analytics_resources(stack, options.kms),
     }
     return {

@@ -7,7 +7,7 @@ columns, and writes Hive-style ``telemetry/dt=…/hour=…/`` prefixes (errors u
 
 from __future__ import annotations
 
-from radstream.lake.glue import DATABASE, TABLE
+from radstream.lake.glue import TABLE
 from radstream.layout import TELEMETRY, Bucket
 
 from .intrinsics import (
@@ -24,6 +24,7 @@ from .intrinsics import (
     statement,
     sub,
 )
+from .names import glue_database_name
 from .storage import TELEMETRY_ERRORS
 
 TELEMETRY_PREFIX = f"{TELEMETRY}dt=!{{timestamp:yyyy-MM-dd}}/hour=!{{timestamp:HH}}/"
@@ -51,8 +52,9 @@ def _source_role() -> Json:
     )
 
 
-def _delivery_role(kms: bool) -> Json:
+def _delivery_role(stack: str, kms: bool) -> Json:
     telemetry = BUCKETS[Bucket.TELEMETRY]
+    database = glue_database_name(stack)
     glue_arn = "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}"
     statements = [
         statement(
@@ -68,8 +70,8 @@ def _delivery_role(kms: bool) -> Json:
             ["glue:GetTable", "glue:GetTableVersion", "glue:GetTableVersions"],
             [
                 sub(f"{glue_arn}:catalog"),
-                sub(f"{glue_arn}:database/{DATABASE}"),
-                sub(f"{glue_arn}:table/{DATABASE}/{TABLE}"),
+                sub(f"{glue_arn}:database/{database}"),
+                sub(f"{glue_arn}:table/{database}/{TABLE}"),
             ],
         ),
     ]
@@ -80,7 +82,7 @@ def _delivery_role(kms: bool) -> Json:
     return role("firehose.amazonaws.com", "write-telemetry-bucket", statements)
 
 
-def telemetry_resources(kms: bool) -> Json:
+def telemetry_resources(stack: str, kms: bool) -> Json:
     """The stream, the delivery stream and Firehose's two roles."""
     stream: Json = {
         "Type": "AWS::Kinesis::Stream",
@@ -127,6 +129,6 @@ def telemetry_resources(kms: bool) -> Json:
     return {
         STREAM: stream,
         "FirehoseSourceRole": _source_role(),
-        "FirehoseDeliveryRole": _delivery_role(kms),
+        "FirehoseDeliveryRole": _delivery_role(stack, kms),
         "TelemetryDelivery": delivery,
     }
