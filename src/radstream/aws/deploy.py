@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypedDict
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from radstream import layout
 from radstream.aws.package import ARTIFACT_FILES, CODE, PackageManifest
@@ -43,6 +43,18 @@ _FAILED_SUFFIXES = ("_FAILED", "ROLLBACK_COMPLETE")
 DESTROY_ROUNDS = 3
 DIRECTORY_BUCKET_SUFFIX = "--x-s3"
 _NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
+EXPRESS_ZONE_PARAMETER = "ExpressZoneId"
+EXPRESS_ZONES: dict[str, tuple[str, ...]] = {
+    "us-east-1": ("use1-az4", "use1-az5", "use1-az6"),
+    "us-west-2": ("usw2-az1", "usw2-az3", "usw2-az4"),
+    "ap-northeast-1": ("apne1-az1", "apne1-az4"),
+    "ap-south-1": ("aps1-az1", "aps1-az3"),
+    "eu-north-1": ("eun1-az1", "eun1-az2", "eun1-az3"),
+}
+"""Availability Zone ids where S3 Express One Zone directory buckets can be created, by
+region (Amazon S3 user guide, "S3 Express One Zone Availability Zones and Regions"). Zone
+ids, unlike zone names, are the same in every account. A region not listed here may have
+gained zones since: pass one with ``--express-zone``."""
 _STACK_BUCKET_OUTPUTS = (
     "ImagesBucketName",
     "ResultsBucketName",
@@ -65,6 +77,9 @@ class DeployOptions:
     secrets: dict[str, str] = field(default_factory=dict)
     """Template parameter → value, for the NoEcho parameters (``SECRET_PARAMETERS``)."""
     named_queries: bool = True
+    express_zone: str | None = None
+    """The Availability Zone id of the S3 Express directory bucket (``--express-zone``);
+    None: the stack's current one on an update, else one of the region's (:func:`express_zone`)."""
     wait_s: float = 1800.0
     poll_s: float = 2.0
 
@@ -183,13 +198,16 @@ def deploy(
     }
     if model_key and "ModelKey" in template["Parameters"]:
         parameters["ModelKey"] = model_key
+    sent = [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()]
+    if EXPRESS_ZONE_PARAMETER in template["Parameters"]:
+        sent.append(_express_zone_parameter(stack, options, exists, report))
     name = f"radstream-{int(time.time() * 1000)}"
     cfn.create_change_set(
         StackName=stack.name,
         ChangeSetName=name,
         ChangeSetType="UPDATE" if exists else "CREATE",
         TemplateURL=_template_url(stack, code_bucket, template_key),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Parameters=sent,
         Capabilities=["CAPABILITY_IAM"],
         Tags=[{"Key": "radstream:stack", "Value": stack.name}],
     )
@@ -207,6 +225,53 @@ def deploy(
     if not exists and model_key:
         _upload_model(stack, outputs["ArtifactsBucketName"], model_key, options, report)
     return outputs
+
+
+def express_zone(stack: StackRef) -> str:
+    """An Availability Zone id of ``stack``'s region that can hold a directory bucket.
+
+    The first zone of :data:`EXPRESS_ZONES` that EC2 reports available to this account;
+    the first listed when EC2 cannot be asked (an emulator without it). Raises
+    ``ConfigInvalid`` for a region with no known zone, naming ``--express-zone``.
+    """
+    region = stack.target.region
+    zones = EXPRESS_ZONES.get(region)
+    if not zones:
+        known = ", ".join(sorted(EXPRESS_ZONES))
+        raise ConfigInvalid(
+            f"no S3 Express One Zone Availability Zone is known for {region} (known: {known}); "
+            "pass one with --express-zone (e.g. use1-az4), or deploy with --standard-artifacts"
+        )
+    try:
+        reply = stack.target.client("ec2").describe_availability_zones(ZoneIds=list(zones))
+    except (ClientError, BotoCoreError):
+        return zones[0]
+    available = {
+        str(z.get("ZoneId"))
+        for z in reply.get("AvailabilityZones", [])
+        if z.get("State") == "available"
+    }
+    return next((zone for zone in zones if zone in available), zones[0])
+
+
+def _express_zone_parameter(
+    stack: StackRef, options: DeployOptions, exists: bool, report: Report
+) -> dict[str, Any]:
+    """The ``ExpressZoneId`` parameter: the flag, else the zone the stack has (a new zone
+    would replace the directory bucket and its tensors), else one of the region's."""
+    if options.express_zone:
+        return {"ParameterKey": EXPRESS_ZONE_PARAMETER, "ParameterValue": options.express_zone}
+    if exists and EXPRESS_ZONE_PARAMETER in _stack_parameters(stack):
+        return {"ParameterKey": EXPRESS_ZONE_PARAMETER, "UsePreviousValue": True}
+    zone = express_zone(stack)
+    report(f"S3 Express directory bucket in {zone} (choose another with --express-zone)")
+    return {"ParameterKey": EXPRESS_ZONE_PARAMETER, "ParameterValue": zone}
+
+
+def _stack_parameters(stack: StackRef) -> set[str]:
+    reply = stack.target.client("cloudformation").describe_stacks(StackName=stack.name)
+    stacks = reply.get("Stacks", [])
+    return {str(p["ParameterKey"]) for p in stacks[0].get("Parameters", [])} if stacks else set()
 
 
 def format_changes(changes: list[Change]) -> str:

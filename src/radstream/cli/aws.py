@@ -131,6 +131,13 @@ def aws_deploy(
     express_artifacts: ExpressOpt = None,
     model_endpoint: EndpointModelOpt = None,
     kms: KmsOpt = False,
+    express_zone: Annotated[
+        str | None,
+        typer.Option(
+            help="Availability Zone id of the S3 Express directory bucket (e.g. use1-az4) "
+            "[default: the stack's, else one of the region's]"
+        ),
+    ] = None,
     named_queries: Annotated[
         bool | None,
         typer.Option(
@@ -188,6 +195,7 @@ def aws_deploy(
             model_path=None if options.model_endpoint else model_path,
             model_preprocessing=preprocessing,
             template=options,
+            express_zone=express_zone,
             named_queries=(
                 named_queries if named_queries is not None else ref.target.endpoint_url is None
             ),

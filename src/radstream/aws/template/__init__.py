@@ -150,8 +150,11 @@ def _parameters(options: TemplateOptions) -> Json:
             "Description": "ONNX model key in the artifacts bucket (infer loads it once per container)",
         }
     if options.express_artifacts:
+        # No default: `radstream aws deploy` sends one of the region's zones, or
+        # --express-zone (a zone id such as use1-az4, the same in every account).
         parameters["ExpressZoneId"] = {
             "Type": "String",
+            "AllowedPattern": "^[a-z0-9]+-az[0-9]+$",
             "Description": "Availability Zone id of the directory bucket, e.g. use1-az4",
         }
     return parameters
