@@ -107,6 +107,10 @@ def template_options_from(
         model_endpoint=model_endpoint or settings.model.endpoint,
         kms=kms,
         settings_env=lambda_settings(settings)[0],
+        outage_budget_s=settings.engine.outage_budget_s,
+        model_timeout_s=settings.model.timeout_s,
+        model_retries=settings.model.retries,
+        image_wait_s=settings.engine.image_wait_s,
     )
 
 

@@ -12,9 +12,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
-from radstream.aws.asl import DEFAULT_OUTAGE_BUDGET_S, asl_json
+from radstream.aws.asl import outage_backoff, render_state_machine, transient_codes
 from radstream.aws.package import stage_layers
 from radstream.layout import INCOMING, SIDECAR_SUFFIX, Bucket
 from radstream.pipeline.definition import (
@@ -37,10 +38,13 @@ from .intrinsics import (
     logical,
     ref,
 )
+from .limits import ExecutionTimes
 from .options import TemplateOptions
 
 LOG_RETENTION_DAYS = 30
 EXPRESS_OUTAGE_BUDGET_S = 120.0
+"""The most an EXPRESS execution retries an outage for, on average; less where the worst
+case would not fit in five minutes (:mod:`.limits`)."""
 LAMBDA_TIMEOUT_S: dict[str, int] = {
     VALIDATE: 30,
     PREPARE: 60,
@@ -141,6 +145,52 @@ def function_resources(
     return resources
 
 
+def execution_times(options: TemplateOptions) -> ExecutionTimes:
+    """What the worst case of one execution is computed from, for these options."""
+    pipeline = options.pipeline
+    return ExecutionTimes(
+        stages=pipeline.stages,
+        failure_stage=pipeline.failure_stage,
+        timeouts_s={
+            s.name: LAMBDA_TIMEOUT_S.get(s.name, DEFAULT_TIMEOUT_S) for s in pipeline.all_stages
+        },
+        remote_model=not options.in_process_model,
+        model_timeout_s=options.model_timeout_s,
+        model_retries=options.model_retries,
+        image_wait_s=options.image_wait_s,
+        outage=outage_backoff(RetryPolicy()),
+    )
+
+
+def outage_retries(options: TemplateOptions) -> int:
+    """The ``MaxAttempts`` of the outage retrier: the retries whose expected waits fill the
+    outage budget (full jitter), and for EXPRESS no more than fit in five minutes.
+
+    Raises ``ConfigInvalid`` for an EXPRESS configuration whose worst case cannot fit.
+    """
+    backoff = outage_backoff(RetryPolicy())
+    if options.state_machine_type != "EXPRESS":
+        return backoff.attempts_within(options.outage_budget_s)
+    wanted = backoff.attempts_within(min(options.outage_budget_s, EXPRESS_OUTAGE_BUDGET_S))
+    return execution_times(options).express_outage_retries(wanted)
+
+
+def _definition(options: TemplateOptions, function_arns: Mapping[str, str]) -> str:
+    definition = render_state_machine(
+        options.pipeline,
+        function_arns=function_arns,
+        retry=RetryPolicy(),
+        artifacts_bucket="${TensorBucket}",
+    )
+    outage = transient_codes(self_bounded=False, time_bounded=True)
+    retries = outage_retries(options)
+    for state in definition["States"].values():
+        for retrier in state.get("Retry", []):
+            if retrier["ErrorEquals"] == outage:
+                retrier["MaxAttempts"] = retries
+    return json.dumps(definition, indent=2)
+
+
 def state_machine_resources(stack: str, options: TemplateOptions) -> Json:
     """The state machine, its role and log group."""
     stages = options.pipeline.all_stages
@@ -159,17 +209,9 @@ def state_machine_resources(stack: str, options: TemplateOptions) -> Json:
             "StateMachineName": f"{stack}-pipeline-{kind.lower()}",
             "StateMachineType": kind,
             "RoleArn": get_att("StateMachineRole", "Arn"),
-            "DefinitionString": asl_json(
-                options.pipeline,
-                function_arns=function_arns,
-                retry=RetryPolicy(),
-                artifacts_bucket="${TensorBucket}",
-                # An EXPRESS execution may last 5 minutes in all, so its outage budget is
-                # shorter; the rest of that time is for the stages themselves.
-                outage_budget_s=(
-                    EXPRESS_OUTAGE_BUDGET_S if kind == "EXPRESS" else DEFAULT_OUTAGE_BUDGET_S
-                ),
-            ),
+            # An EXPRESS execution may last 5 minutes in all, so it retries an outage
+            # for less: only what the worst case leaves (see .limits).
+            "DefinitionString": _definition(options, function_arns),
             "DefinitionSubstitutions": substitutions,
             "LoggingConfiguration": {
                 # ERROR without execution data: states' inputs and outputs (sidecar fields)

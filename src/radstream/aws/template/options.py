@@ -33,6 +33,15 @@ class TemplateOptions:
     """``RADSTREAM_*`` settings every function gets (:func:`radstream.aws.deploy.lambda_settings`)."""
     pipeline: Pipeline = PIPELINE
     """The stage declarations the functions, roles and layers are built from."""
+    outage_budget_s: float = 600.0
+    """How long an unavailable model is retried (``engine.outage_budget_s``); an EXPRESS
+    execution retries for less, what its five minutes leave (:mod:`.limits`)."""
+    model_timeout_s: float = 10.0
+    """``model.timeout_s``: one request to a remote model endpoint."""
+    model_retries: int = 3
+    """``model.retries``: the in-Lambda retries of a request to a remote model endpoint."""
+    image_wait_s: float = 30.0
+    """``engine.image_wait_s``: how long ``validate`` waits for an image after its sidecar."""
 
     @property
     def in_process_model(self) -> bool:
@@ -68,6 +77,8 @@ class TemplateOptions:
             raise ConfigInvalid(
                 f"state machine type {self.state_machine_type!r} is not STANDARD/EXPRESS"
             )
+        if not self.outage_budget_s > 0:
+            raise ConfigInvalid(f"outage budget {self.outage_budget_s} s must be > 0")
         if self.python_version not in SUPPORTED_PYTHON:
             raise ConfigInvalid(
                 f"Python {self.python_version} is not one of {', '.join(SUPPORTED_PYTHON)}"
