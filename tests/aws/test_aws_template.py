@@ -146,20 +146,25 @@ def test_each_stage_role_grants_only_its_own_prefixes() -> None:
         for stage in (*PIPELINE.names, PIPELINE.failure_stage)
     }
     images_bucket = json.dumps({"Fn::GetAtt": ["ImagesBucket", "Arn"]})
+    artifacts_bucket = json.dumps({"Fn::GetAtt": ["ArtifactsBucket", "Arn"]})
     assert s3["validate"] == {
         ("s3:GetObject", "${ImagesBucket.Arn}/incoming/*"),
         ("s3:ListBucket", images_bucket),
         # the one-execution-per-upload claim (a conditional PUT, read back when lost)
         ("s3:PutObject", "${ArtifactsBucket.Arn}/claims/*"),
         ("s3:GetObject", "${ArtifactsBucket.Arn}/claims/*"),
+        ("s3:ListBucket", artifacts_bucket),
     }
+    # A reader lists what it reads: a missing key is then a 404, not a 403.
     assert s3["prepare"] == {
         ("s3:GetObject", "${ImagesBucket.Arn}/incoming/*"),
+        ("s3:ListBucket", images_bucket),
         ("s3:PutObject", "${ArtifactsBucket.Arn}/tensors/*"),
     }
     assert s3["infer"] == {
         ("s3:GetObject", "${ArtifactsBucket.Arn}/tensors/*"),
         ("s3:GetObject", "${ArtifactsBucket.Arn}/models/*"),
+        ("s3:ListBucket", artifacts_bucket),
     }
     assert s3["store"] == {
         ("s3:PutObject", "${ResultsBucket.Arn}/results/*"),
@@ -170,9 +175,15 @@ def test_each_stage_role_grants_only_its_own_prefixes() -> None:
         ("s3:DeleteObject", "${ResultsBucket.Arn}/results/*"),
     }
     [listing] = [
-        st for st in _stage_statements(DEFAULT, "validate") if "s3:ListBucket" in st["Action"]
+        st
+        for st in _stage_statements(DEFAULT, "validate")
+        if "s3:ListBucket" in st["Action"] and st["Resource"] == [json.loads(images_bucket)]
     ]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["incoming/*"]}}
+    [infer_listing] = [
+        st for st in _stage_statements(DEFAULT, "infer") if "s3:ListBucket" in st["Action"]
+    ]
+    assert infer_listing["Condition"] == {"StringLike": {"s3:prefix": ["tensors/*", "models/*"]}}
     for stage in s3:
         actions = {a for a, _ in _grants(DEFAULT, stage)}
         assert "kinesis:PutRecords" in actions

@@ -3,7 +3,7 @@
 A stage role grants exactly the objects its :class:`~radstream.pipeline.definition.StageDef`
 declares (``reads``/``writes``/``deletes``/``lists``, each a :class:`~radstream.layout.Objects`
 of a bucket and a prefix), plus the model file for a ``uses_model`` stage that runs the
-model in the Lambda. Nothing here spells a key prefix, so a grant cannot drift from the key
+model in the Lambda, and a listing of each prefix it reads (so a missing key is a 404). Nothing here spells a key prefix, so a grant cannot drift from the key
 its stage writes.
 """
 
@@ -64,13 +64,21 @@ class StageAccess:
 
 
 def stage_access(stage: StageDef, *, in_process_model: bool) -> StageAccess:
-    """What ``stage`` declares, plus the model file when it runs the model itself."""
+    """What ``stage`` declares, plus the model file when it runs the model itself, and a
+    listing of every prefix it reads.
+
+    S3 answers a GET of a missing key with 403, not 404, when the caller may not list the
+    bucket: without the listing a missing tensor, image or model would be filed as
+    ``STORE_ACCESS_DENIED`` (a broken deployment) instead of a missing object. The listing
+    is limited to the prefixes the role may already read, so it shows no other key.
+    """
     model = (MODEL_OBJECTS,) if stage.uses_model and in_process_model else ()
+    reads = tuple(dict.fromkeys((*stage.reads, *model)))
     return StageAccess(
-        reads=tuple(dict.fromkeys((*stage.reads, *model))),
+        reads=reads,
         writes=tuple(dict.fromkeys(stage.writes)),
         deletes=tuple(dict.fromkeys(stage.deletes)),
-        lists=tuple(dict.fromkeys(stage.lists)),
+        lists=tuple(dict.fromkeys((*stage.lists, *reads))),
     )
 
 
@@ -117,17 +125,18 @@ def stage_statements(stage: StageDef, options: TemplateOptions) -> list[Json]:
 
 
 def _list_statements(lists: list[Objects], options: TemplateOptions) -> list[Json]:
-    """One ``s3:ListBucket`` per bucket, limited to the listed prefixes."""
-    prefixes: dict[Bucket, list[str]] = {}
+    """One ``s3:ListBucket`` per bucket of the stack, limited to the listed prefixes (the
+    tensors and the artifacts share one bucket unless tensors have a directory bucket)."""
+    prefixes: dict[str, list[str]] = {}
     for objects in lists:
-        prefixes.setdefault(objects.bucket, []).append(f"{objects.prefix}*")
+        listed = prefixes.setdefault(options.bucket_id(objects.bucket), [])
+        if f"{objects.prefix}*" not in listed:
+            listed.append(f"{objects.prefix}*")
     return [
         statement(
-            [LIST],
-            [get_att(options.bucket_id(bucket), "Arn")],
-            Condition={"StringLike": {"s3:prefix": listed}},
+            [LIST], [get_att(bucket_id, "Arn")], Condition={"StringLike": {"s3:prefix": listed}}
         )
-        for bucket, listed in prefixes.items()
+        for bucket_id, listed in prefixes.items()
     ]
 
 
