@@ -17,6 +17,7 @@ from radstream.aws.template import (
     build_template,
     template_json,
 )
+from radstream.aws.template.compute import definition_of
 from radstream.errors import ConfigInvalid
 from radstream.lake.glue import DATABASE, TABLE, glue_columns
 from radstream.lake.queries import named_queries
@@ -383,7 +384,7 @@ def test_state_machine_logs_no_execution_data_and_has_its_definition() -> None:
         logging = props["LoggingConfiguration"]
         assert logging["Level"] == "ERROR"
         assert logging["IncludeExecutionData"] is False
-        definition = json.loads(props["DefinitionString"])
+        definition = definition_of(template["Resources"]["StateMachine"])
         used = {
             s["Parameters"]["FunctionName"][2:-1]
             for s in definition["States"].values()

@@ -3,14 +3,13 @@ them, or refuses the configuration and names the setting to change."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from radstream.aws.asl import outage_backoff, transient_codes
 from radstream.aws.template import TemplateOptions, render_template
-from radstream.aws.template.compute import LAMBDA_TIMEOUT_S, execution_times
+from radstream.aws.template.compute import LAMBDA_TIMEOUT_S, definition_of, execution_times
 from radstream.aws.template.limits import EXPRESS_LIMIT_S
 from radstream.errors import ConfigInvalid
 from radstream.pipeline.definition import RetryPolicy
@@ -21,7 +20,7 @@ ENDPOINT = "https://model.internal:8443"
 def _outage_retries(options: TemplateOptions) -> int:
     """The outage retrier's MaxAttempts in the rendered state machine (every Task alike)."""
     template = render_template("rs", options)
-    definition = json.loads(template["Resources"]["StateMachine"]["Properties"]["DefinitionString"])
+    definition = definition_of(template["Resources"]["StateMachine"])
     outage = transient_codes(self_bounded=False, time_bounded=True)
     found = {
         retrier["MaxAttempts"]

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from radstream.aws.template import build_template
+from radstream.aws.template.compute import definition_of
 
 STACK = "rs-test"
 
@@ -51,3 +52,40 @@ def test_the_directory_bucket_lets_lifecycle_expire_tensors() -> None:
         for r in build_template(STACK)["Resources"].values()
         if r["Type"] == "AWS::S3Express::BucketPolicy"
     ]
+
+
+def test_no_arn_names_the_aws_partition() -> None:
+    """aws-cn and aws-us-gov stacks: every ARN takes the partition from the stack."""
+    template = build_template(STACK, express_artifacts=True, kms=True)
+    assert "arn:aws:" not in json.dumps(template)
+    definition = definition_of(template["Resources"]["StateMachine"], partition="aws-cn")
+    tasks = [s for s in definition["States"].values() if s["Type"] == "Task"]
+    assert tasks
+    assert {t["Resource"] for t in tasks} == {"arn:aws-cn:states:::lambda:invoke"}
+    # The other placeholders are left to DefinitionSubstitutions, unescaped.
+    assert all(t["Parameters"]["FunctionName"].startswith("${") for t in tasks)
+
+
+def test_with_kms_the_log_groups_and_the_stream_use_the_stack_key() -> None:
+    key = {"Fn::GetAtt": ["DataKey", "Arn"]}
+    template = build_template(STACK, kms=True)
+    resources = template["Resources"]
+    groups = [r for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
+    assert groups and all(g["Properties"]["KmsKeyId"] == key for g in groups)
+    stream = resources["TelemetryStream"]["Properties"]["StreamEncryption"]
+    assert stream == {"EncryptionType": "KMS", "KeyId": key}
+    statements = resources["DataKey"]["Properties"]["KeyPolicy"]["Statement"]
+    [logs] = [s for s in statements if "Service" in s["Principal"]]
+    assert logs["Principal"]["Service"] == {"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}
+    assert "kms:EncryptionContext:aws:logs:arn" in logs["Condition"]["ArnLike"]
+    source = resources["FirehoseSourceRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    assert {"Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": [key]} in source["Statement"]
+    plain = build_template(STACK)["Resources"]
+    assert all(
+        "KmsKeyId" not in r["Properties"]
+        for r in plain.values()
+        if r["Type"] == "AWS::Logs::LogGroup"
+    )
+    assert plain["TelemetryStream"]["Properties"]["StreamEncryption"]["KeyId"] == (
+        "alias/aws/kinesis"
+    )

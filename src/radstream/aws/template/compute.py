@@ -15,7 +15,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from radstream.aws.asl import outage_backoff, render_state_machine, transient_codes
+from radstream.aws.asl import (
+    LAMBDA_INVOKE,
+    outage_backoff,
+    render_state_machine,
+    transient_codes,
+)
 from radstream.aws.package import stage_layers
 from radstream.layout import INCOMING, SIDECAR_SUFFIX, Bucket
 from radstream.pipeline.definition import (
@@ -31,12 +36,14 @@ from radstream.pipeline.definition import (
 from .iam import stage_role, state_machine_role, upload_rule_role
 from .intrinsics import (
     BUCKETS,
+    KMS_KEY,
     STATE_MACHINE,
     Json,
     function_name,
     get_att,
     logical,
     ref,
+    sub,
 )
 from .limits import ExecutionTimes
 from .options import TemplateOptions
@@ -120,11 +127,12 @@ def function(
     return {"Type": "AWS::Lambda::Function", "Properties": props}
 
 
-def _log_group(name: str) -> Json:
-    return {
-        "Type": "AWS::Logs::LogGroup",
-        "Properties": {"LogGroupName": name, "RetentionInDays": LOG_RETENTION_DAYS},
-    }
+def _log_group(name: str, kms: bool) -> Json:
+    props: Json = {"LogGroupName": name, "RetentionInDays": LOG_RETENTION_DAYS}
+    if kms:
+        # Logs name studies' keys on failure: with --kms they use the stack key too.
+        props["KmsKeyId"] = get_att(KMS_KEY, "Arn")
+    return {"Type": "AWS::Logs::LogGroup", "Properties": props}
 
 
 def function_resources(
@@ -137,7 +145,9 @@ def function_resources(
     }
     for stage in options.pipeline.all_stages:
         name = logical(stage.name)
-        resources[f"{name}LogGroup"] = _log_group(f"/aws/lambda/{function_name(stack, stage.name)}")
+        resources[f"{name}LogGroup"] = _log_group(
+            f"/aws/lambda/{function_name(stack, stage.name)}", options.kms
+        )
         resources[f"{name}Role"] = stage_role(stage, options)
         resources[f"{name}Function"] = function(
             stack, stage, options, layers=layers[stage.name], environment=environment
@@ -175,7 +185,7 @@ def outage_retries(options: TemplateOptions) -> int:
     return execution_times(options).express_outage_retries(wanted)
 
 
-def _definition(options: TemplateOptions, function_arns: Mapping[str, str]) -> str:
+def _definition(options: TemplateOptions, function_arns: Mapping[str, str]) -> Json:
     definition = render_state_machine(
         options.pipeline,
         function_arns=function_arns,
@@ -188,7 +198,24 @@ def _definition(options: TemplateOptions, function_arns: Mapping[str, str]) -> s
         for retrier in state.get("Retry", []):
             if retrier["ErrorEquals"] == outage:
                 retrier["MaxAttempts"] = retries
-    return json.dumps(definition, indent=2)
+    text = json.dumps(definition, indent=2)
+    # The partition is the stack's (aws-cn, aws-us-gov), not always "aws": the text goes
+    # through Fn::Sub for ${AWS::Partition} alone, the other ${…} escaped for
+    # DefinitionSubstitutions.
+    text = text.replace("${", "${!").replace(
+        json.dumps(LAMBDA_INVOKE),
+        json.dumps(LAMBDA_INVOKE.replace(":aws:", ":${AWS::Partition}:", 1)),
+    )
+    return sub(text)
+
+
+def definition_of(machine: Json, partition: str = "aws") -> Json:
+    """The ASL of a state machine resource as CloudFormation hands it to Step Functions in
+    ``partition`` (``Fn::Sub`` applied; ``DefinitionSubstitutions`` left as they are)."""
+    text = machine["Properties"]["DefinitionString"]["Fn::Sub"]
+    resolved = text.replace("${AWS::Partition}", partition).replace("${!", "${")
+    definition: Json = json.loads(resolved)
+    return definition
 
 
 def state_machine_resources(stack: str, options: TemplateOptions) -> Json:
@@ -229,7 +256,7 @@ def state_machine_resources(stack: str, options: TemplateOptions) -> Json:
         },
     }
     return {
-        "StateMachineLogGroup": _log_group(f"/aws/vendedlogs/states/{stack}-pipeline"),
+        "StateMachineLogGroup": _log_group(f"/aws/vendedlogs/states/{stack}-pipeline", options.kms),
         "StateMachineRole": state_machine_role(stages),
         STATE_MACHINE: machine,
     }

@@ -108,12 +108,10 @@ def stage_statements(stage: StageDef, options: TemplateOptions) -> list[Json]:
         # ReadOnly condition would refuse infer's reads. The bucket holds only tensors.
         statements.append(statement([CREATE_SESSION], [get_att(EXPRESS_BUCKET, "Arn")]))
     if options.kms:
-        # Deletes need no key; the directory bucket uses SSE-S3.
-        kms_actions = (["kms:Decrypt"] if reads else []) + (
-            ["kms:GenerateDataKey"] if writes else []
-        )
-        if kms_actions:
-            statements.append(statement(kms_actions, [get_att(KMS_KEY, "Arn")]))
+        # Deletes need no key; the directory bucket uses SSE-S3. Every stage puts telemetry
+        # records on the stream, which the stack key encrypts: GenerateDataKey always.
+        kms_actions = (["kms:Decrypt"] if reads else []) + ["kms:GenerateDataKey"]
+        statements.append(statement(kms_actions, [get_att(KMS_KEY, "Arn")]))
     statements.append(statement(["kinesis:PutRecords"], [get_att(STREAM, "Arn")]))
     statements.append(
         statement(

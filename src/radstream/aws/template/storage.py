@@ -158,7 +158,8 @@ def kms_key() -> Json:
     return {
         "Type": "AWS::KMS::Key",
         "Properties": {
-            "Description": "RadStream data key: buckets and Athena results of this stack",
+            "Description": "RadStream data key: buckets, Athena results, telemetry stream "
+            "and log groups of this stack",
             "EnableKeyRotation": True,
             "KeyPolicy": {
                 "Version": "2012-10-17",
@@ -173,7 +174,29 @@ def kms_key() -> Json:
                         },
                         "Action": "kms:*",
                         "Resource": "*",
-                    }
+                    },
+                    {
+                        # CloudWatch Logs encrypts this stack's log groups with the key,
+                        # and only log groups of this account and region.
+                        "Sid": "AllowLogGroupsOfThisStack",
+                        "Effect": "Allow",
+                        "Principal": {"Service": sub("logs.${AWS::Region}.amazonaws.com")},
+                        "Action": [
+                            "kms:Encrypt*",
+                            "kms:Decrypt*",
+                            "kms:ReEncrypt*",
+                            "kms:GenerateDataKey*",
+                            "kms:Describe*",
+                        ],
+                        "Resource": "*",
+                        "Condition": {
+                            "ArnLike": {
+                                "kms:EncryptionContext:aws:logs:arn": sub(
+                                    "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:*"
+                                )
+                            }
+                        },
+                    },
                 ],
             },
         },

@@ -34,22 +34,21 @@ TELEMETRY_ERROR_PREFIX = (
 )
 
 
-def _source_role() -> Json:
-    return role(
-        "firehose.amazonaws.com",
-        "read-telemetry-stream",
-        [
-            statement(
-                [
-                    "kinesis:DescribeStream",
-                    "kinesis:GetShardIterator",
-                    "kinesis:GetRecords",
-                    "kinesis:ListShards",
-                ],
-                [get_att(STREAM, "Arn")],
-            )
-        ],
-    )
+def _source_role(kms: bool) -> Json:
+    statements = [
+        statement(
+            [
+                "kinesis:DescribeStream",
+                "kinesis:GetShardIterator",
+                "kinesis:GetRecords",
+                "kinesis:ListShards",
+            ],
+            [get_att(STREAM, "Arn")],
+        )
+    ]
+    if kms:  # the stream is encrypted with the stack key
+        statements.append(statement(["kms:Decrypt"], [get_att(KMS_KEY, "Arn")]))
+    return role("firehose.amazonaws.com", "read-telemetry-stream", statements)
 
 
 def _delivery_role(stack: str, kms: bool) -> Json:
@@ -89,7 +88,11 @@ def telemetry_resources(stack: str, kms: bool) -> Json:
         "Properties": {
             "StreamModeDetails": {"StreamMode": "ON_DEMAND"},
             "RetentionPeriodHours": 24,
-            "StreamEncryption": {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"},
+            # With --kms the stack's key, like every other store of the stack.
+            "StreamEncryption": {
+                "EncryptionType": "KMS",
+                "KeyId": get_att(KMS_KEY, "Arn") if kms else "alias/aws/kinesis",
+            },
         },
     }
     delivery: Json = {
@@ -128,7 +131,7 @@ def telemetry_resources(stack: str, kms: bool) -> Json:
     }
     return {
         STREAM: stream,
-        "FirehoseSourceRole": _source_role(),
+        "FirehoseSourceRole": _source_role(kms),
         "FirehoseDeliveryRole": _delivery_role(stack, kms),
         "TelemetryDelivery": delivery,
     }
