@@ -236,7 +236,8 @@ def test_functions_use_one_package_and_the_settings() -> None:
     assert handlers == {
         f"radstream.aws.handlers.{s}" for s in (*PIPELINE.names, PIPELINE.failure_stage)
     }
-    assert len(_resources(FULL, "AWS::Logs::LogGroup")) == 6  # 5 functions + state machine
+    # 5 functions, the state machine, Firehose's delivery errors
+    assert len(_resources(FULL, "AWS::Logs::LogGroup")) == 7
 
 
 def test_exactly_one_rule_matches_only_sidecars_under_incoming() -> None:

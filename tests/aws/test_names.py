@@ -20,13 +20,15 @@ from radstream.aws.template.names import (
 
 ACCOUNT = "123456789012"
 # Names scoped by something the stack already owns (a table in the stack's database, a
-# saved query in the stack's workgroup, an inline policy in its role): equal on purpose.
+# saved query in the stack's workgroup, an inline policy in its role, a stream in its log
+# group): equal on purpose.
 SCOPED: set[tuple[str, tuple[str, ...]]] = {
     ("AWS::Glue::Table", ("TableInput", "Name")),
     ("AWS::Glue::Table", ("TableInput", "PartitionKeys", "Name")),
     ("AWS::Glue::Table", ("TableInput", "StorageDescriptor", "Columns", "Name")),
     ("AWS::Athena::NamedQuery", ("Name",)),
     ("AWS::IAM::Role", ("Policies", "PolicyName")),
+    ("AWS::Logs::LogStream", ("LogStreamName",)),
 }
 
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from radstream.aws.template import build_template
 from radstream.aws.template.compute import definition_of
+from radstream.errors import ConfigInvalid
 
 STACK = "rs-test"
 
@@ -89,3 +92,66 @@ def test_with_kms_the_log_groups_and_the_stream_use_the_stack_key() -> None:
     assert plain["TelemetryStream"]["Properties"]["StreamEncryption"]["KeyId"] == (
         "alias/aws/kinesis"
     )
+
+
+def test_the_upload_rule_retries_for_a_day_then_keeps_the_event() -> None:
+    resources = build_template(STACK)["Resources"]
+    [target] = resources["UploadRule"]["Properties"]["Targets"]
+    assert target["RetryPolicy"] == {
+        "MaximumRetryAttempts": 185,
+        "MaximumEventAgeInSeconds": 86400,
+    }
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["UploadDeadLetters", "Arn"]}}
+    queue = resources["UploadDeadLetters"]
+    assert queue["Type"] == "AWS::SQS::Queue"
+    assert queue["Properties"]["SqsManagedSseEnabled"] is True  # encrypted at rest
+    policy = resources["UploadDeadLettersPolicy"]["Properties"]
+    allow, deny = policy["PolicyDocument"]["Statement"]
+    assert allow["Principal"] == {"Service": "events.amazonaws.com"}
+    # Only this stack's rule may write to it.
+    assert allow["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["UploadRule", "Arn"]}}
+    }
+    assert deny["Effect"] == "Deny" and deny["Condition"]["Bool"] == {
+        "aws:SecureTransport": "false"
+    }
+
+
+def test_reserved_concurrency_is_set_per_stage_only_when_asked() -> None:
+    capped = build_template(STACK, reserved_concurrency={"infer": 20})["Resources"]
+    assert capped["InferFunction"]["Properties"]["ReservedConcurrentExecutions"] == 20
+    assert "ReservedConcurrentExecutions" not in capped["StoreFunction"]["Properties"]
+    plain = build_template(STACK)["Resources"]
+    assert all(
+        "ReservedConcurrentExecutions" not in r["Properties"]
+        for r in plain.values()
+        if r["Type"] == "AWS::Lambda::Function"
+    )
+
+
+@pytest.mark.parametrize(
+    ("reserved", "message"),
+    [({"nope": 2}, "no such stage"), ({"infer": 0}, "outside"), ({"store": 10**6}, "outside")],
+)
+def test_bad_reserved_concurrency_is_refused(reserved: dict[str, int], message: str) -> None:
+    with pytest.raises(ConfigInvalid, match=message):
+        build_template(STACK, reserved_concurrency=reserved)
+
+
+def test_firehose_logs_its_delivery_errors() -> None:
+    resources = build_template(STACK, kms=True)["Resources"]
+    destination = resources["TelemetryDelivery"]["Properties"]["ExtendedS3DestinationConfiguration"]
+    assert destination["CloudWatchLoggingOptions"] == {
+        "Enabled": True,
+        "LogGroupName": {"Ref": "TelemetryDeliveryLogGroup"},
+        "LogStreamName": {"Ref": "TelemetryDeliveryLogStream"},
+    }
+    group = resources["TelemetryDeliveryLogGroup"]["Properties"]
+    assert group["LogGroupName"] == f"/aws/kinesisfirehose/{STACK}-telemetry"
+    assert group["KmsKeyId"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
+    role = resources["FirehoseDeliveryRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    assert {
+        "Effect": "Allow",
+        "Action": ["logs:PutLogEvents"],
+        "Resource": [{"Fn::GetAtt": ["TelemetryDeliveryLogGroup", "Arn"]}],
+    } in role["Statement"]

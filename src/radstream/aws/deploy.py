@@ -93,6 +93,7 @@ def template_options_from(
     express_artifacts: bool | None = None,
     model_endpoint: str | None = None,
     kms: bool = False,
+    reserved_concurrency: Mapping[str, int] | None = None,
 ) -> TemplateOptions:
     """The template's options from explicit choices (the CLI's flags), else the settings:
     `aws template` prints exactly what `aws deploy` sends."""
@@ -111,6 +112,7 @@ def template_options_from(
         model_timeout_s=settings.model.timeout_s,
         model_retries=settings.model.retries,
         image_wait_s=settings.engine.image_wait_s,
+        reserved_concurrency=dict(reserved_concurrency or {}),
     )
 
 

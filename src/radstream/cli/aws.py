@@ -39,6 +39,14 @@ EndpointModelOpt = Annotated[
     str | None, typer.Option(help="KServe v2 URL; unset: ONNX Runtime in Lambda")
 ]
 KmsOpt = Annotated[bool, typer.Option("--kms", help="SSE-KMS with a key from the stack")]
+ReservedOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--reserved-concurrency",
+        help="STAGE=N: reserve (and cap) a stage's concurrency, e.g. infer=20 to protect a "
+        "model endpoint; repeatable",
+    ),
+]
 StackOpt = Annotated[str, typer.Option(help="Stack name (prefixes every resource name)")]
 PythonOpt = Annotated[
     str | None,
@@ -58,13 +66,30 @@ class TemplateFlags:
     express_artifacts: bool | None = None
     model_endpoint: str | None = None
     kms: bool = False
+    reserved_concurrency: tuple[str, ...] = ()
+    """``STAGE=N`` pairs."""
 
     def options(self, settings: Settings) -> TemplateOptions:
         """The flags, else the settings: `aws template` prints exactly what `aws deploy`
         sends."""
         from radstream.aws.deploy import template_options_from
 
-        return template_options_from(settings, **asdict(self))
+        chosen = asdict(self)
+        chosen["reserved_concurrency"] = parse_reserved(self.reserved_concurrency)
+        return template_options_from(settings, **chosen)
+
+
+def parse_reserved(pairs: tuple[str, ...] | list[str]) -> dict[str, int]:
+    """``["infer=20"]`` → ``{"infer": 20}``; raises ``typer.BadParameter`` otherwise."""
+    parsed: dict[str, int] = {}
+    for pair in pairs:
+        stage, sep, number = pair.partition("=")
+        if not sep or not number.strip().isdigit():
+            raise typer.BadParameter(
+                f"{pair!r} is not STAGE=N (e.g. infer=20)", param_hint="--reserved-concurrency"
+            )
+        parsed[stage.strip().replace("-", "_")] = int(number)
+    return parsed
 
 
 @aws_app.command("template")
@@ -76,13 +101,20 @@ def aws_template(
     express_artifacts: ExpressOpt = None,
     model_endpoint: EndpointModelOpt = None,
     kms: KmsOpt = False,
+    reserved_concurrency: ReservedOpt = None,
     data_dir: DataDir = None,
 ) -> None:
     """Print the CloudFormation template of the whole stack (JSON), as `aws deploy` sends it."""
     from radstream.aws.template import template_json
 
     flags = TemplateFlags(
-        memory_mb, architecture, state_machine, express_artifacts, model_endpoint, kms
+        memory_mb,
+        architecture,
+        state_machine,
+        express_artifacts,
+        model_endpoint,
+        kms,
+        tuple(reserved_concurrency or ()),
     )
     options = flags.options(settings_for(data_dir))
     sys.stdout.write(template_json(stack, options) + "\n")
@@ -131,6 +163,7 @@ def aws_deploy(
     express_artifacts: ExpressOpt = None,
     model_endpoint: EndpointModelOpt = None,
     kms: KmsOpt = False,
+    reserved_concurrency: ReservedOpt = None,
     express_zone: Annotated[
         str | None,
         typer.Option(
@@ -159,7 +192,13 @@ def aws_deploy(
     settings = settings_for(data_dir, model)
     ref = stack_ref(settings, stack, region, endpoint_url)
     flags = TemplateFlags(
-        memory_mb, architecture, state_machine, express_artifacts, model_endpoint, kms
+        memory_mb,
+        architecture,
+        state_machine,
+        express_artifacts,
+        model_endpoint,
+        kms,
+        tuple(reserved_concurrency or ()),
     )
     options = flags.options(settings)
     python = python_version or DEFAULT_PYTHON

@@ -236,6 +236,7 @@ def build_template(
     python_version: str = DEFAULT_PYTHON,
     settings_env: Mapping[str, str] | None = None,
     pipeline: Pipeline = PIPELINE,
+    reserved_concurrency: Mapping[str, int] | None = None,
 ) -> Json:
     """The CloudFormation template of stack ``stack``: :func:`render_template` with the
     :class:`TemplateOptions` given as keywords."""
@@ -251,6 +252,7 @@ def build_template(
             python_version=python_version,
             settings_env=dict(settings_env or {}),
             pipeline=pipeline,
+            reserved_concurrency=dict(reserved_concurrency or {}),
         ),
     )
 

@@ -124,6 +124,11 @@ def function(
     }
     if layers:
         props["Layers"] = [ref(layer_resource(layer)) for layer in layers]
+    reserved = options.reserved_concurrency.get(stage.name)
+    if reserved is not None:
+        # Both a guarantee and a cap: an infer cap protects a model endpoint from more
+        # concurrent requests than it serves (throttled invocations are retried).
+        props["ReservedConcurrentExecutions"] = reserved
     return {"Type": "AWS::Lambda::Function", "Properties": props}
 
 
@@ -262,8 +267,57 @@ def state_machine_resources(stack: str, options: TemplateOptions) -> Json:
     }
 
 
+UPLOAD_DEAD_LETTERS = "UploadDeadLetters"
+EVENT_RETRY_ATTEMPTS = 185
+"""EventBridge's most retries of a target (and its default): about a day of trying."""
+EVENT_MAX_AGE_S = 86400
+DEAD_LETTER_RETENTION_S = 14 * 86400
+"""SQS's longest retention: two weeks to find and re-upload what never started."""
+
+
+def _dead_letter_resources() -> Json:
+    """The queue of uploads whose execution could not be started, and its policy."""
+    queue: Json = {
+        "Type": "AWS::SQS::Queue",
+        "Properties": {
+            "MessageRetentionPeriod": DEAD_LETTER_RETENTION_S,
+            # SSE-SQS: EventBridge can write to it with no key policy to maintain.
+            "SqsManagedSseEnabled": True,
+        },
+    }
+    policy: Json = {
+        "Type": "AWS::SQS::QueuePolicy",
+        "Properties": {
+            "Queues": [ref(UPLOAD_DEAD_LETTERS)],
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "UploadRuleDeadLetters",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "events.amazonaws.com"},
+                        "Action": "sqs:SendMessage",
+                        "Resource": get_att(UPLOAD_DEAD_LETTERS, "Arn"),
+                        "Condition": {"ArnEquals": {"aws:SourceArn": get_att("UploadRule", "Arn")}},
+                    },
+                    {
+                        "Sid": "DenyInsecureTransport",
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "sqs:*",
+                        "Resource": get_att(UPLOAD_DEAD_LETTERS, "Arn"),
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    },
+                ],
+            },
+        },
+    }
+    return {UPLOAD_DEAD_LETTERS: queue, f"{UPLOAD_DEAD_LETTERS}Policy": policy}
+
+
 def upload_rule_resources() -> Json:
-    """The one rule that starts an execution per sidecar, and its role."""
+    """The one rule that starts an execution per sidecar, its role, and the dead-letter
+    queue of uploads whose execution EventBridge could not start within a day."""
     rule: Json = {
         "Type": "AWS::Events::Rule",
         "Properties": {
@@ -284,6 +338,13 @@ def upload_rule_resources() -> Json:
                     "Id": "pipeline",
                     "Arn": ref(STATE_MACHINE),
                     "RoleArn": get_att("UploadRuleRole", "Arn"),
+                    # A throttled or refused StartExecution is retried for a day, then the
+                    # event is kept in the queue: an upload is never dropped silently.
+                    "RetryPolicy": {
+                        "MaximumRetryAttempts": EVENT_RETRY_ATTEMPTS,
+                        "MaximumEventAgeInSeconds": EVENT_MAX_AGE_S,
+                    },
+                    "DeadLetterConfig": {"Arn": get_att(UPLOAD_DEAD_LETTERS, "Arn")},
                     "InputTransformer": {
                         "InputPathsMap": {
                             "bucket": "$.detail.bucket.name",
@@ -304,4 +365,4 @@ def upload_rule_resources() -> Json:
             ],
         },
     }
-    return {"UploadRuleRole": upload_rule_role(), "UploadRule": rule}
+    return {"UploadRuleRole": upload_rule_role(), "UploadRule": rule, **_dead_letter_resources()}

@@ -13,6 +13,8 @@ from radstream.pipeline.definition import PIPELINE, Pipeline
 
 from .intrinsics import BUCKETS, EXPRESS_BUCKET
 
+MAX_RESERVED_CONCURRENCY = 10000
+"""No more than an account's largest Lambda concurrency quota could give one function."""
 _STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,39}")
 
 
@@ -42,6 +44,9 @@ class TemplateOptions:
     """``model.retries``: the in-Lambda retries of a request to a remote model endpoint."""
     image_wait_s: float = 30.0
     """``engine.image_wait_s``: how long ``validate`` waits for an image after its sidecar."""
+    reserved_concurrency: Mapping[str, int] = field(default_factory=dict)
+    """Stage → reserved concurrency of its function (``--reserved-concurrency infer=20``);
+    a stage not named here shares the account's unreserved pool."""
 
     @property
     def in_process_model(self) -> bool:
@@ -77,6 +82,17 @@ class TemplateOptions:
             raise ConfigInvalid(
                 f"state machine type {self.state_machine_type!r} is not STANDARD/EXPRESS"
             )
+        names = {stage.name for stage in self.pipeline.all_stages}
+        for stage, reserved in self.reserved_concurrency.items():
+            if stage not in names:
+                raise ConfigInvalid(
+                    f"reserved concurrency for {stage!r}: no such stage ({', '.join(sorted(names))})"
+                )
+            if not 1 <= reserved <= MAX_RESERVED_CONCURRENCY:
+                raise ConfigInvalid(
+                    f"reserved concurrency {reserved} for {stage} is outside "
+                    f"1-{MAX_RESERVED_CONCURRENCY} (0 would stop the stage)"
+                )
         if not self.outage_budget_s > 0:
             raise ConfigInvalid(f"outage budget {self.outage_budget_s} s must be > 0")
         if self.python_version not in SUPPORTED_PYTHON:

@@ -74,11 +74,35 @@ def _delivery_role(stack: str, kms: bool) -> Json:
             ],
         ),
     ]
+    statements.append(statement(["logs:PutLogEvents"], [get_att(DELIVERY_LOG_GROUP, "Arn")]))
     if kms:
         statements.append(
             statement(["kms:GenerateDataKey", "kms:Decrypt"], [get_att(KMS_KEY, "Arn")])
         )
     return role("firehose.amazonaws.com", "write-telemetry-bucket", statements)
+
+
+DELIVERY_LOG_GROUP = "TelemetryDeliveryLogGroup"
+DELIVERY_LOG_STREAM = "TelemetryDeliveryLogStream"
+DELIVERY_LOG_RETENTION_DAYS = 30
+
+
+def _delivery_logs(stack: str, kms: bool) -> Json:
+    """Where Firehose logs what it could not deliver or convert (a record it drops is
+    otherwise seen only in the error prefix of the bucket)."""
+    group: Json = {
+        "LogGroupName": f"/aws/kinesisfirehose/{stack}-telemetry",
+        "RetentionInDays": DELIVERY_LOG_RETENTION_DAYS,
+    }
+    if kms:
+        group["KmsKeyId"] = get_att(KMS_KEY, "Arn")
+    return {
+        DELIVERY_LOG_GROUP: {"Type": "AWS::Logs::LogGroup", "Properties": group},
+        DELIVERY_LOG_STREAM: {
+            "Type": "AWS::Logs::LogStream",
+            "Properties": {"LogGroupName": ref(DELIVERY_LOG_GROUP), "LogStreamName": "S3Delivery"},
+        },
+    }
 
 
 def telemetry_resources(stack: str, kms: bool) -> Json:
@@ -108,6 +132,11 @@ def telemetry_resources(stack: str, kms: bool) -> Json:
                 "RoleARN": get_att("FirehoseDeliveryRole", "Arn"),
                 "Prefix": TELEMETRY_PREFIX,
                 "ErrorOutputPrefix": TELEMETRY_ERROR_PREFIX,
+                "CloudWatchLoggingOptions": {
+                    "Enabled": True,
+                    "LogGroupName": ref(DELIVERY_LOG_GROUP),
+                    "LogStreamName": ref(DELIVERY_LOG_STREAM),
+                },
                 # Record format conversion needs a buffer of at least 64 MB.
                 "BufferingHints": {"IntervalInSeconds": 60, "SizeInMBs": 64},
                 "CompressionFormat": "UNCOMPRESSED",
@@ -130,6 +159,7 @@ def telemetry_resources(stack: str, kms: bool) -> Json:
         },
     }
     return {
+        **_delivery_logs(stack, kms),
         STREAM: stream,
         "FirehoseSourceRole": _source_role(kms),
         "FirehoseDeliveryRole": _delivery_role(stack, kms),
