@@ -35,7 +35,18 @@ VARIANTS: list[dict[str, Any]] = [
         ("STANDARD", "EXPRESS"), (None, "https://model.internal:8443"), (False, True), (False, True)
     )
 ]
-# Two variants differ in every option; the lint test covers all 16.
+# Graviton and per-stage reserved concurrency, on top of the 16 above.
+VARIANTS.append(
+    {
+        "state_machine_type": "EXPRESS",
+        "model_endpoint": "https://model.internal:8443",
+        "kms": True,
+        "express_artifacts": True,
+        "architecture": "arm64",
+        "reserved_concurrency": {"infer": 10},
+    }
+)
+# Two variants differ in every option; the lint test covers all 17.
 DEFAULT = build_template(STACK)
 FULL = build_template(
     STACK,
@@ -62,6 +73,7 @@ def _id(variant: dict[str, Any]) -> str:
             "endpoint" if variant["model_endpoint"] else "in-lambda",
             "kms" if variant["kms"] else "sse-s3",
             "express" if variant["express_artifacts"] else "standard-s3",
+            *([variant["architecture"]] if "architecture" in variant else []),
         ]
     )
 
