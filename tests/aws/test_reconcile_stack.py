@@ -10,13 +10,17 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from radstream.aws.reconcile import reconcile_stack, requeue
+from radstream.aws.completions import S3CompletionWatcher
+from radstream.aws.outcomes import stack_store, wait_for_outcomes
+from radstream.aws.reconcile import explain_lost, reconcile_stack, requeue
 from radstream.aws.session import AwsTarget, StackRef
 
 NOW = 1_800_000_000.0
 OUTPUTS = {
     "ImagesBucketName": "images",
     "ResultsBucketName": "results",
+    "TelemetryBucketName": "telemetry",
+    "ArtifactsBucketName": "artifacts",
     "StateMachineArn": "arn:aws:states:eu-west-1:1:stateMachine:rs",
 }
 
@@ -74,12 +78,17 @@ class _Sfn:
 
         class Listing:
             def paginate(self, **kwargs: Any) -> list[dict[str, Any]]:
+                wanted = kwargs.get("statusFilter")
                 return [
                     {
                         "executions": [
-                            {"executionArn": e["arn"]}
-                            for e in account.executions
-                            if e["status"] == kwargs["statusFilter"]
+                            {
+                                "executionArn": e["arn"],
+                                "status": e["status"],
+                                "startDate": datetime.fromtimestamp(e["stopped"] - 10, UTC),
+                            }
+                            for e in sorted(account.executions, key=lambda e: -e["stopped"])
+                            if wanted is None or e["status"] == wanted
                         ]
                     }
                 ]
@@ -166,3 +175,26 @@ def test_requeue_copies_each_sidecar_onto_itself_as_a_new_upload() -> None:
         assert copy["CopySource"] == {"Bucket": "images", "Key": copy["Key"]}
         assert copy["MetadataDirective"] == "REPLACE"  # a copy onto itself must change
     assert {c["Key"] for c in account.copies} == {"incoming/s2/b.json", "incoming/s3/c.json"}
+
+
+def test_a_lost_upload_is_explained_by_its_latest_execution() -> None:
+    stack = _stack(_account())
+    keys = ["incoming/s2/b.json", "incoming/s3/c.json"]
+    assert explain_lost(stack, keys, since=NOW - 3600) == {
+        "incoming/s2/b.json": "TIMED_OUT States.Timeout",
+        "incoming/s3/c.json": "no execution started",
+    }
+    # Executions that started before the upload are not its own.
+    assert explain_lost(stack, keys, since=NOW)["incoming/s2/b.json"] == "no execution started"
+
+
+def test_upload_reports_a_lost_study_with_its_execution_status_and_error() -> None:
+    stack = _stack(_account())
+    store = stack_store(stack)
+    watcher = S3CompletionWatcher(store, min_interval_s=0.0)
+    outcomes = wait_for_outcomes(
+        watcher, [("incoming/s2/b.json", NOW - 3600)], timeout_s=0.0, poll_s=0.0
+    )
+    assert [(o.status, o.error_code) for o in outcomes] == [
+        ("lost", "lost: TIMED_OUT States.Timeout")
+    ]

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from radstream.aws.session import StackRef
 from radstream.errors import StackNotFound
@@ -33,6 +33,7 @@ FAILED_STATUSES: tuple[str, ...] = ("FAILED", "TIMED_OUT", "ABORTED")
 MAX_EXECUTIONS = 1000
 """Executions read per status (the latest): the report looks at recent history."""
 REQUEUE_METADATA = "radstream-requeued-at"
+_CLOCK_SLACK_S = 5.0  # this machine's clock against Step Functions'
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,33 @@ def requeue(stack: StackRef, keys: list[str], now: float | None = None) -> int:
             raise
         count += 1
     return count
+
+
+def explain_lost(stack: StackRef, keys: list[str], *, since: float) -> dict[str, str]:
+    """Why each sidecar in ``keys`` has no outcome, from its latest execution started
+    since ``since`` (epoch seconds): ``"FAILED States.Runtime"``, ``"RUNNING"``, or
+    ``"no execution started"``. Best effort: empty when Step Functions cannot be asked."""
+    wanted = set(keys)
+    found: dict[str, str] = {}
+    try:
+        machine = stack.outputs()["StateMachineArn"]
+        sfn = stack.target.client("stepfunctions")
+        pages = sfn.get_paginator("list_executions").paginate(
+            stateMachineArn=machine, PaginationConfig={"MaxItems": MAX_EXECUTIONS}
+        )
+        for page in pages:
+            for item in page.get("executions", []):  # newest first
+                started = item.get("startDate")
+                if started is not None and started.timestamp() < since - _CLOCK_SLACK_S:
+                    continue
+                status = str(item.get("status", ""))
+                execution = _describe(sfn, str(item["executionArn"]), status)
+                if execution is None or execution.key not in wanted or execution.key in found:
+                    continue
+                found[execution.key] = " ".join(p for p in (status, execution.error) if p)
+    except (ClientError, BotoCoreError, KeyError, StackNotFound):
+        return {}
+    return {key: found.get(key, "no execution started") for key in keys}
 
 
 def _objects(s3: Any, bucket: str, prefix: str) -> Iterator[tuple[str, float]]:
