@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -210,3 +211,31 @@ def test_an_update_keeps_the_stack_zone(tmp_path: Path) -> None:
     deploy(StackRef("rs", target), _express_options(tmp_path), report=lambda _: None)
     [zone] = [p for p in _sent_parameters(target) if p["ParameterKey"] == "ExpressZoneId"]
     assert zone == {"ParameterKey": "ExpressZoneId", "UsePreviousValue": True}
+
+
+def _emulator_runs(target: _FakeTarget, python: str) -> None:
+    """The fake emulator's probe function answers ``python``."""
+    lam = target.client("lambda")
+    lam.__dict__["invoke"] = lambda **_: {"Payload": io.BytesIO(json.dumps(python).encode())}
+
+
+def test_deploy_to_an_emulator_refuses_a_package_for_another_python(tmp_path: Path) -> None:
+    """A package for 3.12 on an emulator that runs 3.11: every upload would end with no
+    outcome at all, so the deploy stops first and says what to pass."""
+    target = _FakeTarget(region="us-east-1", endpoint_url="http://emulator:4566")
+    _emulator_runs(target, "3.11")
+    options = DeployOptions(package=_manifest(tmp_path), model_path=None, model_preprocessing={})
+    with pytest.raises(ConfigInvalid, match=r"--python-version 3\.11"):
+        deploy(StackRef("rs", target), options, report=lambda _: None)
+    assert not [c for c in target.calls if c[0] == "create_change_set"]
+    assert [c[1]["FunctionName"] for c in target.calls if c[0] == "delete_function"] == [
+        "rs-python-probe"  # the probe does not stay behind
+    ]
+
+
+def test_deploy_to_an_emulator_with_the_same_python_goes_ahead(tmp_path: Path) -> None:
+    target = _FakeTarget(region="us-east-1", endpoint_url="http://emulator:4566")
+    _emulator_runs(target, "3.12")
+    options = DeployOptions(package=_manifest(tmp_path), model_path=None, model_preprocessing={})
+    deploy(StackRef("rs", target), options, report=lambda _: None)
+    assert [c for c in target.calls if c[0] == "create_change_set"]

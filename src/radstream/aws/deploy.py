@@ -21,9 +21,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypedDict
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from radstream import layout
+from radstream.aws import preflight
 from radstream.aws.package import ARTIFACT_FILES, CODE, PackageManifest
 from radstream.aws.session import StackRef
 from radstream.aws.template import (
@@ -44,17 +45,6 @@ DESTROY_ROUNDS = 3
 DIRECTORY_BUCKET_SUFFIX = "--x-s3"
 _NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
 EXPRESS_ZONE_PARAMETER = "ExpressZoneId"
-EXPRESS_ZONES: dict[str, tuple[str, ...]] = {
-    "us-east-1": ("use1-az4", "use1-az5", "use1-az6"),
-    "us-west-2": ("usw2-az1", "usw2-az3", "usw2-az4"),
-    "ap-northeast-1": ("apne1-az1", "apne1-az4"),
-    "ap-south-1": ("aps1-az1", "aps1-az3"),
-    "eu-north-1": ("eun1-az1", "eun1-az2", "eun1-az3"),
-}
-"""Availability Zone ids where S3 Express One Zone directory buckets can be created, by
-region (Amazon S3 user guide, "S3 Express One Zone Availability Zones and Regions"). Zone
-ids, unlike zone names, are the same in every account. A region not listed here may have
-gained zones since: pass one with ``--express-zone``."""
 _STACK_BUCKET_OUTPUTS = (
     "ImagesBucketName",
     "ResultsBucketName",
@@ -79,7 +69,7 @@ class DeployOptions:
     named_queries: bool = True
     express_zone: str | None = None
     """The Availability Zone id of the S3 Express directory bucket (``--express-zone``);
-    None: the stack's current one on an update, else one of the region's (:func:`express_zone`)."""
+    None: the stack's current one on an update, else one of the region's (:func:`radstream.aws.preflight.express_zone`)."""
     wait_s: float = 1800.0
     poll_s: float = 2.0
 
@@ -169,6 +159,8 @@ def deploy(
             "imaging and model wheels do not load (they need glibc 2.28): package for 3.12 "
             "(`radstream aws package --python-version 3.12`)"
         )
+    if stack.target.endpoint_url is not None:
+        preflight.check_emulator_python(stack, python, report)
     cfn = stack.target.client("cloudformation")
     code_bucket = _ensure_code_bucket(stack)
     keys = _upload_package(stack, code_bucket, options.package, report)
@@ -233,33 +225,6 @@ def deploy(
     return outputs
 
 
-def express_zone(stack: StackRef) -> str:
-    """An Availability Zone id of ``stack``'s region that can hold a directory bucket.
-
-    The first zone of :data:`EXPRESS_ZONES` that EC2 reports available to this account;
-    the first listed when EC2 cannot be asked (an emulator without it). Raises
-    ``ConfigInvalid`` for a region with no known zone, naming ``--express-zone``.
-    """
-    region = stack.target.region
-    zones = EXPRESS_ZONES.get(region)
-    if not zones:
-        known = ", ".join(sorted(EXPRESS_ZONES))
-        raise ConfigInvalid(
-            f"no S3 Express One Zone Availability Zone is known for {region} (known: {known}); "
-            "pass one with --express-zone (e.g. use1-az4), or deploy with --standard-artifacts"
-        )
-    try:
-        reply = stack.target.client("ec2").describe_availability_zones(ZoneIds=list(zones))
-    except (ClientError, BotoCoreError):
-        return zones[0]
-    available = {
-        str(z.get("ZoneId"))
-        for z in reply.get("AvailabilityZones", [])
-        if z.get("State") == "available"
-    }
-    return next((zone for zone in zones if zone in available), zones[0])
-
-
 def _express_zone_parameter(
     stack: StackRef, options: DeployOptions, exists: bool, report: Report
 ) -> dict[str, Any]:
@@ -269,7 +234,7 @@ def _express_zone_parameter(
         return {"ParameterKey": EXPRESS_ZONE_PARAMETER, "ParameterValue": options.express_zone}
     if exists and EXPRESS_ZONE_PARAMETER in _stack_parameters(stack):
         return {"ParameterKey": EXPRESS_ZONE_PARAMETER, "UsePreviousValue": True}
-    zone = express_zone(stack)
+    zone = preflight.express_zone(stack)
     report(f"S3 Express directory bucket in {zone} (choose another with --express-zone)")
     return {"ParameterKey": EXPRESS_ZONE_PARAMETER, "ParameterValue": zone}
 
