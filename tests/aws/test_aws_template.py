@@ -5,12 +5,14 @@ from __future__ import annotations
 import importlib
 import itertools
 import json
+import os
 from typing import Any
 
 import pytest
 
 from radstream.aws.asl import LAMBDA_SERVICE_ERRORS, transient_codes
 from radstream.aws.athena_runner import positional_names, to_positional
+from radstream.aws.secrets import load_secrets
 from radstream.aws.template import (
     BUCKETS,
     STEP_FUNCTIONS_LOG_DELIVERY_ACTIONS,
@@ -229,9 +231,7 @@ def test_a_remote_model_endpoint_ships_no_model_layer() -> None:
     assert "ModelLayerKey" not in FULL["Parameters"]
     prepare = FULL["Resources"]["PrepareFunction"]["Properties"]
     assert prepare["Layers"] == [{"Ref": "ImagingLayer"}]
-    assert DEFAULT["Resources"]["InferFunction"]["Properties"]["Layers"] == [
-        {"Ref": "ModelLayer"}
-    ]
+    assert DEFAULT["Resources"]["InferFunction"]["Properties"]["Layers"] == [{"Ref": "ModelLayer"}]
     assert {"ModelLayerKey", "ImagingLayerKey"} <= set(DEFAULT["Parameters"])
 
 
@@ -464,13 +464,24 @@ def test_settings_reach_the_functions_and_secrets_stay_out_of_the_template(
     assert variables["RADSTREAM_TELEMETRY__PSEUDONYMISE"] == "true"
     assert variables["RADSTREAM_TELEMETRY__VARIANT"] == "B"
     assert variables["RADSTREAM_ENGINE__IMAGE_WAIT_S"] == "45.0"
-    assert variables["RADSTREAM_TELEMETRY__PSEUDONYM_KEY"] == {"Ref": "PseudonymKey"}
-    assert variables["RADSTREAM_MODEL__TOKEN"] == {"Ref": "ModelToken"}
-    # What a function parses from that environment (the secrets filled in by the
-    # parameters) is what this machine has.
-    for name, value in {**env, "RADSTREAM_TELEMETRY__PSEUDONYM_KEY": "k3y"}.items():
+    # No secret in a function's configuration: the ARN of its secret, when it is set.
+    assert "RADSTREAM_TELEMETRY__PSEUDONYM_KEY" not in variables
+    assert "RADSTREAM_MODEL__TOKEN" not in variables
+    assert variables["SECRET_ID_RADSTREAM_TELEMETRY__PSEUDONYM_KEY"] == {
+        "Fn::If": ["HasPseudonymKey", "rs/radstream/pseudonym-key", {"Ref": "AWS::NoValue"}]
+    }
+    # What a function parses from that environment, once its container fetched the
+    # secret, is what this machine has.
+    for name, value in env.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SECRET_ID_RADSTREAM_TELEMETRY__PSEUDONYM_KEY", "rs/radstream/pseudonym-key")
     monkeypatch.setenv("RADSTREAM_CONFIG", "/nonexistent.toml")
+
+    class Secrets:
+        def get_secret_value(self, SecretId: str) -> dict[str, str]:  # noqa: N803 (boto's name)
+            return {"SecretString": {"rs/radstream/pseudonym-key": "k3y"}[SecretId]}
+
+    assert load_secrets(os.environ, Secrets) == ["RADSTREAM_TELEMETRY__PSEUDONYM_KEY"]
     parsed = Settings()
     assert parsed.telemetry == settings.telemetry
     assert parsed.engine.image_wait_s == 45

@@ -155,3 +155,54 @@ def test_firehose_logs_its_delivery_errors() -> None:
         "Action": ["logs:PutLogEvents"],
         "Resource": [{"Fn::GetAtt": ["TelemetryDeliveryLogGroup", "Arn"]}],
     } in role["Statement"]
+
+
+def _role_statements(resources: dict[str, Any], stage: str) -> list[Any]:
+    policy = resources[f"{stage}Role"]["Properties"]["Policies"][0]["PolicyDocument"]
+    statements: list[Any] = policy["Statement"]
+    return statements
+
+
+def test_secrets_live_in_secrets_manager_read_only_by_their_functions() -> None:
+    template = build_template(STACK, model_endpoint="https://model.internal:8443", kms=True)
+    resources = template["Resources"]
+    for name, parameter in (
+        ("ModelTokenSecret", "ModelToken"),
+        ("PseudonymKeySecret", "PseudonymKey"),
+    ):
+        secret = resources[name]
+        assert secret["Type"] == "AWS::SecretsManager::Secret"
+        assert secret["Properties"]["SecretString"] == {"Ref": parameter}
+        assert secret["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
+        # Only when given: an empty parameter creates no secret.
+        assert template["Conditions"][secret["Condition"]] == {
+            "Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, ""]}]
+        }
+    arn = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+    token_arn = {"Fn::Sub": f"{arn}{STACK}/radstream/model-token-??????"}
+    key_arn = {"Fn::Sub": f"{arn}{STACK}/radstream/pseudonym-key-??????"}
+    for stage in ("Validate", "Prepare", "Infer", "Store", "RecordFailure"):
+        statements = _role_statements(resources, stage)
+        variables = resources[f"{stage}Function"]["Properties"]["Environment"]["Variables"]
+        [reads] = [s for s in statements if s["Action"] == ["secretsmanager:GetSecretValue"]]
+        # The token: the stage that calls the endpoint, alone.
+        assert (token_arn in reads["Resource"]) is (stage == "Infer")
+        assert ("SECRET_ID_RADSTREAM_MODEL__TOKEN" in variables) is (stage == "Infer")
+        # The pseudonym key: every stage writes telemetry.
+        assert key_arn in reads["Resource"]
+        assert variables["SECRET_ID_RADSTREAM_TELEMETRY__PSEUDONYM_KEY"] == {
+            "Fn::If": [
+                "HasPseudonymKey",
+                f"{STACK}/radstream/pseudonym-key",
+                {"Ref": "AWS::NoValue"},
+            ]
+        }
+        assert "RADSTREAM_MODEL__TOKEN" not in variables
+        kms = [s for s in statements if "kms:Decrypt" in s["Action"]]
+        assert kms, f"{stage} cannot decrypt its secrets"
+    in_lambda = build_template(STACK)["Resources"]
+    assert all(
+        "SECRET_ARN_RADSTREAM_MODEL__TOKEN" not in r["Properties"]["Environment"]["Variables"]
+        for r in in_lambda.values()
+        if r["Type"] == "AWS::Lambda::Function"
+    )

@@ -44,6 +44,7 @@ from urllib.parse import urlsplit
 
 from radstream.aws.kinesis_sink import KinesisTelemetrySink
 from radstream.aws.s3_store import S3ObjectStore
+from radstream.aws.secrets import load_secrets
 from radstream.aws.session import AwsTarget
 from radstream.errors import (
     ConfigInvalid,
@@ -208,6 +209,14 @@ def _configure_logs() -> None:
 @functools.cache
 def _container() -> _Container:
     _check_sdk()
+    # Secrets come from Secrets Manager, once per container, before the settings are read.
+    region = os.environ.get("AWS_REGION")
+    load_secrets(
+        os.environ,
+        lambda: AwsTarget(region=region or Settings().aws.region, endpoint_url=None).client(
+            "secretsmanager"
+        ),
+    )
     settings = Settings()
     aws = settings.aws
     # Inside Lambda the SDK finds the region (and, under an emulator, AWS_ENDPOINT_URL)

@@ -58,6 +58,7 @@ from .intrinsics import (
     sub,
 )
 from .options import TemplateOptions
+from .secrets import SECRET_SETTINGS, secret_conditions, secret_resources
 from .storage import storage_resources
 from .telemetry import TELEMETRY_ERROR_PREFIX, TELEMETRY_PREFIX, telemetry_resources
 
@@ -99,11 +100,9 @@ LAYERS: tuple[str, ...] = used_layers(TemplateOptions())
 """Every layer a stack may have (a stack with a model endpoint has no ``model`` layer)."""
 LAYER_RESOURCES: dict[str, str] = {layer: layer_resource(layer) for layer in LAYERS}
 LAYER_KEY_PARAMETERS: dict[str, str] = {layer: layer_key_parameter(layer) for layer in LAYERS}
-SECRET_PARAMETERS: dict[str, str] = {
-    "RADSTREAM_MODEL__TOKEN": "ModelToken",
-    "RADSTREAM_TELEMETRY__PSEUDONYM_KEY": "PseudonymKey",
-}
-"""Settings the functions need that must not appear in the template: env var → parameter."""
+SECRET_PARAMETERS: dict[str, str] = {s.variable: s.parameter for s in SECRET_SETTINGS}
+"""Settings the functions need that must not appear in the template: env var → parameter
+(each kept in a Secrets Manager secret of the stack: :mod:`.secrets`)."""
 
 
 def _parameters(options: TemplateOptions) -> Json:
@@ -131,7 +130,7 @@ def _parameters(options: TemplateOptions) -> Json:
                 "Type": "String",
                 "NoEcho": True,
                 "Default": "",
-                "Description": f"{env} for the stage functions (empty: unset)",
+                "Description": f"{env}, kept in a Secrets Manager secret (empty: unset)",
             }
             for env, parameter in SECRET_PARAMETERS.items()
         },
@@ -173,8 +172,8 @@ def _environment(options: TemplateOptions) -> dict[str, Json | str]:
         "RADSTREAM_COST__STATE_MACHINE": options.state_machine_type,
         "RADSTREAM_COST__STORAGE_CLASS": "express" if options.express_artifacts else "standard",
         "RADSTREAM_AWS__PREPROCESSING": ref("ModelPreprocessing"),
-        # Secrets travel as NoEcho parameters, never in the template text.
-        **{env: ref(parameter) for env, parameter in SECRET_PARAMETERS.items()},
+        # Secrets travel as NoEcho parameters into Secrets Manager; a function that needs
+        # one gets its ARN (.secrets), never the value.
         **options.settings_env,
     }
     if options.model_endpoint is not None:
@@ -206,6 +205,7 @@ def render_template(stack: str, options: TemplateOptions) -> Json:
     options.check(stack)
     resources: Json = {
         **storage_resources(options),
+        **secret_resources(stack, options),
         **function_resources(stack, options, _environment(options)),
         **state_machine_resources(stack, options),
         **upload_rule_resources(),
@@ -217,7 +217,8 @@ def render_template(stack: str, options: TemplateOptions) -> Json:
         "Description": f"RadStream {stack}: chest X-ray inference pipeline (generated; do not edit)",
         "Parameters": _parameters(options),
         "Conditions": {
-            NAMED_QUERIES_CONDITION: {"Fn::Equals": [ref(NAMED_QUERIES_PARAMETER), "true"]}
+            NAMED_QUERIES_CONDITION: {"Fn::Equals": [ref(NAMED_QUERIES_PARAMETER), "true"]},
+            **secret_conditions(),
         },
         "Resources": resources,
         "Outputs": _outputs(options),

@@ -47,6 +47,7 @@ from .intrinsics import (
 )
 from .limits import ExecutionTimes
 from .options import TemplateOptions
+from .secrets import secret_environment
 
 LOG_RETENTION_DAYS = 30
 EXPRESS_OUTAGE_BUDGET_S = 120.0
@@ -120,7 +121,7 @@ def function(
         "Architectures": [options.architecture],
         "Timeout": LAMBDA_TIMEOUT_S.get(stage.name, DEFAULT_TIMEOUT_S),
         "LoggingConfig": {"LogGroup": ref(f"{name}LogGroup")},
-        "Environment": {"Variables": dict(environment)},
+        "Environment": {"Variables": {**environment, **secret_environment(stack, stage, options)}},
     }
     if layers:
         props["Layers"] = [ref(layer_resource(layer)) for layer in layers]
@@ -153,7 +154,7 @@ def function_resources(
         resources[f"{name}LogGroup"] = _log_group(
             f"/aws/lambda/{function_name(stack, stage.name)}", options.kms
         )
-        resources[f"{name}Role"] = stage_role(stage, options)
+        resources[f"{name}Role"] = stage_role(stage, options, stack=stack)
         resources[f"{name}Function"] = function(
             stack, stage, options, layers=layers[stage.name], environment=environment
         )

@@ -29,6 +29,7 @@ from .intrinsics import (
     statement,
 )
 from .options import TemplateOptions
+from .secrets import secret_statements, uses_secrets
 
 GET, PUT, DELETE, LIST = "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"
 CREATE_SESSION = "s3express:CreateSession"
@@ -82,7 +83,7 @@ def stage_access(stage: StageDef, *, in_process_model: bool) -> StageAccess:
     )
 
 
-def stage_statements(stage: StageDef, options: TemplateOptions) -> list[Json]:
+def stage_statements(stage: StageDef, options: TemplateOptions, *, stack: str) -> list[Json]:
     """The policy statements of ``stage``'s role: S3 (or S3 Express sessions), KMS for its
     reads and writes when the buckets use the stack's key, Kinesis, and its own log group."""
     access = stage_access(stage, in_process_model=options.in_process_model)
@@ -110,8 +111,10 @@ def stage_statements(stage: StageDef, options: TemplateOptions) -> list[Json]:
     if options.kms:
         # Deletes need no key; the directory bucket uses SSE-S3. Every stage puts telemetry
         # records on the stream, which the stack key encrypts: GenerateDataKey always.
-        kms_actions = (["kms:Decrypt"] if reads else []) + ["kms:GenerateDataKey"]
+        decrypts = bool(reads) or uses_secrets(stage, options)  # objects, or its secrets
+        kms_actions = (["kms:Decrypt"] if decrypts else []) + ["kms:GenerateDataKey"]
         statements.append(statement(kms_actions, [get_att(KMS_KEY, "Arn")]))
+    statements.extend(secret_statements(stack, stage, options))
     statements.append(statement(["kinesis:PutRecords"], [get_att(STREAM, "Arn")]))
     statements.append(
         statement(
@@ -138,9 +141,11 @@ def _list_statements(lists: list[Objects], options: TemplateOptions) -> list[Jso
     ]
 
 
-def stage_role(stage: StageDef, options: TemplateOptions) -> Json:
+def stage_role(stage: StageDef, options: TemplateOptions, *, stack: str) -> Json:
     """The role of ``stage``'s function: only its own actions, buckets and prefixes."""
-    return role("lambda.amazonaws.com", f"{stage.name}-stage", stage_statements(stage, options))
+    return role(
+        "lambda.amazonaws.com", f"{stage.name}-stage", stage_statements(stage, options, stack=stack)
+    )
 
 
 def state_machine_role(stages: Iterable[StageDef]) -> Json:
