@@ -40,6 +40,8 @@ class _Account:
     objects: dict[str, dict[str, float]]
     executions: list[dict[str, Any]]
     copies: list[dict[str, Any]] = field(default_factory=list)
+    express: bool = False
+    """An EXPRESS state machine: ListExecutions refuses."""
 
 
 class _S3:
@@ -78,6 +80,12 @@ class _Sfn:
 
         class Listing:
             def paginate(self, **kwargs: Any) -> list[dict[str, Any]]:
+                if account.express:
+                    raise ClientError(
+                        {"Error": {"Code": "ValidationException",
+                                   "Message": "This operation is not supported by EXPRESS"}},
+                        "ListExecutions",
+                    )  # fmt: skip
                 wanted = kwargs.get("statusFilter")
                 return [
                     {
@@ -198,3 +206,13 @@ def test_upload_reports_a_lost_study_with_its_execution_status_and_error() -> No
     assert [(o.status, o.error_code) for o in outcomes] == [
         ("lost", "lost: TIMED_OUT States.Timeout")
     ]
+
+
+def test_an_express_machine_whose_executions_cannot_be_listed_still_reports_lost_studies() -> None:
+    account = _account()
+    account.express = True
+    found = reconcile_stack(_stack(account), older_than_s=60, now=NOW)
+    assert not found.executions_listed
+    assert {s.key for s in found.lost} == {"incoming/s2/b.json", "incoming/s3/c.json"}
+    assert all(s.execution is None for s in found.lost)
+    assert found.unrecorded == []

@@ -66,6 +66,9 @@ class StackReconciliation:
     """Sidecars older than the threshold with neither result nor failure object."""
     unrecorded: list[EndedExecution]
     """Executions that ended FAILED, TIMED_OUT or ABORTED for a study with no outcome."""
+    executions_listed: bool = True
+    """False for an EXPRESS state machine, whose executions Step Functions does not list
+    (their errors are in the state machine's log group)."""
 
 
 def reconcile_stack(
@@ -89,7 +92,12 @@ def reconcile_stack(
         for key, _ in _objects(s3, results, prefix)
         if (sidecar := sidecar_key_for(key)) is not None
     }
-    ended = _ended_executions(stack.target.client("stepfunctions"), machine)
+    try:
+        ended, listed = _ended_executions(stack.target.client("stepfunctions"), machine), True
+    except ClientError as exc:
+        if "not supported" not in str(exc).lower() and "express" not in str(exc).lower():
+            raise
+        ended, listed = [], False  # EXPRESS: ListExecutions refuses
     latest: dict[str, EndedExecution] = {}
     for execution in ended:  # newest first: keep the first seen per sidecar
         latest.setdefault(execution.key, execution)
@@ -99,7 +107,7 @@ def reconcile_stack(
         if is_sidecar(key) and key not in outcomes and current - modified >= older_than_s
     ]
     unrecorded = [e for e in ended if e.key not in outcomes]
-    return StackReconciliation(lost=lost, unrecorded=unrecorded)
+    return StackReconciliation(lost=lost, unrecorded=unrecorded, executions_listed=listed)
 
 
 def requeue(stack: StackRef, keys: list[str], now: float | None = None) -> int:

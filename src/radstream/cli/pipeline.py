@@ -273,6 +273,7 @@ def _reconcile_stack(
         doc = {
             "lost": [asdict(s) for s in found.lost],
             "unrecorded_executions": [asdict(e) for e in found.unrecorded],
+            "executions_listed": found.executions_listed,
             "requeued": requeued,
         }
         out.print_json(json.dumps(doc))
@@ -285,6 +286,11 @@ def _reconcile_stack(
         out.print(
             f"ended {execution.status:<9} {escape(execution.key)}  "
             f"{escape(execution.error or '')}: {escape(execution.cause or '')}"
+        )
+    if not found.executions_listed:
+        console.print(
+            "an EXPRESS state machine's executions are not listed by Step Functions: "
+            "their errors are in its log group"
         )
     console.print(
         f"{len(found.lost)} sidecar(s) with no outcome object, {len(found.unrecorded)} "
