@@ -239,3 +239,10 @@ def test_deploy_to_an_emulator_with_the_same_python_goes_ahead(tmp_path: Path) -
     options = DeployOptions(package=_manifest(tmp_path), model_path=None, model_preprocessing={})
     deploy(StackRef("rs", target), options, report=lambda _: None)
     assert [c for c in target.calls if c[0] == "create_change_set"]
+
+
+def test_a_region_that_is_no_aws_region_is_a_config_error(tmp_path: Path) -> None:
+    target = _FakeTarget(region="local", endpoint_url="http://emulator:4566")
+    options = DeployOptions(package=_manifest(tmp_path), model_path=None, model_preprocessing={})
+    with pytest.raises(ConfigInvalid, match="not an AWS region"):
+        deploy(StackRef("rs", target), options, report=lambda _: None)

@@ -334,7 +334,10 @@ def code_bucket_name(stack: StackRef) -> str:
     """The bucket that holds the package and templates of ``stack`` (globally unique:
     :func:`radstream.aws.template.names.code_bucket_name`)."""
     account = str(stack.target.client("sts").get_caller_identity()["Account"])
-    return names.code_bucket_name(stack.name, account, stack.target.region)
+    try:
+        return names.code_bucket_name(stack.name, account, stack.target.region)
+    except ValueError as exc:  # an emulator's made-up account or region
+        raise ConfigInvalid(f"no code bucket name for stack {stack.name}: {exc}") from None
 
 
 def _ensure_code_bucket(stack: StackRef) -> str:
