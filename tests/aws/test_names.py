@@ -29,6 +29,9 @@ SCOPED: set[tuple[str, tuple[str, ...]]] = {
     ("AWS::Athena::NamedQuery", ("Name",)),
     ("AWS::IAM::Role", ("Policies", "PolicyName")),
     ("AWS::Logs::LogStream", ("LogStreamName",)),
+    # Not names of anything the stack creates: the metric an alarm watches.
+    ("AWS::CloudWatch::Alarm", ("MetricName",)),
+    ("AWS::CloudWatch::Alarm", ("Dimensions", "Name")),
 }
 
 

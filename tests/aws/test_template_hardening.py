@@ -206,3 +206,32 @@ def test_secrets_live_in_secrets_manager_read_only_by_their_functions() -> None:
         for r in in_lambda.values()
         if r["Type"] == "AWS::Lambda::Function"
     )
+
+
+def test_loss_has_alarms_and_failure_does_not() -> None:
+    topic = "arn:aws:sns:eu-west-1:123456789012:radstream-ops"
+    resources = build_template(STACK, alarm_topic=topic)["Resources"]
+    alarms = {
+        k: r["Properties"] for k, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    watched = {(a["Namespace"], a["MetricName"]) for a in alarms.values()}
+    assert watched == {
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),  # an execution never started
+        ("AWS/Lambda", "Errors"),  # on record_failure: its outcome not written
+        ("AWS/States", "ExecutionsTimedOut"),
+        ("AWS/States", "ExecutionsAborted"),
+    }
+    assert ("AWS/States", "ExecutionsFailed") not in watched  # a recorded failure is normal
+    [record] = [a for a in alarms.values() if a["MetricName"] == "Errors"]
+    assert record["Dimensions"] == [{"Name": "FunctionName", "Value": f"{STACK}-record-failure"}]
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"] == [topic]
+        assert alarm["Threshold"] == 1 and alarm["TreatMissingData"] == "notBreaching"
+    quiet = build_template(STACK)["Resources"]
+    assert all(
+        "AlarmActions" not in r["Properties"]
+        for r in quiet.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    )
+    with pytest.raises(ConfigInvalid, match="SNS topic"):
+        build_template(STACK, alarm_topic="ops@example.com")

@@ -84,6 +84,7 @@ def template_options_from(
     model_endpoint: str | None = None,
     kms: bool = False,
     reserved_concurrency: Mapping[str, int] | None = None,
+    alarm_topic: str | None = None,
 ) -> TemplateOptions:
     """The template's options from explicit choices (the CLI's flags), else the settings:
     `aws template` prints exactly what `aws deploy` sends."""
@@ -103,6 +104,7 @@ def template_options_from(
         model_retries=settings.model.retries,
         image_wait_s=settings.engine.image_wait_s,
         reserved_concurrency=dict(reserved_concurrency or {}),
+        alarm_topic=alarm_topic,
     )
 
 

@@ -39,6 +39,10 @@ EndpointModelOpt = Annotated[
     str | None, typer.Option(help="KServe v2 URL; unset: ONNX Runtime in Lambda")
 ]
 KmsOpt = Annotated[bool, typer.Option("--kms", help="SSE-KMS with a key from the stack")]
+AlarmTopicOpt = Annotated[
+    str | None,
+    typer.Option(help="SNS topic ARN the loss alarms notify [default: console only]"),
+]
 ReservedOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -68,6 +72,7 @@ class TemplateFlags:
     kms: bool = False
     reserved_concurrency: tuple[str, ...] = ()
     """``STAGE=N`` pairs."""
+    alarm_topic: str | None = None
 
     def options(self, settings: Settings) -> TemplateOptions:
         """The flags, else the settings: `aws template` prints exactly what `aws deploy`
@@ -102,6 +107,7 @@ def aws_template(
     model_endpoint: EndpointModelOpt = None,
     kms: KmsOpt = False,
     reserved_concurrency: ReservedOpt = None,
+    alarm_topic: AlarmTopicOpt = None,
     data_dir: DataDir = None,
 ) -> None:
     """Print the CloudFormation template of the whole stack (JSON), as `aws deploy` sends it."""
@@ -115,6 +121,7 @@ def aws_template(
         model_endpoint,
         kms,
         tuple(reserved_concurrency or ()),
+        alarm_topic,
     )
     options = flags.options(settings_for(data_dir))
     sys.stdout.write(template_json(stack, options) + "\n")
@@ -164,6 +171,7 @@ def aws_deploy(
     model_endpoint: EndpointModelOpt = None,
     kms: KmsOpt = False,
     reserved_concurrency: ReservedOpt = None,
+    alarm_topic: AlarmTopicOpt = None,
     express_zone: Annotated[
         str | None,
         typer.Option(
@@ -199,6 +207,7 @@ def aws_deploy(
         model_endpoint,
         kms,
         tuple(reserved_concurrency or ()),
+        alarm_topic,
     )
     options = flags.options(settings)
     python = python_version or DEFAULT_PYTHON

@@ -30,12 +30,14 @@ from radstream.aws.package import DEFAULT_PYTHON
 from radstream.layout import MODELS, Bucket, model_key
 from radstream.pipeline.definition import PIPELINE, Pipeline
 
+from .alarms import alarm_resources
 from .analytics import NAMED_QUERIES_CONDITION, NAMED_QUERIES_PARAMETER, analytics_resources
 from .compute import (
     EXPRESS_OUTAGE_BUDGET_S,
     LAMBDA_TIMEOUT_S,
     LOG_RETENTION_DAYS,
     SIDECAR_PATTERN,
+    UPLOAD_DEAD_LETTERS,
     function_resources,
     layer_key_parameter,
     layer_resource,
@@ -211,6 +213,7 @@ def render_template(stack: str, options: TemplateOptions) -> Json:
         **upload_rule_resources(),
         **telemetry_resources(stack, options.kms),
         **analytics_resources(stack, options.kms),
+        **alarm_resources(stack, options.pipeline, UPLOAD_DEAD_LETTERS, options.alarm_topic),
     }
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
@@ -238,6 +241,7 @@ def build_template(
     settings_env: Mapping[str, str] | None = None,
     pipeline: Pipeline = PIPELINE,
     reserved_concurrency: Mapping[str, int] | None = None,
+    alarm_topic: str | None = None,
 ) -> Json:
     """The CloudFormation template of stack ``stack``: :func:`render_template` with the
     :class:`TemplateOptions` given as keywords."""
@@ -254,6 +258,7 @@ def build_template(
             settings_env=dict(settings_env or {}),
             pipeline=pipeline,
             reserved_concurrency=dict(reserved_concurrency or {}),
+            alarm_topic=alarm_topic,
         ),
     )
 

@@ -15,6 +15,7 @@ from .intrinsics import BUCKETS, EXPRESS_BUCKET
 
 MAX_RESERVED_CONCURRENCY = 10000
 """No more than an account's largest Lambda concurrency quota could give one function."""
+_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}")
 _STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,39}")
 
 
@@ -47,6 +48,8 @@ class TemplateOptions:
     reserved_concurrency: Mapping[str, int] = field(default_factory=dict)
     """Stage → reserved concurrency of its function (``--reserved-concurrency infer=20``);
     a stage not named here shares the account's unreserved pool."""
+    alarm_topic: str | None = None
+    """An SNS topic ARN the loss alarms notify (``--alarm-topic``); None: console only."""
 
     @property
     def in_process_model(self) -> bool:
@@ -93,6 +96,8 @@ class TemplateOptions:
                     f"reserved concurrency {reserved} for {stage} is outside "
                     f"1-{MAX_RESERVED_CONCURRENCY} (0 would stop the stage)"
                 )
+        if self.alarm_topic is not None and not _TOPIC_ARN.fullmatch(self.alarm_topic):
+            raise ConfigInvalid(f"alarm topic {self.alarm_topic!r} is not an SNS topic ARN")
         if not self.outage_budget_s > 0:
             raise ConfigInvalid(f"outage budget {self.outage_budget_s} s must be > 0")
         if self.python_version not in SUPPORTED_PYTHON:
