@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 # The lock is for the supported Python on this platform, whoever regenerates it.
 LOCK_TARGET := --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
 
-.PHONY: demo test test-fast lint typecheck imports bench lock clean
+.PHONY: demo test test-fast lint typecheck imports checkov bench lock clean
 
 # The build backend (setuptools) comes from the lock too, so installing RadStream itself
 # fetches nothing. `pip check` fails when pyproject asks for what the lock lacks: `make lock`.
@@ -37,7 +37,29 @@ imports: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_private_imports.py src
 
-test: lint typecheck imports
+# checkov (pinned, in its own venv: its pins would hold RadStream's back) over the template
+# of every variant; every check passes but those skipped, with reasons, in .checkov.yaml.
+CHECKOV := $(VENV)/checkov
+CHECKOV_LOCK := requirements/checkov.txt
+CHECKOV_OUT := .radstream/checkov
+CHECKOV_VARIANTS := default: kms:--kms express-artifacts:--express-artifacts \
+	express:--state-machine=EXPRESS endpoint:--model-endpoint=https://model.internal:8443 \
+	arm64:--architecture=arm64 infer-capped:--reserved-concurrency=infer=10
+
+$(CHECKOV)/.installed: $(CHECKOV_LOCK)
+	test -x $(CHECKOV)/bin/python || $(PY) -m venv $(CHECKOV)
+	$(CHECKOV)/bin/python -m pip install --quiet --require-hashes -r $(CHECKOV_LOCK)
+	touch $@
+
+checkov: $(STAMP) $(CHECKOV)/.installed
+	rm -rf $(CHECKOV_OUT) && mkdir -p $(CHECKOV_OUT)
+	for variant in $(CHECKOV_VARIANTS); do \
+		$(BIN)/radstream aws template --stack rs-checkov $${variant#*:} \
+			> $(CHECKOV_OUT)/$${variant%%:*}.json || exit 1; \
+	done
+	$(CHECKOV)/bin/checkov --config-file .checkov.yaml -d $(CHECKOV_OUT)
+
+test: lint typecheck imports checkov
 	bash scripts/install-chromium.sh
 	$(BIN)/pytest -q
 
@@ -61,6 +83,9 @@ lock: $(BIN)/uv
 	$(BIN)/uv pip compile requirements/emulator.in \
 		--generate-hashes $(LOCK_TARGET) $(if $(UPGRADE),--upgrade) \
 		--custom-compile-command "make lock" --quiet --output-file requirements/emulator.txt
+	$(BIN)/uv pip compile requirements/checkov.in \
+		--generate-hashes $(LOCK_TARGET) $(if $(UPGRADE),--upgrade) \
+		--custom-compile-command "make lock" --quiet --output-file $(CHECKOV_LOCK)
 
 clean:
 	rm -rf $(VENV) .radstream .pytest_cache .mypy_cache .ruff_cache

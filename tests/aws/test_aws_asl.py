@@ -125,6 +125,9 @@ def test_every_stage_retries_transient_errors_with_the_policy(definition: dict[s
         assert general["MaxAttempts"] == POLICY.max_attempts - 1  # ASL counts retries
         assert general["MaxDelaySeconds"] == 5
         assert "MODEL_UNAVAILABLE" not in general["ErrorEquals"]
+        # AWS's recommended retrier, but not Lambda.Unknown (a timeout or an OOM kill).
+        assert "Lambda.ClientExecutionTimeoutException" in general["ErrorEquals"]
+        assert "Lambda.Unknown" not in retried
 
 
 def test_an_outage_is_retried_for_its_time_budget_as_locally(definition: dict[str, Any]) -> None:

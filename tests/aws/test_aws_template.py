@@ -5,18 +5,21 @@ from __future__ import annotations
 import importlib
 import itertools
 import json
+import os
 from typing import Any
 
 import pytest
 
 from radstream.aws.asl import LAMBDA_SERVICE_ERRORS, transient_codes
 from radstream.aws.athena_runner import positional_names, to_positional
+from radstream.aws.secrets import load_secrets
 from radstream.aws.template import (
     BUCKETS,
     STEP_FUNCTIONS_LOG_DELIVERY_ACTIONS,
     build_template,
     template_json,
 )
+from radstream.aws.template.compute import definition_of
 from radstream.errors import ConfigInvalid
 from radstream.lake.glue import DATABASE, TABLE, glue_columns
 from radstream.lake.queries import named_queries
@@ -34,7 +37,18 @@ VARIANTS: list[dict[str, Any]] = [
         ("STANDARD", "EXPRESS"), (None, "https://model.internal:8443"), (False, True), (False, True)
     )
 ]
-# Two variants differ in every option; the lint test covers all 16.
+# Graviton and per-stage reserved concurrency, on top of the 16 above.
+VARIANTS.append(
+    {
+        "state_machine_type": "EXPRESS",
+        "model_endpoint": "https://model.internal:8443",
+        "kms": True,
+        "express_artifacts": True,
+        "architecture": "arm64",
+        "reserved_concurrency": {"infer": 10},
+    }
+)
+# Two variants differ in every option; the lint test covers all 17.
 DEFAULT = build_template(STACK)
 FULL = build_template(
     STACK,
@@ -61,6 +75,7 @@ def _id(variant: dict[str, Any]) -> str:
             "endpoint" if variant["model_endpoint"] else "in-lambda",
             "kms" if variant["kms"] else "sse-s3",
             "express" if variant["express_artifacts"] else "standard-s3",
+            *([variant["architecture"]] if "architecture" in variant else []),
         ]
     )
 
@@ -146,6 +161,7 @@ def test_each_stage_role_grants_only_its_own_prefixes() -> None:
         for stage in (*PIPELINE.names, PIPELINE.failure_stage)
     }
     images_bucket = json.dumps({"Fn::GetAtt": ["ImagesBucket", "Arn"]})
+    artifacts_bucket = json.dumps({"Fn::GetAtt": ["ArtifactsBucket", "Arn"]})
     assert s3["validate"] == {
         ("s3:GetObject", "${ImagesBucket.Arn}/incoming/*"),
         # a DICOM uploaded without a sidecar is its own trigger (layout.DICOM_DROPS)
@@ -154,15 +170,19 @@ def test_each_stage_role_grants_only_its_own_prefixes() -> None:
         # the one-execution-per-upload claim (a conditional PUT, read back when lost)
         ("s3:PutObject", "${ArtifactsBucket.Arn}/claims/*"),
         ("s3:GetObject", "${ArtifactsBucket.Arn}/claims/*"),
+        ("s3:ListBucket", artifacts_bucket),
     }
+    # A reader lists what it reads: a missing key is then a 404, not a 403.
     assert s3["prepare"] == {
         ("s3:GetObject", "${ImagesBucket.Arn}/incoming/*"),
         ("s3:GetObject", "${ImagesBucket.Arn}/dicom/*"),
+        ("s3:ListBucket", images_bucket),
         ("s3:PutObject", "${ArtifactsBucket.Arn}/tensors/*"),
     }
     assert s3["infer"] == {
         ("s3:GetObject", "${ArtifactsBucket.Arn}/tensors/*"),
         ("s3:GetObject", "${ArtifactsBucket.Arn}/models/*"),
+        ("s3:ListBucket", artifacts_bucket),
     }
     assert s3["store"] == {
         ("s3:PutObject", "${ResultsBucket.Arn}/results/*"),
@@ -173,9 +193,15 @@ def test_each_stage_role_grants_only_its_own_prefixes() -> None:
         ("s3:DeleteObject", "${ResultsBucket.Arn}/results/*"),
     }
     [listing] = [
-        st for st in _stage_statements(DEFAULT, "validate") if "s3:ListBucket" in st["Action"]
+        st
+        for st in _stage_statements(DEFAULT, "validate")
+        if "s3:ListBucket" in st["Action"] and st["Resource"] == [json.loads(images_bucket)]
     ]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["incoming/*"]}}
+    [infer_listing] = [
+        st for st in _stage_statements(DEFAULT, "infer") if "s3:ListBucket" in st["Action"]
+    ]
+    assert infer_listing["Condition"] == {"StringLike": {"s3:prefix": ["tensors/*", "models/*"]}}
     for stage in s3:
         actions = {a for a, _ in _grants(DEFAULT, stage)}
         assert "kinesis:PutRecords" in actions
@@ -208,9 +234,7 @@ def test_a_remote_model_endpoint_ships_no_model_layer() -> None:
     assert "ModelLayerKey" not in FULL["Parameters"]
     prepare = FULL["Resources"]["PrepareFunction"]["Properties"]
     assert prepare["Layers"] == [{"Ref": "ImagingLayer"}]
-    assert DEFAULT["Resources"]["InferFunction"]["Properties"]["Layers"] == [
-        {"Ref": "ModelLayer"}
-    ]
+    assert DEFAULT["Resources"]["InferFunction"]["Properties"]["Layers"] == [{"Ref": "ModelLayer"}]
     assert {"ModelLayerKey", "ImagingLayerKey"} <= set(DEFAULT["Parameters"])
 
 
@@ -227,7 +251,8 @@ def test_functions_use_one_package_and_the_settings() -> None:
     assert handlers == {
         f"radstream.aws.handlers.{s}" for s in (*PIPELINE.names, PIPELINE.failure_stage)
     }
-    assert len(_resources(FULL, "AWS::Logs::LogGroup")) == 6  # 5 functions + state machine
+    # 5 functions, the state machine, Firehose's delivery errors
+    assert len(_resources(FULL, "AWS::Logs::LogGroup")) == 7
 
 
 def test_exactly_one_rule_matches_only_sidecars_under_incoming() -> None:
@@ -315,7 +340,7 @@ def test_every_bucket_is_encrypted_private_tls_only_with_filtered_lifecycle(kms:
 
 def test_glue_table_columns_and_named_queries() -> None:
     database = DEFAULT["Resources"]["GlueDatabase"]["Properties"]["DatabaseInput"]
-    assert database["Name"] == DATABASE
+    assert database["Name"] == f"{DATABASE}_rs_test"  # one database per stack
     table = DEFAULT["Resources"]["TelemetryTable"]["Properties"]["TableInput"]
     assert table["Name"] == TABLE
     assert table["StorageDescriptor"]["Columns"] == glue_columns()
@@ -334,7 +359,9 @@ def test_glue_table_columns_and_named_queries() -> None:
         # Saved with Athena's own `?` parameters, which the console asks for in order.
         assert ":" + (query.params or ["-"])[0] not in props["QueryString"]
         assert props["QueryString"].count("?") == len(positional_names(query.sql))
-        assert props["QueryString"] == to_positional(query.sql, query.bind({}))[0]
+        assert props["QueryString"] == to_positional(query.sql, query.bind({}))[0].replace(
+            f"{DATABASE}.{TABLE}", f"{database['Name']}.{TABLE}"
+        )
         if query.params:
             assert "Parameters (each ?, in order)" in props["Description"]
         assert q["Condition"] == "CreateNamedQueries"
@@ -373,7 +400,7 @@ def test_state_machine_logs_no_execution_data_and_has_its_definition() -> None:
         logging = props["LoggingConfiguration"]
         assert logging["Level"] == "ERROR"
         assert logging["IncludeExecutionData"] is False
-        definition = json.loads(props["DefinitionString"])
+        definition = definition_of(template["Resources"]["StateMachine"])
         used = {
             s["Parameters"]["FunctionName"][2:-1]
             for s in definition["States"].values()
@@ -440,13 +467,24 @@ def test_settings_reach_the_functions_and_secrets_stay_out_of_the_template(
     assert variables["RADSTREAM_TELEMETRY__PSEUDONYMISE"] == "true"
     assert variables["RADSTREAM_TELEMETRY__VARIANT"] == "B"
     assert variables["RADSTREAM_ENGINE__IMAGE_WAIT_S"] == "45.0"
-    assert variables["RADSTREAM_TELEMETRY__PSEUDONYM_KEY"] == {"Ref": "PseudonymKey"}
-    assert variables["RADSTREAM_MODEL__TOKEN"] == {"Ref": "ModelToken"}
-    # What a function parses from that environment (the secrets filled in by the
-    # parameters) is what this machine has.
-    for name, value in {**env, "RADSTREAM_TELEMETRY__PSEUDONYM_KEY": "k3y"}.items():
+    # No secret in a function's configuration: the ARN of its secret, when it is set.
+    assert "RADSTREAM_TELEMETRY__PSEUDONYM_KEY" not in variables
+    assert "RADSTREAM_MODEL__TOKEN" not in variables
+    assert variables["SECRET_ID_RADSTREAM_TELEMETRY__PSEUDONYM_KEY"] == {
+        "Fn::If": ["HasPseudonymKey", "rs/radstream/pseudonym-key", {"Ref": "AWS::NoValue"}]
+    }
+    # What a function parses from that environment, once its container fetched the
+    # secret, is what this machine has.
+    for name, value in env.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SECRET_ID_RADSTREAM_TELEMETRY__PSEUDONYM_KEY", "rs/radstream/pseudonym-key")
     monkeypatch.setenv("RADSTREAM_CONFIG", "/nonexistent.toml")
+
+    class Secrets:
+        def get_secret_value(self, SecretId: str) -> dict[str, str]:  # noqa: N803 (boto's name)
+            return {"SecretString": {"rs/radstream/pseudonym-key": "k3y"}[SecretId]}
+
+    assert load_secrets(os.environ, Secrets) == ["RADSTREAM_TELEMETRY__PSEUDONYM_KEY"]
     parsed = Settings()
     assert parsed.telemetry == settings.telemetry
     assert parsed.engine.image_wait_s == 45

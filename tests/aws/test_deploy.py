@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,108 @@ def test_template_options_come_from_the_flags_else_the_settings() -> None:
     assert from_settings.settings_env == lambda_settings(settings)[0]
     flags = template_options_from(settings, memory_mb=3008, express_artifacts=False, kms=True)
     assert (flags.memory_mb, flags.express_artifacts, flags.kms) == (3008, False, True)
+
+
+def _sent_parameters(target: _FakeTarget) -> list[dict[str, Any]]:
+    [(_, change_set)] = [c for c in target.calls if c[0] == "create_change_set"]
+    sent: list[dict[str, Any]] = change_set["Parameters"]
+    return sent
+
+
+def _express_options(tmp_path: Path, zone: str | None = None) -> DeployOptions:
+    return DeployOptions(
+        package=_manifest(tmp_path),
+        model_path=None,
+        model_preprocessing={},
+        template=TemplateOptions(express_artifacts=True),
+        express_zone=zone,
+    )
+
+
+def test_express_artifacts_send_a_zone_of_the_region(tmp_path: Path) -> None:
+    """CreateChangeSet refuses a parameter without a default that is not sent."""
+    target = _FakeTarget(region="us-west-2", endpoint_url="http://emulator:4566")
+    unavailable = {"usw2-az1"}
+
+    def zones(**kwargs: Any) -> dict[str, Any]:
+        return {
+            "AvailabilityZones": [
+                {"ZoneId": z, "State": "impaired" if z in unavailable else "available"}
+                for z in kwargs["ZoneIds"]
+            ]
+        }
+
+    ec2 = target.client("ec2")
+    ec2.__dict__["describe_availability_zones"] = zones
+    deploy(StackRef("rs", target), _express_options(tmp_path), report=lambda _: None)
+    [zone] = [p for p in _sent_parameters(target) if p["ParameterKey"] == "ExpressZoneId"]
+    assert zone["ParameterValue"] == "usw2-az3"  # the first one available
+
+
+def test_the_express_zone_flag_wins(tmp_path: Path) -> None:
+    target = _FakeTarget(region="eu-central-1", endpoint_url="http://emulator:4566")
+    deploy(StackRef("rs", target), _express_options(tmp_path, "euc1-az1"), report=lambda _: None)
+    [zone] = [p for p in _sent_parameters(target) if p["ParameterKey"] == "ExpressZoneId"]
+    assert zone["ParameterValue"] == "euc1-az1"
+
+
+def test_a_region_without_known_zones_asks_for_the_flag(tmp_path: Path) -> None:
+    target = _FakeTarget(region="eu-central-1", endpoint_url="http://emulator:4566")
+    with pytest.raises(ConfigInvalid, match="--express-zone"):
+        deploy(StackRef("rs", target), _express_options(tmp_path), report=lambda _: None)
+
+
+def test_a_standard_stack_sends_no_zone(tmp_path: Path) -> None:
+    target = _FakeTarget(region="us-east-1", endpoint_url="http://emulator:4566")
+    options = replace(_express_options(tmp_path), template=TemplateOptions())
+    deploy(StackRef("rs", target), options, report=lambda _: None)
+    assert all(p["ParameterKey"] != "ExpressZoneId" for p in _sent_parameters(target))
+
+
+def test_an_update_keeps_the_stack_zone(tmp_path: Path) -> None:
+    """A new zone would replace the directory bucket: an update keeps the one it has."""
+    target = _FakeTarget(region="us-east-1", endpoint_url="http://emulator:4566")
+
+    def described(**_: Any) -> dict[str, Any]:
+        stack = {"StackStatus": "UPDATE_COMPLETE", "Outputs": []}
+        return {"Stacks": [{**stack, "Parameters": [{"ParameterKey": "ExpressZoneId"}]}]}
+
+    target.client("cloudformation").__dict__["describe_stacks"] = described
+    deploy(StackRef("rs", target), _express_options(tmp_path), report=lambda _: None)
+    [zone] = [p for p in _sent_parameters(target) if p["ParameterKey"] == "ExpressZoneId"]
+    assert zone == {"ParameterKey": "ExpressZoneId", "UsePreviousValue": True}
+
+
+def _emulator_runs(target: _FakeTarget, python: str) -> None:
+    """The fake emulator's probe function answers ``python``."""
+    lam = target.client("lambda")
+    lam.__dict__["invoke"] = lambda **_: {"Payload": io.BytesIO(json.dumps(python).encode())}
+
+
+def test_deploy_to_an_emulator_refuses_a_package_for_another_python(tmp_path: Path) -> None:
+    """A package for 3.12 on an emulator that runs 3.11: every upload would end with no
+    outcome at all, so the deploy stops first and says what to pass."""
+    target = _FakeTarget(region="us-east-1", endpoint_url="http://emulator:4566")
+    _emulator_runs(target, "3.11")
+    options = DeployOptions(package=_manifest(tmp_path), model_path=None, model_preprocessing={})
+    with pytest.raises(ConfigInvalid, match=r"--python-version 3\.11"):
+        deploy(StackRef("rs", target), options, report=lambda _: None)
+    assert not [c for c in target.calls if c[0] == "create_change_set"]
+    assert [c[1]["FunctionName"] for c in target.calls if c[0] == "delete_function"] == [
+        "rs-python-probe"  # the probe does not stay behind
+    ]
+
+
+def test_deploy_to_an_emulator_with_the_same_python_goes_ahead(tmp_path: Path) -> None:
+    target = _FakeTarget(region="us-east-1", endpoint_url="http://emulator:4566")
+    _emulator_runs(target, "3.12")
+    options = DeployOptions(package=_manifest(tmp_path), model_path=None, model_preprocessing={})
+    deploy(StackRef("rs", target), options, report=lambda _: None)
+    assert [c for c in target.calls if c[0] == "create_change_set"]
+
+
+def test_a_region_that_is_no_aws_region_is_a_config_error(tmp_path: Path) -> None:
+    target = _FakeTarget(region="local", endpoint_url="http://emulator:4566")
+    options = DeployOptions(package=_manifest(tmp_path), model_path=None, model_preprocessing={})
+    with pytest.raises(ConfigInvalid, match="not an AWS region"):
+        deploy(StackRef("rs", target), options, report=lambda _: None)

@@ -75,6 +75,41 @@ def test_a_timeout_is_filed_under_its_own_code_at_the_first_unfinished_stage() -
     assert decoded.retryable is False
 
 
+# What Step Functions reports for a function Lambda ended (Cause as AWS writes it).
+_TIMED_OUT = (
+    "The cause could not be determined because Lambda did not return an error type. "
+    'Returned payload: {"errorMessage":"2026-12-02T08:00:00.000Z 1f2e Task timed out '
+    'after 120.00 seconds"}'
+)
+_KILLED = (
+    "The cause could not be determined because Lambda did not return an error type. "
+    'Returned payload: {"errorType":"Runtime.ExitError","errorMessage":"RequestId: 1f2e '
+    'Error: Runtime exited with error: signal: killed"}'
+)
+
+
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        ("Lambda.Unknown", _TIMED_OUT),
+        ("Lambda.Unknown", _KILLED),
+        ("Runtime.ExitError", "Runtime exited with error: signal: killed"),
+        ("Runtime.OutOfMemory", ""),
+        ("Sandbox.Timedout", "Task timed out after 30.00 seconds"),
+    ],
+)
+def test_a_function_out_of_time_or_memory_is_a_stage_timeout(error: str, cause: str) -> None:
+    decoded = error_from_cause({"Error": error, "Cause": cause}, {"validate": 2.0})
+    assert decoded.code == "STAGE_TIMEOUT"
+    assert decoded.stage == "prepare"
+
+
+def test_an_unknown_lambda_error_with_another_cause_is_still_a_crash() -> None:
+    cause = "The cause could not be determined because Lambda did not return an error type."
+    decoded = error_from_cause({"Error": "Lambda.Unknown", "Cause": cause}, {})
+    assert decoded.code == "STAGE_CRASHED"
+
+
 def test_an_error_radstream_did_not_raise_is_a_crash_with_a_capped_cause() -> None:
     cause = "x" * 5000
     decoded = error_from_cause({"Error": "Runtime.ExitError", "Cause": cause}, {})

@@ -4,7 +4,9 @@ Deploy the stack with `radstream aws deploy` (change set), upload 5 valid and 2 
 studies to S3, wait for 5 results and 2 failure objects, check that each study ran in
 exactly one execution and a failure is a FAILED execution, that telemetry went through
 Kinesis and Firehose into the lake and a named query answers on Athena, update the stack
-through a change set, and destroy it, leaving nothing behind.
+through a change set, and destroy it, leaving nothing behind. On the way: a study whose
+failure cannot be recorded is found by `reconcile --stack` and requeued, and a second
+stack beside the first processes its own studies.
 
 The Lambda code runs on ministack's own Python (3.11, like the package's target).
 """
@@ -147,13 +149,13 @@ def _executions(sfn: Any, machine: str, expected: int) -> list[dict[str, Any]]:
         time.sleep(0.5)
 
 
-def _wait_execution(sfn: Any, arn: str) -> dict[str, Any]:
+def _wait_execution(sfn: Any, arn: str, timeout_s: float = 60) -> dict[str, Any]:
     """The execution's description, once it has ended (an ended execution does not change)."""
 
     def ended() -> bool:
         return bool(sfn.describe_execution(executionArn=arn)["status"] != "RUNNING")
 
-    wait_until(ended, f"execution {arn} to end", timeout_s=60, interval_s=0.3)
+    wait_until(ended, f"execution {arn} to end", timeout_s=timeout_s, interval_s=0.3)
     described: dict[str, Any] = sfn.describe_execution(executionArn=arn)
     return described
 
@@ -240,6 +242,118 @@ def _as_role(stack: StackRef, function: str) -> Any:
         aws_secret_access_key=c["SecretAccessKey"],
         aws_session_token=c["SessionToken"],
     )
+
+
+def test_a_study_whose_failure_cannot_be_recorded_is_found_and_requeued(
+    deployed: tuple[StackRef, Path, str], processed: dict[str, Any], emulator: Any
+) -> None:
+    """RecordFailure's role loses its write: the study ends FAILED with no outcome object.
+    `upload` reports it lost with the execution's status, `reconcile --stack` finds it,
+    and `--requeue` (the write restored) gives it its failure object."""
+    stack, _, _ = deployed
+    target = stack.target
+    iam, sfn = target.client("iam"), target.client("stepfunctions")
+    role_arn = target.client("lambda").get_function_configuration(
+        FunctionName=f"{STACK}-record-failure"
+    )["Role"]
+    role = role_arn.rsplit("/", 1)[1]
+    [policy_name] = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    policy = iam.get_role_policy(RoleName=role, PolicyName=policy_name)["PolicyDocument"]
+    if isinstance(policy, str):
+        policy = json.loads(policy)
+    denied = {
+        **policy,
+        "Statement": [st for st in policy["Statement"] if "s3:PutObject" not in st["Action"]],
+    }
+    iam.put_role_policy(RoleName=role, PolicyName=policy_name, PolicyDocument=json.dumps(denied))
+    store = processed["store"]
+    machine = stack.outputs()["StateMachineArn"]
+    try:
+        [bad] = make_studies(1, 1, formats=["png"], rng=np.random.default_rng(11))
+        bad = bad.renamed("lost-00001")
+        before = {
+            e["executionArn"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]
+        }
+        watcher = S3CompletionWatcher(store, min_interval_s=0.0)
+        info = upload_generated(store, bad)
+        uploaded = time.time()
+        arn = _new_execution(sfn, machine, before)
+        assert _wait_execution(sfn, arn, timeout_s=120)["status"] == "FAILED"
+        [outcome] = wait_for_outcomes(watcher, [(info.key, uploaded)], timeout_s=0.0)
+        assert outcome.status == "lost"
+        assert outcome.error_code is not None and outcome.error_code.startswith("lost: FAILED")
+
+        found = _cli(
+            "reconcile", "--stack", STACK, "--endpoint-url", emulator.url, "--older-than", "0",
+            "--json",
+        )  # fmt: skip
+        report = json.loads(found.output)
+        assert [study["key"] for study in report["lost"]] == [info.key]
+        assert report["lost"][0]["execution"]["status"] == "FAILED"
+        assert info.key in {e["key"] for e in report["unrecorded_executions"]}
+    finally:
+        iam.put_role_policy(
+            RoleName=role, PolicyName=policy_name, PolicyDocument=json.dumps(policy)
+        )
+
+    before = {e["executionArn"] for e in sfn.list_executions(stateMachineArn=machine)["executions"]}
+    requeued = _cli(
+        "reconcile", "--stack", STACK, "--endpoint-url", emulator.url, "--older-than", "0",
+        "--requeue", "--json",
+    )  # fmt: skip
+    assert json.loads(requeued.output)["requeued"] == 1
+    rerun = _new_execution(sfn, machine, before)
+    assert _wait_execution(sfn, rerun, timeout_s=120)["status"] == "FAILED"
+    study, stem = info.key.split("/")[1], info.key.split("/")[2][: -len(".json")]
+    assert store.list("results", f"failed/{study}/") == [f"failed/{study}/{stem}.json"]
+    again = _cli(
+        "reconcile", "--stack", STACK, "--endpoint-url", emulator.url, "--older-than", "0",
+        "--json",
+    )  # fmt: skip
+    assert json.loads(again.output)["lost"] == []
+
+
+def _new_execution(sfn: Any, machine: str, before: set[str]) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        executions = sfn.list_executions(stateMachineArn=machine)["executions"]
+        new = [e["executionArn"] for e in executions if e["executionArn"] not in before]
+        if new:
+            return str(new[0])
+        time.sleep(0.3)
+    raise AssertionError("no execution started")
+
+
+def test_a_second_stack_beside_the_first_processes_its_own_studies(
+    deployed: tuple[StackRef, Path, str], processed: dict[str, Any], emulator: Any,
+    package_dir: Path,
+) -> None:  # fmt: skip
+    """Staging beside prod: one account and region, no shared name, each its own studies."""
+    stack, data_dir, _ = deployed
+    other = f"{STACK}-b"
+    _cli(
+        "aws", "deploy", "--stack", other, "--endpoint-url", emulator.url,
+        "--package", str(package_dir), "--python-version", "3.11", "--data-dir", str(data_dir),
+    )  # fmt: skip
+    try:
+        second = StackRef(other, stack.target)
+        store = stack_store(second)
+        [study] = make_studies(1, 0, formats=["png"], rng=np.random.default_rng(5))
+        study = study.renamed("beside-00001")
+        watcher = S3CompletionWatcher(store, min_interval_s=0.0)
+        info = upload_generated(store, study)
+        [outcome] = wait_for_outcomes(watcher, [(info.key, time.time())], timeout_s=180)
+        assert outcome.status == "succeeded", outcome
+        # Its result is in its own bucket only; the first stack's studies are not in it.
+        stem = info.key.split("/")[2][: -len(".json")]
+        assert store.list("results", "results/") == [f"results/beside-00001/{stem}.json"]
+        assert not processed["store"].list("results", "results/beside-00001/")
+        glue = stack.target.client("glue")
+        for name in (stack.outputs()["GlueDatabase"], second.outputs()["GlueDatabase"]):
+            assert glue.get_database(Name=name)["Database"]["Name"] == name
+        assert stack.outputs()["GlueDatabase"] != second.outputs()["GlueDatabase"]
+    finally:
+        _cli("aws", "destroy", "--stack", other, "--endpoint-url", emulator.url, check=False)
 
 
 def test_update_goes_through_a_change_set(

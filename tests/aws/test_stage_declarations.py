@@ -105,11 +105,13 @@ def _role_grants(template: dict[str, Any], stage: str) -> set[Grant]:
 
 def _declared_grants(stage: StageDef, *, endpoint: bool, express: bool) -> set[Grant]:
     """What ``stage``'s declaration says its role must grant on this stack."""
+    reads = stage.reads + ((MODEL_OBJECTS,) if stage.uses_model and not endpoint else ())
     declared: dict[str, tuple[Objects, ...]] = {
-        "reads": stage.reads + ((MODEL_OBJECTS,) if stage.uses_model and not endpoint else ()),
+        "reads": reads,
         "writes": stage.writes,
         "deletes": stage.deletes,
-        "lists": stage.lists,
+        # What a role reads it may list: S3 answers 403, not 404, for a missing key otherwise.
+        "lists": stage.lists + reads,
     }
     grants: set[Grant] = set()
     for kind, objects in declared.items():
@@ -143,12 +145,9 @@ def test_every_role_grants_exactly_what_its_stage_declares(variant: dict[str, An
         assert _role_grants(template, stage.name) == expected, stage.name
         assert _layers(template, stage.name) == _declared_layers(stage, endpoint=endpoint)
         kms = {a for st in _statements(template, stage.name) for a in st["Action"] if "kms:" in a}
-        general = {g for g in expected if g[0].startswith("s3:")}
-        wanted = set()
-        if variant["kms"] and any(g[0] == "s3:GetObject" for g in general):
-            wanted.add("kms:Decrypt")
-        if variant["kms"] and any(g[0] == "s3:PutObject" for g in general):
-            wanted.add("kms:GenerateDataKey")
+        # With the stack key: Decrypt for what it reads and its secrets (the pseudonym
+        # key: every stage), GenerateDataKey for telemetry on the stream (every stage).
+        wanted = {"kms:Decrypt", "kms:GenerateDataKey"} if variant["kms"] else set()
         assert kms == wanted, stage.name
 
 
@@ -187,6 +186,7 @@ def test_a_changed_declaration_changes_the_role_and_the_layers() -> None:
     added = _role_grants(after, STORE) - _role_grants(before, STORE)
     assert added == {
         ("s3:GetObject", "ImagesBucket", UPLOADS.prefix),
+        ("s3:ListBucket", "ImagesBucket", UPLOADS.prefix),  # it reads there
         ("s3:ListBucket", "ResultsBucket", RESULT_OBJECTS.prefix),
         ("s3:ListBucket", "ArtifactsBucket", "audit/"),
     }
@@ -202,7 +202,11 @@ def test_a_stage_that_stops_writing_loses_the_grant() -> None:
     validate = replace(PIPELINE.stage(VALIDATE), writes=(), lists=())
     template = build_template(STACK, pipeline=_with_stage(PIPELINE, validate))
     grants = _role_grants(template, VALIDATE)
-    assert not any(action in ("s3:PutObject", "s3:ListBucket") for action, _, _ in grants)
+    assert not any(action == "s3:PutObject" for action, _, _ in grants)
+    # It still lists what it reads, and nothing else.
+    listed = {(bucket, prefix) for action, bucket, prefix in grants if action == "s3:ListBucket"}
+    read = {(bucket, prefix) for action, bucket, prefix in grants if action == "s3:GetObject"}
+    assert listed == read
     assert grants == _declared_grants(validate, endpoint=False, express=False)
 
 
@@ -236,6 +240,7 @@ def test_a_new_stage_gets_its_function_role_and_layers_from_its_declaration() ->
     template = build_template(STACK, pipeline=pipeline, express_artifacts=True)
     assert _role_grants(template, "audit") == {
         ("s3:GetObject", "ResultsBucket", RESULT_OBJECTS.prefix),
+        ("s3:ListBucket", "ResultsBucket", RESULT_OBJECTS.prefix),
         ("s3express:CreateSession", DIRECTORY_BUCKET, ""),
     }
     assert _layers(template, "audit") == ["ImagingLayer"]

@@ -62,9 +62,13 @@ LAMBDA_SERVICE_ERRORS: tuple[str, ...] = (
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
+    "Lambda.ClientExecutionTimeoutException",
     "Lambda.TooManyRequestsException",
 )
-"""Transient errors of the Lambda service itself, which AWS recommends retrying."""
+"""Transient errors of the Lambda service itself, which AWS recommends retrying (Step
+Functions developer guide, "Handle transient Lambda service exceptions"). Not
+``Lambda.Unknown``: that is a function that timed out or ran out of memory, which a retry
+would only repeat (it is caught and filed as ``STAGE_TIMEOUT``)."""
 FAILED_STATE = "StudyFailed"
 SUCCEEDED_STATE = "StudySucceeded"
 FAILURE_ERROR = "RadStream.StudyFailed"

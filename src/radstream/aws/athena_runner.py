@@ -28,15 +28,17 @@ from radstream.aws.session import StackRef
 from radstream.errors import QueryFailed, StackNotFound
 from radstream.lake.dialect import QuerySyntaxError, athena_to_duckdb, parse_athena
 from radstream.lake.duckdb_runner import QueryResult
-from radstream.lake.glue import DATABASE
+from radstream.lake.glue import DATABASE, TABLE
 from radstream.lake.queries import QueryParamInvalid, get_query
 
 __all__ = [
+    "DATABASE_OUTPUT",
     "WORKGROUP_OUTPUT",
     "AthenaQueryRunner",
     "ParamValue",
     "athena_literal",
     "positional_names",
+    "qualify",
     "to_inline",
     "to_positional",
 ]
@@ -49,6 +51,9 @@ ParamValue = str | int | float | bool | None
 
 WORKGROUP_OUTPUT = "AthenaWorkGroup"
 """The stack output that names the stack's Athena workgroup."""
+DATABASE_OUTPUT = "GlueDatabase"
+"""The stack output that names the stack's Glue database (one per stack)."""
+_TABLE_REFERENCE = re.compile(rf"\b{DATABASE}\.{TABLE}\b")
 
 _PAGE_SIZE = 1000  # GetQueryResults' maximum
 AthenaJson = dict[str, Any]
@@ -176,6 +181,12 @@ def _convert(text: str | None, athena_type: str) -> Any:
     return text
 
 
+def qualify(sql: str, database: str) -> str:
+    """``sql`` with the shipped queries' ``radstream.telemetry`` naming the table in
+    ``database`` instead: each stack has its own Glue database (two stacks side by side)."""
+    return _TABLE_REFERENCE.sub(f"{database}.{TABLE}", sql)
+
+
 class AthenaQueryRunner:
     """Athena, through a botocore ``athena`` client, in one workgroup.
 
@@ -217,6 +228,8 @@ class AthenaQueryRunner:
             )
         # Emulators (an --endpoint-url) run Athena's SQL on DuckDB: ministack does.
         options.setdefault("sql_engine", "duckdb" if stack.target.endpoint_url else "athena")
+        if outputs.get(DATABASE_OUTPUT):
+            options.setdefault("database", outputs[DATABASE_OUTPUT])
         return cls(stack.target.client("athena"), workgroup=workgroup, **options)
 
     def run_named(self, name: str, params: Mapping[str, str] | None = None) -> QueryResult:
@@ -232,6 +245,7 @@ class AthenaQueryRunner:
         Raises :class:`~radstream.errors.QueryFailed` when Athena refuses, fails or
         cancels the query, or it runs past ``timeout_s`` (it is then stopped).
         """
+        athena_sql = qualify(athena_sql, self.database)
         if self.sql_engine == "duckdb":
             # An emulated Athena that runs the text on DuckDB as sent: give it the same
             # DuckDB SQL the local runner runs, values bound as literals.

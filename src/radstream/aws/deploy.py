@@ -6,7 +6,8 @@ Lambda package and layers are uploaded under content-addressed keys, so a change
 is a changed parameter and reaches every function.
 
 Before the stack exists there is nowhere in it to put the package, so a small code bucket
-(``{stack}-code-{account}-{region}``) holds the package, layers and template. ``destroy``
+(``{stack}-code-{account}-{region}``, or a hashed form where that is no valid bucket
+name: :mod:`radstream.aws.template.names`) holds the package, layers and template. ``destroy``
 empties and removes it along with the stack's own buckets.
 """
 
@@ -23,6 +24,7 @@ from typing import Any, TypedDict
 from botocore.exceptions import ClientError
 
 from radstream import layout
+from radstream.aws import preflight
 from radstream.aws.package import ARTIFACT_FILES, CODE, PackageManifest
 from radstream.aws.session import StackRef
 from radstream.aws.template import (
@@ -30,6 +32,7 @@ from radstream.aws.template import (
     NAMED_QUERIES_PARAMETER,
     SECRET_PARAMETERS,
     TemplateOptions,
+    names,
     render_template,
 )
 from radstream.errors import ConfigInvalid, DeployFailed, StackNotFound
@@ -41,6 +44,7 @@ _FAILED_SUFFIXES = ("_FAILED", "ROLLBACK_COMPLETE")
 DESTROY_ROUNDS = 3
 DIRECTORY_BUCKET_SUFFIX = "--x-s3"
 _NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
+EXPRESS_ZONE_PARAMETER = "ExpressZoneId"
 _STACK_BUCKET_OUTPUTS = (
     "ImagesBucketName",
     "ResultsBucketName",
@@ -63,6 +67,9 @@ class DeployOptions:
     secrets: dict[str, str] = field(default_factory=dict)
     """Template parameter → value, for the NoEcho parameters (``SECRET_PARAMETERS``)."""
     named_queries: bool = True
+    express_zone: str | None = None
+    """The Availability Zone id of the S3 Express directory bucket (``--express-zone``);
+    None: the stack's current one on an update, else one of the region's (:func:`radstream.aws.preflight.express_zone`)."""
     wait_s: float = 1800.0
     poll_s: float = 2.0
 
@@ -76,6 +83,8 @@ def template_options_from(
     express_artifacts: bool | None = None,
     model_endpoint: str | None = None,
     kms: bool = False,
+    reserved_concurrency: Mapping[str, int] | None = None,
+    alarm_topic: str | None = None,
 ) -> TemplateOptions:
     """The template's options from explicit choices (the CLI's flags), else the settings:
     `aws template` prints exactly what `aws deploy` sends."""
@@ -90,6 +99,12 @@ def template_options_from(
         model_endpoint=model_endpoint or settings.model.endpoint,
         kms=kms,
         settings_env=lambda_settings(settings)[0],
+        outage_budget_s=settings.engine.outage_budget_s,
+        model_timeout_s=settings.model.timeout_s,
+        model_retries=settings.model.retries,
+        image_wait_s=settings.engine.image_wait_s,
+        reserved_concurrency=dict(reserved_concurrency or {}),
+        alarm_topic=alarm_topic,
     )
 
 
@@ -146,6 +161,8 @@ def deploy(
             "imaging and model wheels do not load (they need glibc 2.28): package for 3.12 "
             "(`radstream aws package --python-version 3.12`)"
         )
+    if stack.target.endpoint_url is not None:
+        preflight.check_emulator_python(stack, python, report)
     cfn = stack.target.client("cloudformation")
     code_bucket = _ensure_code_bucket(stack)
     keys = _upload_package(stack, code_bucket, options.package, report)
@@ -181,13 +198,16 @@ def deploy(
     }
     if model_key and "ModelKey" in template["Parameters"]:
         parameters["ModelKey"] = model_key
+    sent = [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()]
+    if EXPRESS_ZONE_PARAMETER in template["Parameters"]:
+        sent.append(_express_zone_parameter(stack, options, exists, report))
     name = f"radstream-{int(time.time() * 1000)}"
     cfn.create_change_set(
         StackName=stack.name,
         ChangeSetName=name,
         ChangeSetType="UPDATE" if exists else "CREATE",
         TemplateURL=_template_url(stack, code_bucket, template_key),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Parameters=sent,
         Capabilities=["CAPABILITY_IAM"],
         Tags=[{"Key": "radstream:stack", "Value": stack.name}],
     )
@@ -205,6 +225,26 @@ def deploy(
     if not exists and model_key:
         _upload_model(stack, outputs["ArtifactsBucketName"], model_key, options, report)
     return outputs
+
+
+def _express_zone_parameter(
+    stack: StackRef, options: DeployOptions, exists: bool, report: Report
+) -> dict[str, Any]:
+    """The ``ExpressZoneId`` parameter: the flag, else the zone the stack has (a new zone
+    would replace the directory bucket and its tensors), else one of the region's."""
+    if options.express_zone:
+        return {"ParameterKey": EXPRESS_ZONE_PARAMETER, "ParameterValue": options.express_zone}
+    if exists and EXPRESS_ZONE_PARAMETER in _stack_parameters(stack):
+        return {"ParameterKey": EXPRESS_ZONE_PARAMETER, "UsePreviousValue": True}
+    zone = preflight.express_zone(stack)
+    report(f"S3 Express directory bucket in {zone} (choose another with --express-zone)")
+    return {"ParameterKey": EXPRESS_ZONE_PARAMETER, "ParameterValue": zone}
+
+
+def _stack_parameters(stack: StackRef) -> set[str]:
+    reply = stack.target.client("cloudformation").describe_stacks(StackName=stack.name)
+    stacks = reply.get("Stacks", [])
+    return {str(p["ParameterKey"]) for p in stacks[0].get("Parameters", [])} if stacks else set()
 
 
 def format_changes(changes: list[Change]) -> str:
@@ -293,9 +333,13 @@ def status(stack: StackRef) -> StackStatus:
 
 
 def code_bucket_name(stack: StackRef) -> str:
-    """The bucket that holds the package and templates of ``stack`` (globally unique)."""
-    account = stack.target.client("sts").get_caller_identity()["Account"]
-    return f"{stack.name.lower()}-code-{account}-{stack.target.region}"[:63]
+    """The bucket that holds the package and templates of ``stack`` (globally unique:
+    :func:`radstream.aws.template.names.code_bucket_name`)."""
+    account = str(stack.target.client("sts").get_caller_identity()["Account"])
+    try:
+        return names.code_bucket_name(stack.name, account, stack.target.region)
+    except ValueError as exc:  # an emulator's made-up account or region
+        raise ConfigInvalid(f"no code bucket name for stack {stack.name}: {exc}") from None
 
 
 def _ensure_code_bucket(stack: StackRef) -> str:

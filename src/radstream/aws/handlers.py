@@ -32,6 +32,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -43,6 +44,7 @@ from urllib.parse import urlsplit
 
 from radstream.aws.kinesis_sink import KinesisTelemetrySink
 from radstream.aws.s3_store import S3ObjectStore
+from radstream.aws.secrets import load_secrets
 from radstream.aws.session import AwsTarget
 from radstream.errors import (
     ConfigInvalid,
@@ -76,7 +78,15 @@ if TYPE_CHECKING:
 logger = get_logger(__name__)
 
 MODEL_FILE = Path(tempfile.gettempdir()) / "radstream-model.onnx"
-_TIMEOUT_ERRORS = ("States.Timeout", "Sandbox.Timedout")
+_TIMEOUT_ERRORS = ("States.Timeout", "Sandbox.Timedout", "Runtime.OutOfMemory")
+# Step Functions reports a function that timed out or was killed for memory as
+# Lambda.Unknown (the function returned no error type); only its Cause tells which.
+_UNKNOWN_ERRORS = ("Lambda.Unknown", "Runtime.ExitError", "Unhandled")
+_EXHAUSTED_CAUSE = re.compile(
+    r"task timed out|timed out after|out of memory|outofmemory|memory size exceeded"
+    r"|signal: killed|max memory used",
+    re.IGNORECASE,
+)
 MIN_BOTOCORE = (1, 35)
 """The log level of the handlers (INFO when unset)."""
 
@@ -199,6 +209,14 @@ def _configure_logs() -> None:
 @functools.cache
 def _container() -> _Container:
     _check_sdk()
+    # Secrets come from Secrets Manager, once per container, before the settings are read.
+    region = os.environ.get("AWS_REGION")
+    load_secrets(
+        os.environ,
+        lambda: AwsTarget(region=region or Settings().aws.region, endpoint_url=None).client(
+            "secretsmanager"
+        ),
+    )
     settings = Settings()
     aws = settings.aws
     # Inside Lambda the SDK finds the region (and, under an emulator, AWS_ENDPOINT_URL)
@@ -288,10 +306,18 @@ def error_from_cause(
         return StageError.model_validate(payload)
     done = stage_ms or {}
     stage = next((s for s in PIPELINE.names if s not in done), "unknown")
-    cls = StageTimedOut if name in _TIMEOUT_ERRORS else StageCrashed
+    cls = StageTimedOut if _out_of_time_or_memory(name, cause) else StageCrashed
     # The cause is capped: it is an AWS message, not ours, and must not flood the object.
     crashed = cls(f"{name}: {cause[:500]}", error=name)
     return StageError.model_validate(crashed.to_dict() | {"stage": stage})
+
+
+def _out_of_time_or_memory(name: str, cause: str) -> bool:
+    """Whether a caught error is a function that ran out of time or memory: a timeout by
+    name, or a ``Lambda.Unknown`` (or a runtime exit) whose Cause says so."""
+    return name in _TIMEOUT_ERRORS or (
+        name in _UNKNOWN_ERRORS and _EXHAUSTED_CAUSE.search(cause) is not None
+    )
 
 
 def _loads(text: str) -> object:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from radstream.aws.completions import S3CompletionWatcher
+from radstream.aws.reconcile import explain_lost
 from radstream.aws.s3_store import S3ObjectStore
 from radstream.aws.session import StackRef
 from radstream.layout import Bucket
@@ -28,12 +30,19 @@ STACK_BUCKETS: dict[str, str] = {
 }
 
 
-def stack_store(stack: StackRef) -> S3ObjectStore:
+class StackObjectStore(S3ObjectStore):
+    """The buckets of a deployed stack, which also knows the stack (to explain a lost
+    study from its execution)."""
+
+    def __init__(self, stack: StackRef, buckets: dict[str, str]) -> None:
+        super().__init__(stack.target.client("s3"), buckets)
+        self.stack = stack
+
+
+def stack_store(stack: StackRef) -> StackObjectStore:
     """The stack's buckets as an object store, by role."""
     outputs = stack.outputs()
-    return S3ObjectStore(
-        stack.target.client("s3"), {role: outputs[key] for role, key in STACK_BUCKETS.items()}
-    )
+    return StackObjectStore(stack, {role: outputs[key] for role, key in STACK_BUCKETS.items()})
 
 
 def wait_for_outcomes(
@@ -46,8 +55,9 @@ def wait_for_outcomes(
 ) -> list[Outcome]:
     """Poll until every upload ``(sidecar_key, uploaded_at)`` has an outcome, or timeout.
 
-    ``watcher`` must have been created before the uploads. Uploads with no outcome by the
-    deadline are ``lost``. A failure's code is read from its object.
+        ``watcher`` must have been created before the uploads. Uploads with no outcome by the
+        deadline are ``lost``, with their execution's status and error as the code when the
+    store knows its stack (:func:`stack_store`). A failure's code is read from its object.
     """
     pending = dict(uploads)
     seen: dict[str, Completion] = {}
@@ -61,8 +71,25 @@ def wait_for_outcomes(
         if len(seen) == len(pending) or time.monotonic() > deadline:
             break
         time.sleep(poll_s)
-    return [
+    outcomes = [
         _outcome(watcher.store, key, created, seen.get(key)) for key, created in pending.items()
+    ]
+    return _explained(watcher.store, outcomes)
+
+
+def _explained(store: S3ObjectStore, outcomes: list[Outcome]) -> list[Outcome]:
+    """Lost outcomes with their execution's status and error as the code (``lost: FAILED
+    States.Runtime``), so a study that ended with no outcome object says why."""
+    lost = [o for o in outcomes if o.status == "lost"]
+    if not lost or not isinstance(store, StackObjectStore):
+        return outcomes
+    since = min((o.created_at for o in lost if o.created_at is not None), default=0.0)
+    reasons = explain_lost(store.stack, [o.sidecar_key for o in lost], since=since)
+    return [
+        replace(o, error_code=f"lost: {reasons[o.sidecar_key]}")
+        if o.status == "lost" and o.sidecar_key in reasons
+        else o
+        for o in outcomes
     ]
 
 

@@ -39,6 +39,18 @@ EndpointModelOpt = Annotated[
     str | None, typer.Option(help="KServe v2 URL; unset: ONNX Runtime in Lambda")
 ]
 KmsOpt = Annotated[bool, typer.Option("--kms", help="SSE-KMS with a key from the stack")]
+AlarmTopicOpt = Annotated[
+    str | None,
+    typer.Option(help="SNS topic ARN the loss alarms notify [default: console only]"),
+]
+ReservedOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--reserved-concurrency",
+        help="STAGE=N: reserve (and cap) a stage's concurrency, e.g. infer=20 to protect a "
+        "model endpoint; repeatable",
+    ),
+]
 StackOpt = Annotated[str, typer.Option(help="Stack name (prefixes every resource name)")]
 PythonOpt = Annotated[
     str | None,
@@ -58,13 +70,31 @@ class TemplateFlags:
     express_artifacts: bool | None = None
     model_endpoint: str | None = None
     kms: bool = False
+    reserved_concurrency: tuple[str, ...] = ()
+    """``STAGE=N`` pairs."""
+    alarm_topic: str | None = None
 
     def options(self, settings: Settings) -> TemplateOptions:
         """The flags, else the settings: `aws template` prints exactly what `aws deploy`
         sends."""
         from radstream.aws.deploy import template_options_from
 
-        return template_options_from(settings, **asdict(self))
+        chosen = asdict(self)
+        chosen["reserved_concurrency"] = parse_reserved(self.reserved_concurrency)
+        return template_options_from(settings, **chosen)
+
+
+def parse_reserved(pairs: tuple[str, ...] | list[str]) -> dict[str, int]:
+    """``["infer=20"]`` → ``{"infer": 20}``; raises ``typer.BadParameter`` otherwise."""
+    parsed: dict[str, int] = {}
+    for pair in pairs:
+        stage, sep, number = pair.partition("=")
+        if not sep or not number.strip().isdigit():
+            raise typer.BadParameter(
+                f"{pair!r} is not STAGE=N (e.g. infer=20)", param_hint="--reserved-concurrency"
+            )
+        parsed[stage.strip().replace("-", "_")] = int(number)
+    return parsed
 
 
 @aws_app.command("template")
@@ -76,13 +106,22 @@ def aws_template(
     express_artifacts: ExpressOpt = None,
     model_endpoint: EndpointModelOpt = None,
     kms: KmsOpt = False,
+    reserved_concurrency: ReservedOpt = None,
+    alarm_topic: AlarmTopicOpt = None,
     data_dir: DataDir = None,
 ) -> None:
     """Print the CloudFormation template of the whole stack (JSON), as `aws deploy` sends it."""
     from radstream.aws.template import template_json
 
     flags = TemplateFlags(
-        memory_mb, architecture, state_machine, express_artifacts, model_endpoint, kms
+        memory_mb,
+        architecture,
+        state_machine,
+        express_artifacts,
+        model_endpoint,
+        kms,
+        tuple(reserved_concurrency or ()),
+        alarm_topic,
     )
     options = flags.options(settings_for(data_dir))
     sys.stdout.write(template_json(stack, options) + "\n")
@@ -131,6 +170,15 @@ def aws_deploy(
     express_artifacts: ExpressOpt = None,
     model_endpoint: EndpointModelOpt = None,
     kms: KmsOpt = False,
+    reserved_concurrency: ReservedOpt = None,
+    alarm_topic: AlarmTopicOpt = None,
+    express_zone: Annotated[
+        str | None,
+        typer.Option(
+            help="Availability Zone id of the S3 Express directory bucket (e.g. use1-az4) "
+            "[default: the stack's, else one of the region's]"
+        ),
+    ] = None,
     named_queries: Annotated[
         bool | None,
         typer.Option(
@@ -152,7 +200,14 @@ def aws_deploy(
     settings = settings_for(data_dir, model)
     ref = stack_ref(settings, stack, region, endpoint_url)
     flags = TemplateFlags(
-        memory_mb, architecture, state_machine, express_artifacts, model_endpoint, kms
+        memory_mb,
+        architecture,
+        state_machine,
+        express_artifacts,
+        model_endpoint,
+        kms,
+        tuple(reserved_concurrency or ()),
+        alarm_topic,
     )
     options = flags.options(settings)
     python = python_version or DEFAULT_PYTHON
@@ -188,6 +243,7 @@ def aws_deploy(
             model_path=None if options.model_endpoint else model_path,
             model_preprocessing=preprocessing,
             template=options,
+            express_zone=express_zone,
             named_queries=(
                 named_queries if named_queries is not None else ref.target.endpoint_url is None
             ),

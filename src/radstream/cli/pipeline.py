@@ -274,12 +274,34 @@ def reconcile(
         float, typer.Option(help="Only uploads older than this (seconds)")
     ] = 60.0,
     requeue_unrouted: Annotated[
-        bool, typer.Option("--requeue", help="Start executions for sidecars that have none")
+        bool,
+        typer.Option(
+            "--requeue", help="Start executions for sidecars that have none (no outcome, --stack)"
+        ),
     ] = False,
+    stack: Annotated[
+        str | None,
+        typer.Option(help="A deployed stack: studies with no outcome object, and why"),
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region [aws.region]")] = None,
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option(help="Send every AWS call here, e.g. an emulator [aws.endpoint_url]"),
+    ] = None,
     as_json: JsonOpt = False,
     data_dir: DataDir = None,
 ) -> None:
-    """List images whose sidecar never arrived, and sidecars that started no execution."""
+    """List images whose sidecar never arrived, and sidecars that started no execution;
+    with --stack, the deployed stack's studies that ended with no outcome object."""
+    if stack is not None:
+        _reconcile_stack(
+            settings_for(data_dir),
+            (stack, region, endpoint_url),
+            older_than_s=older_than,
+            requeue_lost=requeue_unrouted,
+            as_json=as_json,
+        )
+        return
     from radstream.local.engine import LocalEngine
     from radstream.local.reconcile import reconcile as find_strays
     from radstream.local.reconcile import requeue
@@ -307,4 +329,51 @@ def reconcile(
         f"{len(found.orphan_images)} image(s) without a sidecar, "
         f"{len(found.unrouted_sidecars)} sidecar(s) without an execution"
         + (f"; requeued {requeued}" if requeue_unrouted else "")
+    )
+
+
+def _reconcile_stack(
+    settings: Settings,
+    where: tuple[str, str | None, str | None],
+    *,
+    older_than_s: float,
+    requeue_lost: bool,
+    as_json: bool,
+) -> None:
+    """``reconcile --stack``: print the lost studies and unrecorded executions; ``where``
+    is the stack's name, region and endpoint URL (None: the settings')."""
+    from radstream.aws.reconcile import reconcile_stack
+    from radstream.aws.reconcile import requeue as requeue_stack
+    from radstream.cli.app import stack_ref
+
+    ref = stack_ref(settings, *where)
+    found = reconcile_stack(ref, older_than_s=older_than_s)
+    requeued = requeue_stack(ref, [s.key for s in found.lost]) if requeue_lost else 0
+    if as_json:
+        doc = {
+            "lost": [asdict(s) for s in found.lost],
+            "unrecorded_executions": [asdict(e) for e in found.unrecorded],
+            "executions_listed": found.executions_listed,
+            "requeued": requeued,
+        }
+        out.print_json(json.dumps(doc))
+        return
+    for study in found.lost:
+        run = study.execution
+        why = f"{run.status} {run.error or ''}: {run.cause or ''}" if run else "no ended execution"
+        out.print(f"no outcome   {escape(study.key)}  ({study.age_s:.0f}s)  {escape(why)}")
+    for execution in found.unrecorded:
+        out.print(
+            f"ended {execution.status:<9} {escape(execution.key)}  "
+            f"{escape(execution.error or '')}: {escape(execution.cause or '')}"
+        )
+    if not found.executions_listed:
+        console.print(
+            "an EXPRESS state machine's executions are not listed by Step Functions: "
+            "their errors are in its log group"
+        )
+    console.print(
+        f"{len(found.lost)} sidecar(s) with no outcome object, {len(found.unrecorded)} "
+        "ended execution(s) with no failure object"
+        + (f"; requeued {requeued}" if requeue_lost else "")
     )

@@ -30,12 +30,14 @@ from radstream.aws.package import DEFAULT_PYTHON
 from radstream.layout import MODELS, Bucket, model_key
 from radstream.pipeline.definition import PIPELINE, Pipeline
 
+from .alarms import alarm_resources
 from .analytics import NAMED_QUERIES_CONDITION, NAMED_QUERIES_PARAMETER, analytics_resources
 from .compute import (
     EXPRESS_OUTAGE_BUDGET_S,
     LAMBDA_TIMEOUT_S,
     LOG_RETENTION_DAYS,
     SIDECAR_PATTERN,
+    UPLOAD_DEAD_LETTERS,
     function_resources,
     layer_key_parameter,
     layer_resource,
@@ -58,6 +60,7 @@ from .intrinsics import (
     sub,
 )
 from .options import TemplateOptions
+from .secrets import SECRET_SETTINGS, secret_conditions, secret_resources
 from .storage import storage_resources
 from .telemetry import TELEMETRY_ERROR_PREFIX, TELEMETRY_PREFIX, telemetry_resources
 
@@ -99,11 +102,9 @@ LAYERS: tuple[str, ...] = used_layers(TemplateOptions())
 """Every layer a stack may have (a stack with a model endpoint has no ``model`` layer)."""
 LAYER_RESOURCES: dict[str, str] = {layer: layer_resource(layer) for layer in LAYERS}
 LAYER_KEY_PARAMETERS: dict[str, str] = {layer: layer_key_parameter(layer) for layer in LAYERS}
-SECRET_PARAMETERS: dict[str, str] = {
-    "RADSTREAM_MODEL__TOKEN": "ModelToken",
-    "RADSTREAM_TELEMETRY__PSEUDONYM_KEY": "PseudonymKey",
-}
-"""Settings the functions need that must not appear in the template: env var → parameter."""
+SECRET_PARAMETERS: dict[str, str] = {s.variable: s.parameter for s in SECRET_SETTINGS}
+"""Settings the functions need that must not appear in the template: env var → parameter
+(each kept in a Secrets Manager secret of the stack: :mod:`.secrets`)."""
 
 
 def _parameters(options: TemplateOptions) -> Json:
@@ -131,7 +132,7 @@ def _parameters(options: TemplateOptions) -> Json:
                 "Type": "String",
                 "NoEcho": True,
                 "Default": "",
-                "Description": f"{env} for the stage functions (empty: unset)",
+                "Description": f"{env}, kept in a Secrets Manager secret (empty: unset)",
             }
             for env, parameter in SECRET_PARAMETERS.items()
         },
@@ -150,8 +151,11 @@ def _parameters(options: TemplateOptions) -> Json:
             "Description": "ONNX model key in the artifacts bucket (infer loads it once per container)",
         }
     if options.express_artifacts:
+        # No default: `radstream aws deploy` sends one of the region's zones, or
+        # --express-zone (a zone id such as use1-az4, the same in every account).
         parameters["ExpressZoneId"] = {
             "Type": "String",
+            "AllowedPattern": "^[a-z0-9]+-az[0-9]+$",
             "Description": "Availability Zone id of the directory bucket, e.g. use1-az4",
         }
     return parameters
@@ -170,8 +174,8 @@ def _environment(options: TemplateOptions) -> dict[str, Json | str]:
         "RADSTREAM_COST__STATE_MACHINE": options.state_machine_type,
         "RADSTREAM_COST__STORAGE_CLASS": "express" if options.express_artifacts else "standard",
         "RADSTREAM_AWS__PREPROCESSING": ref("ModelPreprocessing"),
-        # Secrets travel as NoEcho parameters, never in the template text.
-        **{env: ref(parameter) for env, parameter in SECRET_PARAMETERS.items()},
+        # Secrets travel as NoEcho parameters into Secrets Manager; a function that needs
+        # one gets its ARN (.secrets), never the value.
         **options.settings_env,
     }
     if options.model_endpoint is not None:
@@ -203,18 +207,21 @@ def render_template(stack: str, options: TemplateOptions) -> Json:
     options.check(stack)
     resources: Json = {
         **storage_resources(options),
+        **secret_resources(stack, options),
         **function_resources(stack, options, _environment(options)),
         **state_machine_resources(stack, options),
         **upload_rule_resources(),
-        **telemetry_resources(options.kms),
+        **telemetry_resources(stack, options.kms),
         **analytics_resources(stack, options.kms),
+        **alarm_resources(stack, options.pipeline, UPLOAD_DEAD_LETTERS, options.alarm_topic),
     }
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"RadStream {stack}: chest X-ray inference pipeline (generated; do not edit)",
         "Parameters": _parameters(options),
         "Conditions": {
-            NAMED_QUERIES_CONDITION: {"Fn::Equals": [ref(NAMED_QUERIES_PARAMETER), "true"]}
+            NAMED_QUERIES_CONDITION: {"Fn::Equals": [ref(NAMED_QUERIES_PARAMETER), "true"]},
+            **secret_conditions(),
         },
         "Resources": resources,
         "Outputs": _outputs(options),
@@ -233,6 +240,8 @@ def build_template(
     python_version: str = DEFAULT_PYTHON,
     settings_env: Mapping[str, str] | None = None,
     pipeline: Pipeline = PIPELINE,
+    reserved_concurrency: Mapping[str, int] | None = None,
+    alarm_topic: str | None = None,
 ) -> Json:
     """The CloudFormation template of stack ``stack``: :func:`render_template` with the
     :class:`TemplateOptions` given as keywords."""
@@ -248,6 +257,8 @@ def build_template(
             python_version=python_version,
             settings_env=dict(settings_env or {}),
             pipeline=pipeline,
+            reserved_concurrency=dict(reserved_concurrency or {}),
+            alarm_topic=alarm_topic,
         ),
     )
 

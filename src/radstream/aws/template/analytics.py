@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from radstream.aws.athena_runner import positional_names, to_positional
-from radstream.lake.glue import DATABASE, table_input
+from radstream.aws.athena_runner import positional_names, qualify, to_positional
+from radstream.lake.glue import table_input
 from radstream.lake.queries import NamedQuery, named_queries
 from radstream.layout import ATHENA_RESULTS, TELEMETRY, Bucket
 
@@ -21,18 +21,23 @@ from .intrinsics import (
     ref,
     sub,
 )
+from .names import glue_database_name
 
 NAMED_QUERIES_PARAMETER = "NamedQueries"
 NAMED_QUERIES_CONDITION = "CreateNamedQueries"
 
 
-def glue_database() -> Json:
-    """The telemetry lake's Glue database."""
+def glue_database(stack: str) -> Json:
+    """The telemetry lake's Glue database, named after the stack (two stacks side by side
+    each have their own)."""
     return {
         "Type": "AWS::Glue::Database",
         "Properties": {
             "CatalogId": ref("AWS::AccountId"),
-            "DatabaseInput": {"Name": DATABASE, "Description": "RadStream telemetry lake"},
+            "DatabaseInput": {
+                "Name": glue_database_name(stack),
+                "Description": f"RadStream telemetry lake of stack {stack}",
+            },
         },
     }
 
@@ -70,7 +75,7 @@ def _query_description(query: NamedQuery) -> str:
     return f"{query.description} Parameters (each ?, in order): {order}."
 
 
-def _named_query(query: NamedQuery) -> Json:
+def _named_query(query: NamedQuery, database: str) -> Json:
     return {
         "Type": "AWS::Athena::NamedQuery",
         "Condition": NAMED_QUERIES_CONDITION,
@@ -82,7 +87,7 @@ def _named_query(query: NamedQuery) -> Json:
             "WorkGroup": ref(WORKGROUP),
             # Athena's own parameter syntax, so the saved query runs from the console,
             # which asks for each `?` in turn.
-            "QueryString": to_positional(query.sql, query.bind({}))[0],
+            "QueryString": qualify(to_positional(query.sql, query.bind({}))[0], database),
         },
     }
 
@@ -116,14 +121,16 @@ def athena_resources(stack: str, kms: bool) -> Json:
     }
     for query in named_queries().values():
         words = re.split(r"[^A-Za-z0-9]+", query.name)
-        resources["Query" + "".join(p.capitalize() for p in words)] = _named_query(query)
+        resources["Query" + "".join(p.capitalize() for p in words)] = _named_query(
+            query, glue_database_name(stack)
+        )
     return resources
 
 
 def analytics_resources(stack: str, kms: bool) -> Json:
     """The Glue database and table, then Athena's workgroup and named queries."""
     return {
-        GLUE_DATABASE: glue_database(),
+        GLUE_DATABASE: glue_database(stack),
         TELEMETRY_TABLE: glue_table(),
         **athena_resources(stack, kms),
     }

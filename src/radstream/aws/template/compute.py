@@ -12,9 +12,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
-from radstream.aws.asl import DEFAULT_OUTAGE_BUDGET_S, asl_json
+from radstream.aws.asl import (
+    LAMBDA_INVOKE,
+    outage_backoff,
+    render_state_machine,
+    transient_codes,
+)
 from radstream.aws.package import stage_layers
 from radstream.layout import INCOMING, SIDECAR_SUFFIX, Bucket
 from radstream.pipeline.definition import (
@@ -30,17 +36,23 @@ from radstream.pipeline.definition import (
 from .iam import stage_role, state_machine_role, upload_rule_role
 from .intrinsics import (
     BUCKETS,
+    KMS_KEY,
     STATE_MACHINE,
     Json,
     function_name,
     get_att,
     logical,
     ref,
+    sub,
 )
+from .limits import ExecutionTimes
 from .options import TemplateOptions
+from .secrets import secret_environment
 
 LOG_RETENTION_DAYS = 30
 EXPRESS_OUTAGE_BUDGET_S = 120.0
+"""The most an EXPRESS execution retries an outage for, on average; less where the worst
+case would not fit in five minutes (:mod:`.limits`)."""
 LAMBDA_TIMEOUT_S: dict[str, int] = {
     VALIDATE: 30,
     PREPARE: 60,
@@ -109,18 +121,24 @@ def function(
         "Architectures": [options.architecture],
         "Timeout": LAMBDA_TIMEOUT_S.get(stage.name, DEFAULT_TIMEOUT_S),
         "LoggingConfig": {"LogGroup": ref(f"{name}LogGroup")},
-        "Environment": {"Variables": dict(environment)},
+        "Environment": {"Variables": {**environment, **secret_environment(stack, stage, options)}},
     }
     if layers:
         props["Layers"] = [ref(layer_resource(layer)) for layer in layers]
+    reserved = options.reserved_concurrency.get(stage.name)
+    if reserved is not None:
+        # Both a guarantee and a cap: an infer cap protects a model endpoint from more
+        # concurrent requests than it serves (throttled invocations are retried).
+        props["ReservedConcurrentExecutions"] = reserved
     return {"Type": "AWS::Lambda::Function", "Properties": props}
 
 
-def _log_group(name: str) -> Json:
-    return {
-        "Type": "AWS::Logs::LogGroup",
-        "Properties": {"LogGroupName": name, "RetentionInDays": LOG_RETENTION_DAYS},
-    }
+def _log_group(name: str, kms: bool) -> Json:
+    props: Json = {"LogGroupName": name, "RetentionInDays": LOG_RETENTION_DAYS}
+    if kms:
+        # Logs name studies' keys on failure: with --kms they use the stack key too.
+        props["KmsKeyId"] = get_att(KMS_KEY, "Arn")
+    return {"Type": "AWS::Logs::LogGroup", "Properties": props}
 
 
 def function_resources(
@@ -133,12 +151,77 @@ def function_resources(
     }
     for stage in options.pipeline.all_stages:
         name = logical(stage.name)
-        resources[f"{name}LogGroup"] = _log_group(f"/aws/lambda/{function_name(stack, stage.name)}")
-        resources[f"{name}Role"] = stage_role(stage, options)
+        resources[f"{name}LogGroup"] = _log_group(
+            f"/aws/lambda/{function_name(stack, stage.name)}", options.kms
+        )
+        resources[f"{name}Role"] = stage_role(stage, options, stack=stack)
         resources[f"{name}Function"] = function(
             stack, stage, options, layers=layers[stage.name], environment=environment
         )
     return resources
+
+
+def execution_times(options: TemplateOptions) -> ExecutionTimes:
+    """What the worst case of one execution is computed from, for these options."""
+    pipeline = options.pipeline
+    return ExecutionTimes(
+        stages=pipeline.stages,
+        failure_stage=pipeline.failure_stage,
+        timeouts_s={
+            s.name: LAMBDA_TIMEOUT_S.get(s.name, DEFAULT_TIMEOUT_S) for s in pipeline.all_stages
+        },
+        remote_model=not options.in_process_model,
+        model_timeout_s=options.model_timeout_s,
+        model_retries=options.model_retries,
+        image_wait_s=options.image_wait_s,
+        outage=outage_backoff(RetryPolicy()),
+    )
+
+
+def outage_retries(options: TemplateOptions) -> int:
+    """The ``MaxAttempts`` of the outage retrier: the retries whose expected waits fill the
+    outage budget (full jitter), and for EXPRESS no more than fit in five minutes.
+
+    Raises ``ConfigInvalid`` for an EXPRESS configuration whose worst case cannot fit.
+    """
+    backoff = outage_backoff(RetryPolicy())
+    if options.state_machine_type != "EXPRESS":
+        return backoff.attempts_within(options.outage_budget_s)
+    wanted = backoff.attempts_within(min(options.outage_budget_s, EXPRESS_OUTAGE_BUDGET_S))
+    return execution_times(options).express_outage_retries(wanted)
+
+
+def _definition(options: TemplateOptions, function_arns: Mapping[str, str]) -> Json:
+    definition = render_state_machine(
+        options.pipeline,
+        function_arns=function_arns,
+        retry=RetryPolicy(),
+        artifacts_bucket="${TensorBucket}",
+    )
+    outage = transient_codes(self_bounded=False, time_bounded=True)
+    retries = outage_retries(options)
+    for state in definition["States"].values():
+        for retrier in state.get("Retry", []):
+            if retrier["ErrorEquals"] == outage:
+                retrier["MaxAttempts"] = retries
+    text = json.dumps(definition, indent=2)
+    # The partition is the stack's (aws-cn, aws-us-gov), not always "aws": the text goes
+    # through Fn::Sub for ${AWS::Partition} alone, the other ${…} escaped for
+    # DefinitionSubstitutions.
+    text = text.replace("${", "${!").replace(
+        json.dumps(LAMBDA_INVOKE),
+        json.dumps(LAMBDA_INVOKE.replace(":aws:", ":${AWS::Partition}:", 1)),
+    )
+    return sub(text)
+
+
+def definition_of(machine: Json, partition: str = "aws") -> Json:
+    """The ASL of a state machine resource as CloudFormation hands it to Step Functions in
+    ``partition`` (``Fn::Sub`` applied; ``DefinitionSubstitutions`` left as they are)."""
+    text = machine["Properties"]["DefinitionString"]["Fn::Sub"]
+    resolved = text.replace("${AWS::Partition}", partition).replace("${!", "${")
+    definition: Json = json.loads(resolved)
+    return definition
 
 
 def state_machine_resources(stack: str, options: TemplateOptions) -> Json:
@@ -159,17 +242,9 @@ def state_machine_resources(stack: str, options: TemplateOptions) -> Json:
             "StateMachineName": f"{stack}-pipeline-{kind.lower()}",
             "StateMachineType": kind,
             "RoleArn": get_att("StateMachineRole", "Arn"),
-            "DefinitionString": asl_json(
-                options.pipeline,
-                function_arns=function_arns,
-                retry=RetryPolicy(),
-                artifacts_bucket="${TensorBucket}",
-                # An EXPRESS execution may last 5 minutes in all, so its outage budget is
-                # shorter; the rest of that time is for the stages themselves.
-                outage_budget_s=(
-                    EXPRESS_OUTAGE_BUDGET_S if kind == "EXPRESS" else DEFAULT_OUTAGE_BUDGET_S
-                ),
-            ),
+            # An EXPRESS execution may last 5 minutes in all, so it retries an outage
+            # for less: only what the worst case leaves (see .limits).
+            "DefinitionString": _definition(options, function_arns),
             "DefinitionSubstitutions": substitutions,
             "LoggingConfiguration": {
                 # ERROR without execution data: states' inputs and outputs (sidecar fields)
@@ -187,14 +262,63 @@ def state_machine_resources(stack: str, options: TemplateOptions) -> Json:
         },
     }
     return {
-        "StateMachineLogGroup": _log_group(f"/aws/vendedlogs/states/{stack}-pipeline"),
+        "StateMachineLogGroup": _log_group(f"/aws/vendedlogs/states/{stack}-pipeline", options.kms),
         "StateMachineRole": state_machine_role(stages),
         STATE_MACHINE: machine,
     }
 
 
+UPLOAD_DEAD_LETTERS = "UploadDeadLetters"
+EVENT_RETRY_ATTEMPTS = 185
+"""EventBridge's most retries of a target (and its default): about a day of trying."""
+EVENT_MAX_AGE_S = 86400
+DEAD_LETTER_RETENTION_S = 14 * 86400
+"""SQS's longest retention: two weeks to find and re-upload what never started."""
+
+
+def _dead_letter_resources() -> Json:
+    """The queue of uploads whose execution could not be started, and its policy."""
+    queue: Json = {
+        "Type": "AWS::SQS::Queue",
+        "Properties": {
+            "MessageRetentionPeriod": DEAD_LETTER_RETENTION_S,
+            # SSE-SQS: EventBridge can write to it with no key policy to maintain.
+            "SqsManagedSseEnabled": True,
+        },
+    }
+    policy: Json = {
+        "Type": "AWS::SQS::QueuePolicy",
+        "Properties": {
+            "Queues": [ref(UPLOAD_DEAD_LETTERS)],
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "UploadRuleDeadLetters",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "events.amazonaws.com"},
+                        "Action": "sqs:SendMessage",
+                        "Resource": get_att(UPLOAD_DEAD_LETTERS, "Arn"),
+                        "Condition": {"ArnEquals": {"aws:SourceArn": get_att("UploadRule", "Arn")}},
+                    },
+                    {
+                        "Sid": "DenyInsecureTransport",
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "sqs:*",
+                        "Resource": get_att(UPLOAD_DEAD_LETTERS, "Arn"),
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    },
+                ],
+            },
+        },
+    }
+    return {UPLOAD_DEAD_LETTERS: queue, f"{UPLOAD_DEAD_LETTERS}Policy": policy}
+
+
 def upload_rule_resources() -> Json:
-    """The one rule that starts an execution per sidecar, and its role."""
+    """The one rule that starts an execution per sidecar, its role, and the dead-letter
+    queue of uploads whose execution EventBridge could not start within a day."""
     rule: Json = {
         "Type": "AWS::Events::Rule",
         "Properties": {
@@ -215,6 +339,13 @@ def upload_rule_resources() -> Json:
                     "Id": "pipeline",
                     "Arn": ref(STATE_MACHINE),
                     "RoleArn": get_att("UploadRuleRole", "Arn"),
+                    # A throttled or refused StartExecution is retried for a day, then the
+                    # event is kept in the queue: an upload is never dropped silently.
+                    "RetryPolicy": {
+                        "MaximumRetryAttempts": EVENT_RETRY_ATTEMPTS,
+                        "MaximumEventAgeInSeconds": EVENT_MAX_AGE_S,
+                    },
+                    "DeadLetterConfig": {"Arn": get_att(UPLOAD_DEAD_LETTERS, "Arn")},
                     "InputTransformer": {
                         "InputPathsMap": {
                             "bucket": "$.detail.bucket.name",
@@ -235,4 +366,4 @@ def upload_rule_resources() -> Json:
             ],
         },
     }
-    return {"UploadRuleRole": upload_rule_role(), "UploadRule": rule}
+    return {"UploadRuleRole": upload_rule_role(), "UploadRule": rule, **_dead_letter_resources()}

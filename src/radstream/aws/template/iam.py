@@ -3,7 +3,7 @@
 A stage role grants exactly the objects its :class:`~radstream.pipeline.definition.StageDef`
 declares (``reads``/``writes``/``deletes``/``lists``, each a :class:`~radstream.layout.Objects`
 of a bucket and a prefix), plus the model file for a ``uses_model`` stage that runs the
-model in the Lambda. Nothing here spells a key prefix, so a grant cannot drift from the key
+model in the Lambda, and a listing of each prefix it reads (so a missing key is a 404). Nothing here spells a key prefix, so a grant cannot drift from the key
 its stage writes.
 """
 
@@ -29,6 +29,7 @@ from .intrinsics import (
     statement,
 )
 from .options import TemplateOptions
+from .secrets import secret_statements, uses_secrets
 
 GET, PUT, DELETE, LIST = "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"
 CREATE_SESSION = "s3express:CreateSession"
@@ -64,17 +65,25 @@ class StageAccess:
 
 
 def stage_access(stage: StageDef, *, in_process_model: bool) -> StageAccess:
-    """What ``stage`` declares, plus the model file when it runs the model itself."""
+    """What ``stage`` declares, plus the model file when it runs the model itself, and a
+    listing of every prefix it reads.
+
+    S3 answers a GET of a missing key with 403, not 404, when the caller may not list the
+    bucket: without the listing a missing tensor, image or model would be filed as
+    ``STORE_ACCESS_DENIED`` (a broken deployment) instead of a missing object. The listing
+    is limited to the prefixes the role may already read, so it shows no other key.
+    """
     model = (MODEL_OBJECTS,) if stage.uses_model and in_process_model else ()
+    reads = tuple(dict.fromkeys((*stage.reads, *model)))
     return StageAccess(
-        reads=tuple(dict.fromkeys((*stage.reads, *model))),
+        reads=reads,
         writes=tuple(dict.fromkeys(stage.writes)),
         deletes=tuple(dict.fromkeys(stage.deletes)),
-        lists=tuple(dict.fromkeys(stage.lists)),
+        lists=tuple(dict.fromkeys((*stage.lists, *reads))),
     )
 
 
-def stage_statements(stage: StageDef, options: TemplateOptions) -> list[Json]:
+def stage_statements(stage: StageDef, options: TemplateOptions, *, stack: str) -> list[Json]:
     """The policy statements of ``stage``'s role: S3 (or S3 Express sessions), KMS for its
     reads and writes when the buckets use the stack's key, Kinesis, and its own log group."""
     access = stage_access(stage, in_process_model=options.in_process_model)
@@ -100,12 +109,12 @@ def stage_statements(stage: StageDef, options: TemplateOptions) -> list[Json]:
         # ReadOnly condition would refuse infer's reads. The bucket holds only tensors.
         statements.append(statement([CREATE_SESSION], [get_att(EXPRESS_BUCKET, "Arn")]))
     if options.kms:
-        # Deletes need no key; the directory bucket uses SSE-S3.
-        kms_actions = (["kms:Decrypt"] if reads else []) + (
-            ["kms:GenerateDataKey"] if writes else []
-        )
-        if kms_actions:
-            statements.append(statement(kms_actions, [get_att(KMS_KEY, "Arn")]))
+        # Deletes need no key; the directory bucket uses SSE-S3. Every stage puts telemetry
+        # records on the stream, which the stack key encrypts: GenerateDataKey always.
+        decrypts = bool(reads) or uses_secrets(stage, options)  # objects, or its secrets
+        kms_actions = (["kms:Decrypt"] if decrypts else []) + ["kms:GenerateDataKey"]
+        statements.append(statement(kms_actions, [get_att(KMS_KEY, "Arn")]))
+    statements.extend(secret_statements(stack, stage, options))
     statements.append(statement(["kinesis:PutRecords"], [get_att(STREAM, "Arn")]))
     statements.append(
         statement(
@@ -117,23 +126,26 @@ def stage_statements(stage: StageDef, options: TemplateOptions) -> list[Json]:
 
 
 def _list_statements(lists: list[Objects], options: TemplateOptions) -> list[Json]:
-    """One ``s3:ListBucket`` per bucket, limited to the listed prefixes."""
-    prefixes: dict[Bucket, list[str]] = {}
+    """One ``s3:ListBucket`` per bucket of the stack, limited to the listed prefixes (the
+    tensors and the artifacts share one bucket unless tensors have a directory bucket)."""
+    prefixes: dict[str, list[str]] = {}
     for objects in lists:
-        prefixes.setdefault(objects.bucket, []).append(f"{objects.prefix}*")
+        listed = prefixes.setdefault(options.bucket_id(objects.bucket), [])
+        if f"{objects.prefix}*" not in listed:
+            listed.append(f"{objects.prefix}*")
     return [
         statement(
-            [LIST],
-            [get_att(options.bucket_id(bucket), "Arn")],
-            Condition={"StringLike": {"s3:prefix": listed}},
+            [LIST], [get_att(bucket_id, "Arn")], Condition={"StringLike": {"s3:prefix": listed}}
         )
-        for bucket, listed in prefixes.items()
+        for bucket_id, listed in prefixes.items()
     ]
 
 
-def stage_role(stage: StageDef, options: TemplateOptions) -> Json:
+def stage_role(stage: StageDef, options: TemplateOptions, *, stack: str) -> Json:
     """The role of ``stage``'s function: only its own actions, buckets and prefixes."""
-    return role("lambda.amazonaws.com", f"{stage.name}-stage", stage_statements(stage, options))
+    return role(
+        "lambda.amazonaws.com", f"{stage.name}-stage", stage_statements(stage, options, stack=stack)
+    )
 
 
 def state_machine_role(stages: Iterable[StageDef]) -> Json:

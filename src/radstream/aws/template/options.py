@@ -13,6 +13,9 @@ from radstream.pipeline.definition import PIPELINE, Pipeline
 
 from .intrinsics import BUCKETS, EXPRESS_BUCKET
 
+MAX_RESERVED_CONCURRENCY = 10000
+"""No more than an account's largest Lambda concurrency quota could give one function."""
+_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}")
 _STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,39}")
 
 
@@ -33,6 +36,20 @@ class TemplateOptions:
     """``RADSTREAM_*`` settings every function gets (:func:`radstream.aws.deploy.lambda_settings`)."""
     pipeline: Pipeline = PIPELINE
     """The stage declarations the functions, roles and layers are built from."""
+    outage_budget_s: float = 600.0
+    """How long an unavailable model is retried (``engine.outage_budget_s``); an EXPRESS
+    execution retries for less, what its five minutes leave (:mod:`.limits`)."""
+    model_timeout_s: float = 10.0
+    """``model.timeout_s``: one request to a remote model endpoint."""
+    model_retries: int = 3
+    """``model.retries``: the in-Lambda retries of a request to a remote model endpoint."""
+    image_wait_s: float = 30.0
+    """``engine.image_wait_s``: how long ``validate`` waits for an image after its sidecar."""
+    reserved_concurrency: Mapping[str, int] = field(default_factory=dict)
+    """Stage → reserved concurrency of its function (``--reserved-concurrency infer=20``);
+    a stage not named here shares the account's unreserved pool."""
+    alarm_topic: str | None = None
+    """An SNS topic ARN the loss alarms notify (``--alarm-topic``); None: console only."""
 
     @property
     def in_process_model(self) -> bool:
@@ -68,6 +85,21 @@ class TemplateOptions:
             raise ConfigInvalid(
                 f"state machine type {self.state_machine_type!r} is not STANDARD/EXPRESS"
             )
+        names = {stage.name for stage in self.pipeline.all_stages}
+        for stage, reserved in self.reserved_concurrency.items():
+            if stage not in names:
+                raise ConfigInvalid(
+                    f"reserved concurrency for {stage!r}: no such stage ({', '.join(sorted(names))})"
+                )
+            if not 1 <= reserved <= MAX_RESERVED_CONCURRENCY:
+                raise ConfigInvalid(
+                    f"reserved concurrency {reserved} for {stage} is outside "
+                    f"1-{MAX_RESERVED_CONCURRENCY} (0 would stop the stage)"
+                )
+        if self.alarm_topic is not None and not _TOPIC_ARN.fullmatch(self.alarm_topic):
+            raise ConfigInvalid(f"alarm topic {self.alarm_topic!r} is not an SNS topic ARN")
+        if not self.outage_budget_s > 0:
+            raise ConfigInvalid(f"outage budget {self.outage_budget_s} s must be > 0")
         if self.python_version not in SUPPORTED_PYTHON:
             raise ConfigInvalid(
                 f"Python {self.python_version} is not one of {', '.join(SUPPORTED_PYTHON)}"

@@ -53,6 +53,23 @@ def _expire_old_versions(rule_id: str, prefix: str) -> Json:
     }
 
 
+def _expire_with_versions(rule_id: str, prefix: str, days: int) -> list[Json]:
+    # In a versioned bucket an expiration only adds a delete marker and keeps the data as a
+    # noncurrent version: that version goes a day later, then the marker left alone.
+    return [
+        {
+            **_expire(rule_id, prefix, days),
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+        },
+        {
+            "Id": f"{rule_id}-markers",
+            "Status": "Enabled",
+            "Prefix": prefix,
+            "ExpiredObjectDeleteMarker": True,
+        },
+    ]
+
+
 def lifecycle_rules(name: Bucket) -> list[Json]:
     """A bucket's lifecycle rules (new data each call); each names a layout prefix."""
     rules: dict[Bucket, list[Json]] = {
@@ -60,7 +77,9 @@ def lifecycle_rules(name: Bucket) -> list[Json]:
         Bucket.RESULTS: [
             _expire_old_versions("expire-old-result-versions", RESULTS),
             _expire_old_versions("expire-old-failure-versions", FAILED),
-            _expire("expire-athena-results", ATHENA_RESULTS, 7),
+            # Athena's results hold telemetry with study ids: gone after a week, every
+            # version of them.
+            *_expire_with_versions("expire-athena-results", ATHENA_RESULTS, 7),
         ],
         Bucket.TELEMETRY: [
             _expire("expire-delivery-errors", TELEMETRY_ERRORS, 30),
@@ -139,7 +158,8 @@ def kms_key() -> Json:
     return {
         "Type": "AWS::KMS::Key",
         "Properties": {
-            "Description": "RadStream data key: buckets and Athena results of this stack",
+            "Description": "RadStream data key: buckets, Athena results, telemetry stream "
+            "and log groups of this stack",
             "EnableKeyRotation": True,
             "KeyPolicy": {
                 "Version": "2012-10-17",
@@ -154,7 +174,29 @@ def kms_key() -> Json:
                         },
                         "Action": "kms:*",
                         "Resource": "*",
-                    }
+                    },
+                    {
+                        # CloudWatch Logs encrypts this stack's log groups with the key,
+                        # and only log groups of this account and region.
+                        "Sid": "AllowLogGroupsOfThisStack",
+                        "Effect": "Allow",
+                        "Principal": {"Service": sub("logs.${AWS::Region}.amazonaws.com")},
+                        "Action": [
+                            "kms:Encrypt*",
+                            "kms:Decrypt*",
+                            "kms:ReEncrypt*",
+                            "kms:GenerateDataKey*",
+                            "kms:Describe*",
+                        ],
+                        "Resource": "*",
+                        "Condition": {
+                            "ArnLike": {
+                                "kms:EncryptionContext:aws:logs:arn": sub(
+                                    "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:*"
+                                )
+                            }
+                        },
+                    },
                 ],
             },
         },
@@ -180,6 +222,31 @@ def express_bucket() -> Json:
     }
 
 
+def express_bucket_policy() -> Json:
+    """Lets S3 Lifecycle open ReadWrite sessions on the directory bucket: without it the
+    tensors' one-day expiry never runs (Amazon S3 user guide, "Managing the lifecycle of
+    objects in directory buckets")."""
+    return {
+        "Type": "AWS::S3Express::BucketPolicy",
+        "Properties": {
+            "Bucket": ref(EXPRESS_BUCKET),
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "AllowLifecycleExpiry",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lifecycle.s3.amazonaws.com"},
+                        "Action": "s3express:CreateSession",
+                        "Resource": get_att(EXPRESS_BUCKET, "Arn"),
+                        "Condition": {"StringEquals": {"s3express:SessionMode": "ReadWrite"}},
+                    }
+                ],
+            },
+        },
+    }
+
+
 def storage_resources(options: TemplateOptions) -> Json:
     """The KMS key (with ``kms``), the buckets and their policies, the directory bucket."""
     resources: Json = {}
@@ -190,4 +257,5 @@ def storage_resources(options: TemplateOptions) -> Json:
         resources[f"{logical_id}Policy"] = tls_only_policy(logical_id)
     if options.express_artifacts:
         resources[EXPRESS_BUCKET] = express_bucket()
+        resources[f"{EXPRESS_BUCKET}Policy"] = express_bucket_policy()
     return resources

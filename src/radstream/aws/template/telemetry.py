@@ -7,7 +7,7 @@ columns, and writes Hive-style ``telemetry/dt=…/hour=…/`` prefixes (errors u
 
 from __future__ import annotations
 
-from radstream.lake.glue import DATABASE, TABLE
+from radstream.lake.glue import TABLE
 from radstream.layout import TELEMETRY, Bucket
 
 from .intrinsics import (
@@ -24,6 +24,7 @@ from .intrinsics import (
     statement,
     sub,
 )
+from .names import glue_database_name
 from .storage import TELEMETRY_ERRORS
 
 TELEMETRY_PREFIX = f"{TELEMETRY}dt=!{{timestamp:yyyy-MM-dd}}/hour=!{{timestamp:HH}}/"
@@ -33,26 +34,26 @@ TELEMETRY_ERROR_PREFIX = (
 )
 
 
-def _source_role() -> Json:
-    return role(
-        "firehose.amazonaws.com",
-        "read-telemetry-stream",
-        [
-            statement(
-                [
-                    "kinesis:DescribeStream",
-                    "kinesis:GetShardIterator",
-                    "kinesis:GetRecords",
-                    "kinesis:ListShards",
-                ],
-                [get_att(STREAM, "Arn")],
-            )
-        ],
-    )
+def _source_role(kms: bool) -> Json:
+    statements = [
+        statement(
+            [
+                "kinesis:DescribeStream",
+                "kinesis:GetShardIterator",
+                "kinesis:GetRecords",
+                "kinesis:ListShards",
+            ],
+            [get_att(STREAM, "Arn")],
+        )
+    ]
+    if kms:  # the stream is encrypted with the stack key
+        statements.append(statement(["kms:Decrypt"], [get_att(KMS_KEY, "Arn")]))
+    return role("firehose.amazonaws.com", "read-telemetry-stream", statements)
 
 
-def _delivery_role(kms: bool) -> Json:
+def _delivery_role(stack: str, kms: bool) -> Json:
     telemetry = BUCKETS[Bucket.TELEMETRY]
+    database = glue_database_name(stack)
     glue_arn = "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}"
     statements = [
         statement(
@@ -68,11 +69,12 @@ def _delivery_role(kms: bool) -> Json:
             ["glue:GetTable", "glue:GetTableVersion", "glue:GetTableVersions"],
             [
                 sub(f"{glue_arn}:catalog"),
-                sub(f"{glue_arn}:database/{DATABASE}"),
-                sub(f"{glue_arn}:table/{DATABASE}/{TABLE}"),
+                sub(f"{glue_arn}:database/{database}"),
+                sub(f"{glue_arn}:table/{database}/{TABLE}"),
             ],
         ),
     ]
+    statements.append(statement(["logs:PutLogEvents"], [get_att(DELIVERY_LOG_GROUP, "Arn")]))
     if kms:
         statements.append(
             statement(["kms:GenerateDataKey", "kms:Decrypt"], [get_att(KMS_KEY, "Arn")])
@@ -80,14 +82,41 @@ def _delivery_role(kms: bool) -> Json:
     return role("firehose.amazonaws.com", "write-telemetry-bucket", statements)
 
 
-def telemetry_resources(kms: bool) -> Json:
+DELIVERY_LOG_GROUP = "TelemetryDeliveryLogGroup"
+DELIVERY_LOG_STREAM = "TelemetryDeliveryLogStream"
+DELIVERY_LOG_RETENTION_DAYS = 30
+
+
+def _delivery_logs(stack: str, kms: bool) -> Json:
+    """Where Firehose logs what it could not deliver or convert (a record it drops is
+    otherwise seen only in the error prefix of the bucket)."""
+    group: Json = {
+        "LogGroupName": f"/aws/kinesisfirehose/{stack}-telemetry",
+        "RetentionInDays": DELIVERY_LOG_RETENTION_DAYS,
+    }
+    if kms:
+        group["KmsKeyId"] = get_att(KMS_KEY, "Arn")
+    return {
+        DELIVERY_LOG_GROUP: {"Type": "AWS::Logs::LogGroup", "Properties": group},
+        DELIVERY_LOG_STREAM: {
+            "Type": "AWS::Logs::LogStream",
+            "Properties": {"LogGroupName": ref(DELIVERY_LOG_GROUP), "LogStreamName": "S3Delivery"},
+        },
+    }
+
+
+def telemetry_resources(stack: str, kms: bool) -> Json:
     """The stream, the delivery stream and Firehose's two roles."""
     stream: Json = {
         "Type": "AWS::Kinesis::Stream",
         "Properties": {
             "StreamModeDetails": {"StreamMode": "ON_DEMAND"},
             "RetentionPeriodHours": 24,
-            "StreamEncryption": {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"},
+            # With --kms the stack's key, like every other store of the stack.
+            "StreamEncryption": {
+                "EncryptionType": "KMS",
+                "KeyId": get_att(KMS_KEY, "Arn") if kms else "alias/aws/kinesis",
+            },
         },
     }
     delivery: Json = {
@@ -103,6 +132,11 @@ def telemetry_resources(kms: bool) -> Json:
                 "RoleARN": get_att("FirehoseDeliveryRole", "Arn"),
                 "Prefix": TELEMETRY_PREFIX,
                 "ErrorOutputPrefix": TELEMETRY_ERROR_PREFIX,
+                "CloudWatchLoggingOptions": {
+                    "Enabled": True,
+                    "LogGroupName": ref(DELIVERY_LOG_GROUP),
+                    "LogStreamName": ref(DELIVERY_LOG_STREAM),
+                },
                 # Record format conversion needs a buffer of at least 64 MB.
                 "BufferingHints": {"IntervalInSeconds": 60, "SizeInMBs": 64},
                 "CompressionFormat": "UNCOMPRESSED",
@@ -125,8 +159,9 @@ def telemetry_resources(kms: bool) -> Json:
         },
     }
     return {
+        **_delivery_logs(stack, kms),
         STREAM: stream,
-        "FirehoseSourceRole": _source_role(),
-        "FirehoseDeliveryRole": _delivery_role(kms),
+        "FirehoseSourceRole": _source_role(kms),
+        "FirehoseDeliveryRole": _delivery_role(stack, kms),
         "TelemetryDelivery": delivery,
     }
