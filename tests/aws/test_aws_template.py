@@ -197,7 +197,7 @@ def test_each_stage_role_grants_only_its_own_prefixes() -> None:
         for st in _stage_statements(DEFAULT, "validate")
         if "s3:ListBucket" in st["Action"] and st["Resource"] == [json.loads(images_bucket)]
     ]
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["incoming/*"]}}
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["incoming/*", "dicom/*"]}}
     [infer_listing] = [
         st for st in _stage_statements(DEFAULT, "infer") if "s3:ListBucket" in st["Action"]
     ]

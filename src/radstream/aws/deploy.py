@@ -120,6 +120,7 @@ def lambda_settings(settings: Settings) -> tuple[dict[str, str], dict[str, str]]
         "RADSTREAM_ENGINE__IMAGE_WAIT_S": str(settings.engine.image_wait_s),
         "RADSTREAM_IMAGING__MAX_PIXELS": str(imaging.max_pixels),
         "RADSTREAM_IMAGING__MAX_FILE_BYTES": str(imaging.max_file_bytes),
+        "RADSTREAM_IMAGING__REQUIRE_CHEST": str(imaging.require_chest).lower(),
         "RADSTREAM_TELEMETRY__PSEUDONYMISE": str(telemetry.pseudonymise).lower(),
         "RADSTREAM_TELEMETRY__CONFIG_ID": telemetry.config_id,
     }
