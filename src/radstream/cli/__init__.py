@@ -13,7 +13,7 @@ from radstream.cli.app import app
 
 __all__ = ["COMMAND_MODULES", "app", "main"]
 
-COMMAND_MODULES = ("pipeline", "upload", "schema", "model", "bench", "lake", "aws")
+COMMAND_MODULES = ("pipeline", "upload", "schema", "model", "bench", "lake", "aws", "ab")
 """The command groups, in the order ``--help`` lists them (registration order)."""
 
 for _module in COMMAND_MODULES:
