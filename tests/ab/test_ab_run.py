@@ -134,6 +134,7 @@ def test_projected_scenarios_measure_one_configuration_and_label_every_projectio
     assert all(p.method and p.sources for p in result.projected)
     throughput = [m for m in result.metrics if m.metric == "throughput_per_min"]
     assert all(m.a is None and m.verdict == "inconclusive" for m in throughput)
+    assert all("not projected" in m.reason.lower() for m in throughput)
     if name == "lambda-memory":
         assert result.sweep is not None
         assert [p.memory_mb for p in result.sweep.points] == [512, 1024, 1769, 3008]

@@ -42,8 +42,8 @@ DURATION_AS_CPU = (
     "time (stages are CPU-bound and single-threaded, storage is a local filesystem here)."
 )
 NOT_PROJECTED = (
-    "Throughput is not projected (Lambda scales out per request; local workers say nothing "
-    "about it): its rows have no value."
+    "Throughput is not projected (Lambda scales out per request, so local workers say "
+    "nothing about it): its rows have no value."
 )
 
 

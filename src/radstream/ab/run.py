@@ -23,7 +23,12 @@ import pyarrow as pa
 from pydantic import JsonValue
 
 from radstream.ab.analysis import analyse
-from radstream.ab.derive import MeasuredBlock, memory_arm_blocks, storage_arm_blocks
+from radstream.ab.derive import (
+    NOT_PROJECTED,
+    MeasuredBlock,
+    memory_arm_blocks,
+    storage_arm_blocks,
+)
 from radstream.ab.design import Scheme, Slot, block_order
 from radstream.ab.model import BlockData, ExperimentResult, Projection, SweepSummary
 from radstream.ab.overrides import apply_settings, serve_config, split_serve
@@ -275,4 +280,12 @@ def _projected(
         sweep=sweep,
         manifest=manifest,
     )
+    # Throughput has no projected value on purpose: say so rather than "too few blocks".
+    rows = [
+        m.model_copy(update={"reason": NOT_PROJECTED, "more_blocks_per_arm": None})
+        if m.metric == "throughput_per_min" and m.a is None
+        else m
+        for m in result.metrics
+    ]
+    result = result.model_copy(update={"metrics": rows})
     return ExperimentRun(result, _latencies(blocks), log)
