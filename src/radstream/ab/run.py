@@ -81,6 +81,9 @@ class BlockLog:
     arm: str
     start_s: float
     end_s: float
+    p50_ms: float | None = None
+    throughput_per_min: float | None = None
+    stable: bool | None = None
 
 
 @dataclass
@@ -202,7 +205,19 @@ def run_experiment(
                 f"block {slot.position + 1} of {len(slots)} (arm {slot.arm!r}) timed out after "
                 f"{bench.timeout_s:g} s; lower --studies or the load"
             )
-        log.append(BlockLog(slot.position, slot.round, slot.arm, t0, time.monotonic() - started))
+        end = time.monotonic() - started
+        log.append(
+            BlockLog(
+                slot.position,
+                slot.round,
+                slot.arm,
+                round(t0, 3),
+                round(end, 3),
+                report.p50_ms,
+                report.throughput_per_min,
+                report.stable,
+            )
+        )
         reports.append((slot, report, timings))
     manifest: dict[str, object] = {
         "scenario": scenario.name if scenario else None,
