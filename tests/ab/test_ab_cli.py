@@ -105,14 +105,28 @@ def test_real_a_a_run_calls_no_latency_difference(tmp_path: Path, standin_model:
 def test_two_workers_beat_one_on_a_cpu_bound_closed_loop(
     tmp_path: Path, standin_model: Path
 ) -> None:
-    done = ab_cli(
-        tmp_path,
-        standin_model,
-        *("--a", "engine.workers=1", "--b", "engine.workers=2"),
-        *("--studies", "12", "--blocks", "5", "--warmup", "2"),
-        *("--size", "256x320", "--concurrency", "4", "--json"),
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    throughput = metrics(json.loads(done.stdout))["throughput_per_min"]
-    assert throughput["verdict"] == "b_better", throughput
+    def run(attempt: int) -> dict[str, Any]:
+        (tmp_path / str(attempt)).mkdir()
+        done = ab_cli(
+            tmp_path / str(attempt),
+            standin_model,
+            *("--a", "engine.workers=1", "--b", "engine.workers=2"),
+            # Eight rounds of 20 studies: on a shared machine another job may take the
+            # second core for a round or two, and five rounds then leave the interval wide.
+            *("--studies", "20", "--blocks", "8", "--warmup", "2"),
+            *("--size", "256x320", "--concurrency", "4", "--json", "--seed", str(attempt)),
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        data: dict[str, Any] = json.loads(done.stdout)
+        return data
+
+    data = run(1)
+    throughput = metrics(data)["throughput_per_min"]
+    # As the verdict itself advises: an inconclusive run (a busy machine) gets more data,
+    # once. A wrong winner fails at once.
+    if throughput["verdict"] == "inconclusive":
+        data = run(2)
+        throughput = metrics(data)["throughput_per_min"]
+    blocks = [(b["arm"], b["throughput_per_min"]) for b in data["manifest"]["block_log"]]
+    assert throughput["verdict"] == "b_better", (throughput, blocks)
     assert throughput["ci95"]["ratio"]["low"] > 1.0
