@@ -145,6 +145,7 @@ def _stage_timings(settings: Settings, seen: set[str], arm: str) -> list[list[St
     rows = table.select(["execution_id", "study_id", "stage", "duration_ms", "variant"]).to_pylist()
     studies: dict[str, list[StageTiming]] = {}
     for row in rows:
+        # Bench names its measured studies RUN-m-ID and its warm-up ones RUN-w-ID.
         if row["execution_id"] in seen or row["variant"] != arm or "-m-" not in row["study_id"]:
             continue
         s = float(row["duration_ms"]) / 1000.0

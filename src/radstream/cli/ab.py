@@ -23,6 +23,7 @@ from radstream.errors import ConfigInvalid
 from radstream.settings import load_settings
 
 if TYPE_CHECKING:
+    from radstream.ab.design import Slot
     from radstream.ab.model import ExperimentResult
     from radstream.ab.scenarios import Scenario
 
@@ -154,11 +155,9 @@ def ab_run(
     with progress_bar() as bar:
         progress = phase_progress(bar)
 
-        def on_block(slot: object, total: int) -> None:
-            position = getattr(slot, "position", 0)
-            arm = getattr(slot, "arm", "?")
-            progress("blocks", position, total)
-            bar.console.print(f"block {position + 1}/{total}: arm {escape(str(arm))}")
+        def on_block(slot: Slot, total: int) -> None:
+            progress("blocks", slot.position, total)
+            bar.console.print(f"block {slot.position + 1}/{total}: arm {escape(slot.arm)}")
 
         try:
             run = run_experiment(settings, cfg, progress, on_block)
