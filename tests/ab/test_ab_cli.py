@@ -120,13 +120,15 @@ def test_two_workers_beat_one_on_a_cpu_bound_closed_loop(
         data: dict[str, Any] = json.loads(done.stdout)
         return data
 
-    data = run(1)
-    throughput = metrics(data)["throughput_per_min"]
-    # As the verdict itself advises: an inconclusive run (a busy machine) gets more data,
-    # once. A wrong winner fails at once.
-    if throughput["verdict"] == "inconclusive":
-        data = run(2)
+    # As the verdict itself advises, an inconclusive run gets more data: up to three runs.
+    # On a shared machine another job can hold the second core for whole blocks (two
+    # workers then run no faster than one), and the analysis rightly calls that run
+    # inconclusive. A wrong winner fails at once.
+    for attempt in (1, 2, 3):
+        data = run(attempt)
         throughput = metrics(data)["throughput_per_min"]
+        if throughput["verdict"] != "inconclusive":
+            break
     blocks = [(b["arm"], b["throughput_per_min"]) for b in data["manifest"]["block_log"]]
     assert throughput["verdict"] == "b_better", (throughput, blocks)
     assert throughput["ci95"]["ratio"]["low"] > 1.0
