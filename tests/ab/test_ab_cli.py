@@ -111,20 +111,21 @@ def test_two_workers_beat_one_on_a_cpu_bound_closed_loop(
             tmp_path / str(attempt),
             standin_model,
             *("--a", "engine.workers=1", "--b", "engine.workers=2"),
-            # Eight rounds of 20 studies: on a shared machine another job may take the
+            # Eight rounds of 16 studies: on a shared machine another job may take the
             # second core for a round or two, and five rounds then leave the interval wide.
-            *("--studies", "20", "--blocks", "8", "--warmup", "2"),
+            *("--studies", "16", "--blocks", "8", "--warmup", "2"),
             *("--size", "256x320", "--concurrency", "4", "--json", "--seed", str(attempt)),
         )
         assert done.returncode == 0, done.stderr[-3000:]
         data: dict[str, Any] = json.loads(done.stdout)
         return data
 
-    # As the verdict itself advises, an inconclusive run gets more data: up to three runs.
+    # As the verdict itself advises, an inconclusive run gets more data: one more run.
     # On a shared machine another job can hold the second core for whole blocks (two
     # workers then run no faster than one), and the analysis rightly calls that run
-    # inconclusive. A wrong winner fails at once.
-    for attempt in (1, 2, 3):
+    # inconclusive; when that lasts through both runs this test fails, saying so with the
+    # per-block throughputs. A wrong winner fails at once.
+    for attempt in (1, 2):
         data = run(attempt)
         throughput = metrics(data)["throughput_per_min"]
         if throughput["verdict"] != "inconclusive":
