@@ -121,6 +121,7 @@ def analyse(
         baseline=base,
         blocks=max(len({b.round for b in by_arm[a]}) for a in names),
         order=order_labels(slots),
+        margin=margin,
         metrics=rows,
         correction=correction,
         srm=srm,

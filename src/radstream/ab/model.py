@@ -131,6 +131,7 @@ class ExperimentResult(_Frozen):
     baseline: str
     blocks: int
     order: list[str]
+    margin: float = Field(default=0.05, ge=0)
     metrics: list[MetricResult]
     correction: str
     srm: SrmResult
