@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "lake",
     "aws",
     "dicom",
+    "dashboard",
 )
 """The command groups, in the order ``--help`` lists them (registration order)."""
 
