@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ChromiumKit, DemoLake, serving
 from dashboard_browser import Browser
+from dashboard_support import ChromiumKit, DemoLake, serving
 
 from radstream.dashboard.app import create_app
 from radstream.dashboard.figures import json_rows
@@ -135,7 +135,7 @@ def test_the_page_draws_the_named_queries_and_filters_by_variant(
         assert tiles == ["p95_ms", "throughput_per_min", "cost_per_image_usd", "success_rate"]
         # Three of ten studies failed in the last hour: the success tile shows its burn.
         success = browser.evaluate(
-            "document.querySelector('[data-objective=success_rate] tr[data-window=\"1h\"] "
+            'document.querySelector(\'[data-objective=success_rate] tr[data-window="1h"] '
             ".burn').textContent"
         )
         assert success == "30.00×"
