@@ -46,13 +46,19 @@ def test_a_window_ends_now_and_reaches_back_a_partition_margin() -> None:
     # 23:30 the day before, less the hour's margin: the partition of the day before.
     assert params["start_date"] == "2026-03-03"
     assert params["end_date"] == "2026-03-04"
-    assert int(params["from_s"]) == int(NOW.timestamp()) - 3600
-    assert int(params["to_s"]) == int(NOW.timestamp()) + 1
+    assert params["from_ts"] == "2026-03-03 23:30:15 UTC"
+    assert params["to_ts"] == "2026-03-04 00:30:16 UTC"  # exclusive: the current second is in
+    assert Window.ending(NOW, timedelta(hours=1)).seconds() == [
+        NOW.timestamp() - 3600,
+        NOW.timestamp() + 1,
+    ]
 
 
 def test_the_unbounded_window_starts_at_the_epoch() -> None:
     params = Window.ending(NOW, None).params()
-    assert params["start_date"] == "1970-01-01" and params["from_s"] == "0"
+    assert params["start_date"] == "1970-01-01"
+    assert params["from_ts"] == "1970-01-01 00:00:00 UTC"
+    assert Window.ending(NOW, None).seconds()[0] == 0
     assert Window.ending(NOW, None).params(windowed=False) == {
         "start_date": "1970-01-01",
         "end_date": "2026-03-04",

@@ -40,7 +40,7 @@ BURN_WINDOWS: dict[str, timedelta] = {"1h": timedelta(hours=1), "24h": timedelta
 # partition of their own start: the partition range reaches back this far before the window,
 # so an execution that started before midnight and finished after it is not cut short.
 PARTITION_MARGIN = timedelta(hours=1)
-EPOCH_END_S = 253402300800  # 10000-01-01T00:00:00Z: "no upper bound", as the queries default
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class FigureSpec:
     key: str
     query: str
     title: str
-    windowed: bool = True  # takes from_s/to_s (the daily cost takes days only)
+    windowed: bool = True  # takes from_ts/to_ts (the daily cost takes days only)
     by_variant: bool = True  # takes the variant filter (the A/B comparison shows them all)
 
 
@@ -84,6 +84,7 @@ class Dashboard(TypedDict):
     range: str
     variant: str
     params: dict[str, str]
+    window_s: list[float]
     objectives: list[ObjectiveTile]
     figures: dict[str, Figure]
 
@@ -101,14 +102,24 @@ class Window:
         return cls(None if span is None else now - span, now)
 
     def params(self, *, windowed: bool = True) -> dict[str, str]:
-        """The query parameters of this window: a dt range, and epoch seconds when windowed."""
+        """The query parameters of this window: a dt range, and its bounds when windowed."""
         first = date(1970, 1, 1) if self.start is None else (self.start - PARTITION_MARGIN).date()
         params = {"start_date": first.isoformat(), "end_date": self.end.date().isoformat()}
         if windowed:
-            params["from_s"] = "0" if self.start is None else str(int(self.start.timestamp()))
-            # +1: the window holds what ended up to and including this second.
-            params["to_s"] = str(int(self.end.timestamp()) + 1)
+            params["from_ts"] = timestamp_param(self.start or EPOCH)
+            # Whole seconds, and the end exclusive: +1 s keeps what ended in the current one.
+            params["to_ts"] = timestamp_param(self.end + timedelta(seconds=1))
         return params
+
+    def seconds(self) -> list[float]:
+        """[start, end] in epoch seconds (0 for no start): the page's time axis."""
+        start = 0.0 if self.start is None else self.start.timestamp()
+        return [float(int(start)), float(int(self.end.timestamp()) + 1)]
+
+
+def timestamp_param(moment: datetime) -> str:
+    """A window bound as the queries take it: UTC, whole seconds, the zone named in the text."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def json_value(value: object) -> JsonScalar:
@@ -172,6 +183,7 @@ def collect(
         range=range_key,
         variant=variant,
         params=window.params(),
+        window_s=window.seconds(),
         objectives=tiles,
         figures=figures,
     )

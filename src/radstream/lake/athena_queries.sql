@@ -205,14 +205,15 @@ SELECT
     WHERE dt BETWEEN :start_date AND :end_date AND end_ts < start_ts) AS end_before_start,
   (SELECT count(*) FROM per_execution WHERE finished = 0) AS orphan_executions;
 
--- The dashboard's queries (`radstream dashboard`). Each takes a window of finish times in
--- epoch seconds, [from_s, to_s), besides the dt range that prunes partitions, and one A/B
--- variant or all of them (variant empty). An execution belongs to the window its last
+-- The dashboard's queries (`radstream dashboard`). Each takes a window of finish times,
+-- [from_ts, to_ts), written 'YYYY-MM-DD HH:MM:SS UTC' (the zone in the text, so that neither
+-- engine reads it in a session time zone), besides the dt range that prunes partitions, and
+-- one A/B variant or all of them (variant empty). An execution belongs to the window its last
 -- stage ended in; a stage attempt to the window it ended in.
 
 -- name: dashboard_objectives
 -- description: The four objectives over a window: finished executions, success rate, end-to-end p95 and the share slower than slow_ms, throughput per active minute, cost per successful image.
--- params: start_date=1970-01-01, end_date=9999-12-31, from_s=0, to_s=253402300800, variant=, slow_ms=5000
+-- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC, variant=, slow_ms=5000
 WITH per_execution AS (
   SELECT
     execution_id,
@@ -227,8 +228,8 @@ WITH per_execution AS (
     AND (:variant = '' OR variant = :variant)
   GROUP BY execution_id
   HAVING max(CASE WHEN stage IN ('store', 'record_failure') AND status = 'ok' THEN 1 ELSE 0 END) = 1
-    AND to_unixtime(max(end_ts)) >= CAST(:from_s AS DOUBLE)
-    AND to_unixtime(max(end_ts)) < CAST(:to_s AS DOUBLE)
+    AND max(end_ts) >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
+    AND max(end_ts) < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
 )
 SELECT
   count(*) AS executions,
@@ -244,7 +245,7 @@ FROM per_execution;
 
 -- name: dashboard_latency_per_minute
 -- description: End-to-end latency p50/p95/p99 of the executions that finished in each minute of a window.
--- params: start_date=1970-01-01, end_date=9999-12-31, from_s=0, to_s=253402300800, variant=
+-- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC, variant=
 WITH per_execution AS (
   SELECT
     execution_id,
@@ -256,8 +257,8 @@ WITH per_execution AS (
     AND (:variant = '' OR variant = :variant)
   GROUP BY execution_id
   HAVING max(CASE WHEN stage IN ('store', 'record_failure') AND status = 'ok' THEN 1 ELSE 0 END) = 1
-    AND to_unixtime(max(end_ts)) >= CAST(:from_s AS DOUBLE)
-    AND to_unixtime(max(end_ts)) < CAST(:to_s AS DOUBLE)
+    AND max(end_ts) >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
+    AND max(end_ts) < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
 )
 SELECT
   date_trunc('minute', finished_at) AS minute,
@@ -271,7 +272,7 @@ ORDER BY 1;
 
 -- name: dashboard_throughput_per_minute
 -- description: Executions finished per minute of a window (by the end of their last stage), split by outcome.
--- params: start_date=1970-01-01, end_date=9999-12-31, from_s=0, to_s=253402300800, variant=
+-- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC, variant=
 SELECT
   date_trunc('minute', end_ts) AS minute,
   count_if(stage = 'store') AS succeeded,
@@ -280,15 +281,15 @@ FROM radstream.telemetry
 WHERE dt BETWEEN :start_date AND :end_date
   AND status = 'ok'
   AND stage IN ('store', 'record_failure')
-  AND to_unixtime(end_ts) >= CAST(:from_s AS DOUBLE)
-  AND to_unixtime(end_ts) < CAST(:to_s AS DOUBLE)
+  AND end_ts >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
+  AND end_ts < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
   AND (:variant = '' OR variant = :variant)
 GROUP BY 1
 ORDER BY 1;
 
 -- name: dashboard_failures_per_minute
 -- description: Failed executions per minute of a window and error code.
--- params: start_date=1970-01-01, end_date=9999-12-31, from_s=0, to_s=253402300800, variant=
+-- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC, variant=
 SELECT
   date_trunc('minute', end_ts) AS minute,
   error_code,
@@ -297,15 +298,15 @@ FROM radstream.telemetry
 WHERE dt BETWEEN :start_date AND :end_date
   AND stage = 'record_failure'
   AND status = 'ok'
-  AND to_unixtime(end_ts) >= CAST(:from_s AS DOUBLE)
-  AND to_unixtime(end_ts) < CAST(:to_s AS DOUBLE)
+  AND end_ts >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
+  AND end_ts < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
   AND (:variant = '' OR variant = :variant)
 GROUP BY 1, 2
 ORDER BY 1, 2;
 
 -- name: dashboard_stage_latency
 -- description: Per-stage latency p50/p95/p99 of the successful stage attempts that ended in a window.
--- params: start_date=1970-01-01, end_date=9999-12-31, from_s=0, to_s=253402300800, variant=
+-- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC, variant=
 SELECT
   stage,
   count(*) AS n,
@@ -315,8 +316,8 @@ SELECT
 FROM radstream.telemetry
 WHERE dt BETWEEN :start_date AND :end_date
   AND status = 'ok'
-  AND to_unixtime(end_ts) >= CAST(:from_s AS DOUBLE)
-  AND to_unixtime(end_ts) < CAST(:to_s AS DOUBLE)
+  AND end_ts >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
+  AND end_ts < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
   AND (:variant = '' OR variant = :variant)
 GROUP BY stage
 ORDER BY stage;
@@ -339,7 +340,7 @@ ORDER BY dt;
 
 -- name: dashboard_batch_sizes
 -- description: Batch sizes formed at the model in a window: inference calls per size.
--- params: start_date=1970-01-01, end_date=9999-12-31, from_s=0, to_s=253402300800, variant=
+-- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC, variant=
 SELECT
   batch_size,
   count(*) AS calls,
@@ -348,15 +349,15 @@ FROM radstream.telemetry
 WHERE dt BETWEEN :start_date AND :end_date
   AND stage = 'infer'
   AND status = 'ok'
-  AND to_unixtime(end_ts) >= CAST(:from_s AS DOUBLE)
-  AND to_unixtime(end_ts) < CAST(:to_s AS DOUBLE)
+  AND end_ts >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
+  AND end_ts < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
   AND (:variant = '' OR variant = :variant)
 GROUP BY batch_size
 ORDER BY batch_size;
 
 -- name: dashboard_variants
 -- description: Every A/B variant side by side over a window: executions, success rate, end-to-end p50/p95, cost per successful image.
--- params: start_date=1970-01-01, end_date=9999-12-31, from_s=0, to_s=253402300800
+-- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC
 WITH per_execution AS (
   SELECT
     execution_id,
@@ -370,8 +371,8 @@ WITH per_execution AS (
     AND variant IS NOT NULL
   GROUP BY execution_id
   HAVING max(CASE WHEN stage IN ('store', 'record_failure') AND status = 'ok' THEN 1 ELSE 0 END) = 1
-    AND to_unixtime(max(end_ts)) >= CAST(:from_s AS DOUBLE)
-    AND to_unixtime(max(end_ts)) < CAST(:to_s AS DOUBLE)
+    AND max(end_ts) >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
+    AND max(end_ts) < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
 )
 SELECT
   variant,

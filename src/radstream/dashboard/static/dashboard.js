@@ -203,7 +203,7 @@
 
   function draw(data) {
     var f = data.figures;
-    state.window = [Number(data.params.from_s), Number(data.params.to_s)];
+    state.window = data.window_s;
     var p95 = null;
     data.objectives.forEach(function (t) { if (t.name === "p95_ms") { p95 = t.limit; } });
     var cost = null;
