@@ -120,6 +120,15 @@ class Browser:
             lambda: bool(self.evaluate(expression)), what, timeout_s=timeout_s, interval_s=0.1
         )
 
+    def wait_for_problems(self, count: int, timeout_s: float = 30.0) -> None:
+        """Wait until at least ``count`` problems were reported (events come when they come)."""
+
+        def enough() -> bool:
+            self.evaluate("0")  # a round trip: collects the events sent before its reply
+            return len(self.problems()) >= count
+
+        wait_until(enough, f"{count} console problems", timeout_s=timeout_s, interval_s=0.1)
+
     def problems(self) -> list[str]:
         """Console messages, uncaught exceptions and log entries (CSP, failed loads) so far."""
         found: list[str] = []

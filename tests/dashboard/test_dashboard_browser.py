@@ -182,3 +182,23 @@ def test_a_study_uploaded_after_the_page_opened_appears_after_a_refresh(
         assert "3 executions finished in range" in status
         assert browser.problems() == []
     assert chromium_kit.console_errors(browser.log()) == []
+
+
+def test_the_browser_sees_a_thrown_error_and_an_outside_fetch(
+    chromium_kit: ChromiumKit, tmp_path: Path
+) -> None:
+    """Negative control: without this, the clean-console checks above would prove nothing."""
+    page = tmp_path / "boom.html"
+    page.write_text(
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>boom</title></head>'
+        '<body><img src="https://example.invalid/x.png" alt="">'
+        '<script>window.done = true; throw new Error("boom")</script></body></html>',
+        encoding="utf-8",
+    )
+    with Browser(chromium_kit.binary, chromium_kit.flags) as browser:
+        browser.open(page.as_uri())
+        browser.wait_for("window.done === true", "the page's script to run")
+        browser.wait_for_problems(2)
+        problems = browser.problems()
+    assert any("boom" in p for p in problems), problems
+    assert any("example.invalid" in p for p in problems), problems

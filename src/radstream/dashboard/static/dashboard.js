@@ -136,14 +136,18 @@
       scales: {
         // The selected window, when it has a start; else the data, padded (one point
         // alone would otherwise span years).
-        x: { time: true, range: function (u, min, max) {
+        // From the data, not from min/max: uPlot widens a lone point's range by years.
+        x: { time: true, range: function (u) {
+          var xs = u.data[0], lo = xs[0], hi = xs[xs.length - 1];
           var w = state.window;  // read at each redraw: the window moves with every refresh
-          if (windowed && w && w[0] > 0) { return [w[0], Math.max(w[1], max)]; }
-          return [min - pad, max + pad];
+          if (windowed && w && w[0] > 0) { return [Math.min(w[0], lo), Math.max(w[1], hi)]; }
+          return [lo - pad, hi + pad];
         } },
         y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } },
       },
-      axes: [{}, { label: opts && opts.yLabel ? opts.yLabel : "", size: 60 }],
+      axes: [{}, { label: opts && opts.yLabel ? opts.yLabel : "", size: 60,
+        // Three significant digits: ticks of $0.0005 stay apart, counts stay whole.
+        values: function (u, splits) { return splits.map(function (v) { return String(Number(v.toPrecision(3))); }); } }],
       series: [{}].concat(series.map(function (s, i) {
         var line = { label: s.label, stroke: s.color || COLORS[i % COLORS.length], width: 2,
           points: { show: true, size: 5 } };
