@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
@@ -163,6 +164,8 @@ def test_tiles_run_the_objectives_query_per_window_with_the_variant_and_the_p95_
 
 # --------------------------------------------------------------------------- app
 
+ClientFor = Callable[[Any], "AppClient"]
+
 
 class AppClient:
     """Requests to the app in process (httpx's ASGI transport): no socket, no server."""
@@ -189,8 +192,24 @@ def empty_lake(tmp_path: Path) -> Path:
     return tmp_path / "lake"
 
 
-def test_the_page_its_script_and_uplot_are_served_with_a_strict_csp(empty_lake: Path) -> None:
-    client = AppClient(create_app(empty_lake, refresh_s=2.5))
+@pytest.fixture
+def client_for() -> Iterator[Callable[[Any], AppClient]]:
+    """Makes in-process clients of apps; closes them after the test."""
+    made: list[AppClient] = []
+
+    def make(app: Any) -> AppClient:
+        made.append(AppClient(app))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+
+
+def test_the_page_its_script_and_uplot_are_served_with_a_strict_csp(
+    empty_lake: Path, client_for: ClientFor
+) -> None:
+    client = client_for(create_app(empty_lake, refresh_s=2.5))
     page = client.get("/")
     assert page.status_code == 200
     assert page.headers["content-security-policy"] == CSP
@@ -222,8 +241,10 @@ def test_the_range_filter_offers_the_servers_ranges() -> None:
     assert re.search(r'value="([^"]+)" selected', select)[1] == DEFAULT_RANGE  # type: ignore[index]
 
 
-def test_the_api_answers_on_an_empty_lake_and_refuses_an_unknown_range(empty_lake: Path) -> None:
-    client = AppClient(create_app(empty_lake, clock=lambda: NOW))
+def test_the_api_answers_on_an_empty_lake_and_refuses_an_unknown_range(
+    empty_lake: Path, client_for: ClientFor
+) -> None:
+    client = client_for(create_app(empty_lake, clock=lambda: NOW))
     data = client.get("/api/dashboard", params={"range": "1h", "variant": "A"}).json()
     assert data["range"] == "1h" and data["variant"] == "A"
     assert data["generated_at"] == NOW.isoformat()
@@ -234,8 +255,8 @@ def test_the_api_answers_on_an_empty_lake_and_refuses_an_unknown_range(empty_lak
     assert bad.status_code == 400 and bad.json()["code"] == "RANGE_INVALID"
 
 
-def test_with_a_token_every_route_needs_it(empty_lake: Path) -> None:
-    client = AppClient(create_app(empty_lake, token="tok-1"))
+def test_with_a_token_every_route_needs_it(empty_lake: Path, client_for: ClientFor) -> None:
+    client = client_for(create_app(empty_lake, token="tok-1"))
     for path in ("/", "/api/dashboard", "/static/dashboard.js"):
         assert client.get(path).status_code == 401, path
         wrong = client.get(path, headers={"Authorization": "Bearer tok-2"})
@@ -246,9 +267,9 @@ def test_with_a_token_every_route_needs_it(empty_lake: Path) -> None:
 
 
 def test_the_token_in_the_address_becomes_a_cookie_and_leaves_the_address(
-    empty_lake: Path,
+    empty_lake: Path, client_for: ClientFor
 ) -> None:
-    client = AppClient(create_app(empty_lake, token="tok-1"))
+    client = client_for(create_app(empty_lake, token="tok-1"))
     opened = client.get("/?token=tok-1")
     assert opened.status_code == 303 and opened.headers["location"] == "/"
     cookie = opened.headers["set-cookie"].lower()
@@ -281,7 +302,7 @@ def test_loopback_hosts() -> None:
 
 
 def test_the_command_serves_the_data_dirs_lake_on_loopback_by_default(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client_for: ClientFor
 ) -> None:
     served: dict[str, Any] = {}
 
@@ -296,6 +317,6 @@ def test_the_command_serves_the_data_dirs_lake_on_loopback_by_default(
     )
     assert done.exit_code == 0, done.output
     assert (served["host"], served["port"]) == ("127.0.0.1", 8050)
-    client = AppClient(served["app"])
+    client = client_for(served["app"])
     assert client.get("/api/dashboard").status_code == 401
     assert client.get("/", headers={"Authorization": "Bearer tok-9"}).status_code == 200
