@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "aws",
     "dicom",
     "ab",
+    "dashboard",
 )
 """The command groups, in the order ``--help`` lists them (registration order)."""
 

@@ -1,0 +1,81 @@
+"""``radstream dashboard``: the live dashboard over the local telemetry lake."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from radstream.cli.app import DataDir, app, console, settings_for
+
+
+def dashboard_token(token: str | None, token_file: Path | None) -> str | None:
+    """The token the dashboard requires: from ``--token-file`` or ``--token``; None for none.
+
+    The file's surrounding whitespace (a trailing newline) is dropped. Raises
+    typer.BadParameter when both are given or the file is unreadable or empty.
+    """
+    if token is not None and token_file is not None:
+        raise typer.BadParameter("give --token-file or --token, not both")
+    if token_file is None:
+        return token or None
+    try:
+        text = token_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(f"cannot read --token-file {token_file}: {exc}") from None
+    if not text:
+        raise typer.BadParameter(f"--token-file {token_file} is empty")
+    return text
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def dashboard(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8050,
+    data_dir: DataDir = None,
+    token: Annotated[
+        str | None, typer.Option(help="Require this token (Bearer header, or open /?token=…)")
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option(help="Read the token from this file (kept off the command line)")
+    ] = None,
+    refresh_s: Annotated[
+        float, typer.Option(min=1.0, help="Seconds between the page's refreshes")
+    ] = 5.0,
+) -> None:
+    """Serve a live dashboard of the lake's named queries (offline: nothing from a CDN)."""
+    import uvicorn
+
+    from radstream.dashboard.app import create_app
+
+    secret = dashboard_token(token, token_file)
+    settings = settings_for(data_dir)
+    if secret is None and not is_loopback(host):
+        console.print(
+            f"[yellow]warning[/yellow]: listening on {escape(host)} without a token: anyone who "
+            "reaches this address sees the dashboard; give --token-file"
+        )
+    shown = f"[{host}]" if ":" in host else host
+    console.print(
+        f"dashboard of {escape(str(settings.lake_dir))} on http://{escape(shown)}:{port}/"
+        + ("?token=…" if secret else "")
+    )
+    uvicorn.run(
+        create_app(settings.lake_dir, token=secret, refresh_s=refresh_s),
+        host=host,
+        port=port,
+        log_level="warning",
+    )

@@ -1,0 +1,322 @@
+"""The dashboard without a browser: windows and parameters, burn, the app's routes, its token,
+its offline page, and the CLI that serves it."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlglot
+import typer
+from typer.testing import CliRunner
+
+from radstream.bench.slo import DEFAULT_TARGETS
+from radstream.cli import app as cli_app
+from radstream.cli.dashboard import dashboard_token, is_loopback
+from radstream.dashboard.app import COOKIE, CSP, create_app
+from radstream.dashboard.figures import (
+    DEFAULT_RANGE,
+    FIGURES,
+    RANGES,
+    Window,
+    figure_params,
+    json_value,
+)
+from radstream.dashboard.objectives import OBJECTIVES, OBJECTIVES_QUERY, burn, objective_tiles
+from radstream.lake.duckdb_runner import QueryResult
+from radstream.lake.queries import named_queries
+
+NOW = datetime(2026, 3, 4, 0, 30, 15, tzinfo=UTC)
+STATIC = resources.files("radstream.dashboard").joinpath("static")
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def test_a_window_ends_now_and_reaches_back_a_partition_margin() -> None:
+    params = Window.ending(NOW, timedelta(hours=1)).params()
+    # 23:30 the day before, less the hour's margin: the partition of the day before.
+    assert params["start_date"] == "2026-03-03"
+    assert params["end_date"] == "2026-03-04"
+    assert params["from_ts"] == "2026-03-03 23:30:15 UTC"
+    assert params["to_ts"] == "2026-03-04 00:30:16 UTC"  # exclusive: the current second is in
+    assert Window.ending(NOW, timedelta(hours=1)).seconds() == [
+        NOW.timestamp() - 3600,
+        NOW.timestamp() + 1,
+    ]
+
+
+def test_the_unbounded_window_starts_at_the_epoch() -> None:
+    params = Window.ending(NOW, None).params()
+    assert params["start_date"] == "1970-01-01"
+    assert params["from_ts"] == "1970-01-01 00:00:00 UTC"
+    assert Window.ending(NOW, None).seconds()[0] == 0
+    assert Window.ending(NOW, None).params(windowed=False) == {
+        "start_date": "1970-01-01",
+        "end_date": "2026-03-04",
+    }
+
+
+@pytest.mark.parametrize("spec", FIGURES, ids=lambda s: s.key)
+def test_every_figure_names_a_query_that_takes_exactly_its_parameters(spec: Any) -> None:
+    query = named_queries()[spec.query]
+    given = figure_params(spec, Window.ending(NOW, timedelta(days=1)), "A")
+    assert query.bind(given) == given  # nothing unknown, nothing missing, dates well formed
+    assert ("variant" in given) == spec.by_variant
+
+
+def test_the_dashboard_queries_are_athena_sql_over_the_telemetry_table() -> None:
+    names = [spec.query for spec in FIGURES] + [OBJECTIVES_QUERY]
+    for name in names:
+        tree = sqlglot.parse_one(named_queries()[name].sql, read="athena")
+        assert "radstream.telemetry" in {t.sql() for t in tree.find_all(sqlglot.exp.Table)}
+
+
+def test_query_values_become_json() -> None:
+    assert json_value(datetime(2026, 1, 2, 3, 4)) == "2026-01-02T03:04:00+00:00"
+    later = datetime(2026, 1, 2, 4, 4, tzinfo=UTC) + timedelta(0)
+    assert json_value(later) == "2026-01-02T04:04:00+00:00"
+    assert json_value(date(2026, 1, 2)) == "2026-01-02"
+    assert json_value(Decimal("1.5")) == 1.5
+    assert json_value(math.nan) is None and json_value(math.inf) is None
+    assert json_value(7) == 7 and json_value("x") == "x" and json_value(None) is None
+
+
+# --------------------------------------------------------------------------- burn
+
+
+def objective(name: str) -> Any:
+    return next(o for o in OBJECTIVES if o.target.name == name)
+
+
+def test_the_tiles_are_the_benchmarks_four_objectives() -> None:
+    assert [o.target for o in OBJECTIVES] == [
+        DEFAULT_TARGETS[n]
+        for n in ("p95_ms", "throughput_per_min", "cost_per_image_usd", "success_rate")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "record", "expected"),
+    [
+        ("success_rate", {"success_rate": 0.98}, 2.0),  # 2 % failed of a 1 % budget
+        ("success_rate", {"success_rate": 1.0}, 0.0),
+        ("p95_ms", {"p95_ms": 9000.0, "slow_share": 0.10}, 2.0),  # 10 % slow of 5 %
+        ("p95_ms", {"p95_ms": 100.0, "slow_share": 0.0}, 0.0),
+        ("throughput_per_min", {"throughput_per_min": 5.0}, 2.0),
+        ("throughput_per_min", {"throughput_per_min": 20.0}, 0.5),
+        ("throughput_per_min", {"throughput_per_min": 0.0}, None),
+        ("cost_per_image_usd", {"cost_per_image_usd": 0.001}, 0.5),
+        ("cost_per_image_usd", {"cost_per_image_usd": None}, None),
+        ("success_rate", {}, None),
+    ],
+)
+def test_burn_is_one_exactly_at_the_objective(
+    name: str, record: dict[str, object], expected: float | None
+) -> None:
+    got = burn(objective(name), record)
+    assert got == (None if expected is None else pytest.approx(expected))
+
+
+class FakeRunner:
+    """Answers ``dashboard_objectives`` with one row; records what it was asked."""
+
+    def __init__(self, row: dict[str, object]) -> None:
+        self.row = row
+        self.asked: list[tuple[str, dict[str, str]]] = []
+
+    def run_named(self, name: str, params: dict[str, str] | None = None) -> QueryResult:
+        self.asked.append((name, dict(params or {})))
+        return QueryResult(columns=list(self.row), rows=[tuple(self.row.values())])
+
+
+def test_tiles_run_the_objectives_query_per_window_with_the_variant_and_the_p95_limit() -> None:
+    row = {
+        "executions": 200,
+        "succeeded": 199,
+        "failed": 1,
+        "success_rate": 0.995,
+        "p95_ms": 1200.0,
+        "slow_share": 0.01,
+        "throughput_per_min": 12.5,
+        "cost_per_image_usd": 0.0004,
+    }
+    runner = FakeRunner(row)
+    windows = {"1h": {"start_date": "2026-03-03", "end_date": "2026-03-04"}, "24h": {}}
+    tiles = objective_tiles(runner, windows, "B")
+    assert [name for name, _ in runner.asked] == [OBJECTIVES_QUERY] * 2
+    assert runner.asked[0][1] == {**windows["1h"], "variant": "B", "slow_ms": "5000"}
+    by_name = {t["name"]: t for t in tiles}
+    assert by_name["success_rate"]["windows"]["1h"]["burn"] == pytest.approx(0.5)
+    assert by_name["p95_ms"]["windows"]["24h"]["value"] == 1200.0
+    assert by_name["p95_ms"]["windows"]["24h"]["burn"] == pytest.approx(0.2)
+    assert all(t["windows"]["1h"]["executions"] == 200 for t in tiles)
+
+
+# --------------------------------------------------------------------------- app
+
+ClientFor = Callable[[Any], "AppClient"]
+
+
+class AppClient:
+    """Requests to the app in process (httpx's ASGI transport): no socket, no server."""
+
+    def __init__(self, app: Any) -> None:
+        self._loop = asyncio.Runner()
+        transport = httpx.ASGITransport(app=app)
+        self._client = httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._client.cookies
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self._loop.run(self._client.get(path, **kwargs))
+
+    def close(self) -> None:
+        self._loop.run(self._client.aclose())
+        self._loop.close()
+
+
+@pytest.fixture
+def empty_lake(tmp_path: Path) -> Path:
+    return tmp_path / "lake"
+
+
+@pytest.fixture
+def client_for() -> Iterator[Callable[[Any], AppClient]]:
+    """Makes in-process clients of apps; closes them after the test."""
+    made: list[AppClient] = []
+
+    def make(app: Any) -> AppClient:
+        made.append(AppClient(app))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+
+
+def test_the_page_its_script_and_uplot_are_served_with_a_strict_csp(
+    empty_lake: Path, client_for: ClientFor
+) -> None:
+    client = client_for(create_app(empty_lake, refresh_s=2.5))
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-security-policy"] == CSP
+    assert 'data-refresh-ms="2500"' in page.text
+    for path, kind in [
+        ("/static/uPlot.iife.min.js", "javascript"),
+        ("/static/dashboard.js", "javascript"),
+        ("/static/uPlot.min.css", "css"),
+        ("/static/dashboard.css", "css"),
+    ]:
+        response = client.get(path)
+        assert response.status_code == 200 and kind in response.headers["content-type"], path
+    assert "MIT License" in STATIC.joinpath("uPlot.LICENSE.txt").read_text(encoding="utf-8")
+
+
+def test_the_page_loads_nothing_from_elsewhere() -> None:
+    page = STATIC.joinpath("index.html").read_text(encoding="utf-8")
+    for ref in re.findall(r'(?:src|href)="([^"]*)"', page):
+        assert ref.startswith(("/static/", "data:")), ref
+    script = STATIC.joinpath("dashboard.js").read_text(encoding="utf-8")
+    # The one URL in the script is the SVG namespace, which is a name, not a fetch.
+    assert re.findall(r"https?://[^\"' ]+", script) == ["http://www.w3.org/2000/svg"]
+
+
+def test_the_range_filter_offers_the_servers_ranges() -> None:
+    page = STATIC.joinpath("index.html").read_text(encoding="utf-8")
+    select = page.split('<select id="range"', 1)[1].split("</select>", 1)[0]
+    assert re.findall(r'<option value="([^"]+)"', select) == list(RANGES)
+    assert re.search(r'value="([^"]+)" selected', select)[1] == DEFAULT_RANGE  # type: ignore[index]
+
+
+def test_the_api_answers_on_an_empty_lake_and_refuses_an_unknown_range(
+    empty_lake: Path, client_for: ClientFor
+) -> None:
+    client = client_for(create_app(empty_lake, clock=lambda: NOW))
+    data = client.get("/api/dashboard", params={"range": "1h", "variant": "A"}).json()
+    assert data["range"] == "1h" and data["variant"] == "A"
+    assert data["generated_at"] == NOW.isoformat()
+    assert {f["query"] for f in data["figures"].values()} == {s.query for s in FIGURES}
+    assert all(f["rows"] == [] for f in data["figures"].values())
+    assert [t["windows"]["1h"]["value"] for t in data["objectives"]] == [None] * 4
+    bad = client.get("/api/dashboard", params={"range": "2y"})
+    assert bad.status_code == 400 and bad.json()["code"] == "RANGE_INVALID"
+
+
+def test_with_a_token_every_route_needs_it(empty_lake: Path, client_for: ClientFor) -> None:
+    client = client_for(create_app(empty_lake, token="tok-1"))
+    for path in ("/", "/api/dashboard", "/static/dashboard.js"):
+        assert client.get(path).status_code == 401, path
+        wrong = client.get(path, headers={"Authorization": "Bearer tok-2"})
+        assert wrong.status_code == 401, path
+        right = client.get(path, headers={"Authorization": "Bearer tok-1"})
+        assert right.status_code == 200, path
+    assert client.get("/?token=tok-2").status_code == 401
+
+
+def test_the_token_in_the_address_becomes_a_cookie_and_leaves_the_address(
+    empty_lake: Path, client_for: ClientFor
+) -> None:
+    client = client_for(create_app(empty_lake, token="tok-1"))
+    opened = client.get("/?token=tok-1")
+    assert opened.status_code == 303 and opened.headers["location"] == "/"
+    cookie = opened.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert client.cookies.get(COOKIE) == "tok-1"
+    assert client.get("/api/dashboard").status_code == 200  # the cookie carries it now
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_the_token_comes_from_a_file_or_the_option(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("from-file\n", encoding="utf-8")
+    assert dashboard_token(None, secret) == "from-file"
+    assert dashboard_token("given", None) == "given"
+    assert dashboard_token(None, None) is None
+    with pytest.raises(typer.BadParameter, match="not both"):
+        dashboard_token("given", secret)
+    (tmp_path / "empty").write_text("\n", encoding="utf-8")
+    with pytest.raises(typer.BadParameter, match="empty"):
+        dashboard_token(None, tmp_path / "empty")
+    with pytest.raises(typer.BadParameter, match="cannot read"):
+        dashboard_token(None, tmp_path / "missing")
+
+
+def test_loopback_hosts() -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
+
+
+def test_the_command_serves_the_data_dirs_lake_on_loopback_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client_for: ClientFor
+) -> None:
+    served: dict[str, Any] = {}
+
+    def fake_run(app: Any, **kwargs: Any) -> None:
+        served.update(kwargs, app=app)
+
+    monkeypatch.setattr("uvicorn.run", fake_run)
+    secret = tmp_path / "token"
+    secret.write_text("tok-9", encoding="utf-8")
+    done = CliRunner().invoke(
+        cli_app, ["dashboard", "--data-dir", str(tmp_path / "d"), "--token-file", str(secret)]
+    )
+    assert done.exit_code == 0, done.output
+    assert (served["host"], served["port"]) == ("127.0.0.1", 8050)
+    client = client_for(served["app"])
+    assert client.get("/api/dashboard").status_code == 401
+    assert client.get("/", headers={"Authorization": "Bearer tok-9"}).status_code == 200
