@@ -101,6 +101,10 @@ def test_real_a_a_run_calls_no_latency_difference(tmp_path: Path, standin_model:
     assert (tmp_path / "ab.html").read_text("utf-8").count("<svg ") == 3
 
 
+BUSY_LOAD = 3.0
+"""A load average above which another job shares the two cores this test compares."""
+
+
 @pytest.mark.slow  # worker processes
 def test_two_workers_beat_one_on_a_cpu_bound_closed_loop(
     tmp_path: Path, standin_model: Path
@@ -131,5 +135,11 @@ def test_two_workers_beat_one_on_a_cpu_bound_closed_loop(
         if throughput["verdict"] != "inconclusive":
             break
     blocks = [(b["arm"], b["throughput_per_min"]) for b in data["manifest"]["block_log"]]
+    assert throughput["verdict"] != "a_better", (throughput, blocks)  # never the wrong winner
+    load = os.getloadavg()[0]
+    if throughput["verdict"] == "inconclusive" and load > BUSY_LOAD:
+        # The test's own load is about two busy processes; more means other jobs held the
+        # second core, and then one worker and two are rightly indistinguishable.
+        pytest.skip(f"machine busy (load average {load:.1f} on {os.cpu_count()} cores): {blocks}")
     assert throughput["verdict"] == "b_better", (throughput, blocks)
     assert throughput["ci95"]["ratio"]["low"] > 1.0
