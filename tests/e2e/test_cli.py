@@ -248,3 +248,28 @@ def test_run_logs_json_lines(tmp_path: Path, standin_model: Path) -> None:
     text = _cli("--log-format", "text", "run", "--until-idle", data_dir=data, model=standin_model)
     assert "workers started" in text.stderr
     assert not [line for line in text.stderr.splitlines() if line.startswith("{")]
+
+
+def test_deploy_without_credentials_says_so_before_building_anything(tmp_path: Path) -> None:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RADSTREAM_"))
+    } | {
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "RADSTREAM_DATA_DIR": str(tmp_path / "data"),
+    }
+    package = tmp_path / "package"
+    proc = subprocess.run(
+        [sys.executable, "-m", "radstream.cli", "aws", "deploy", "--stack", "rs-nocreds"]
+        + ["--region", "eu-west-1", "--package", str(package)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "credentials" in proc.stderr and "Traceback" not in proc.stderr
+    assert "building the Lambda package" not in proc.stderr
+    assert not package.exists()  # nothing was built

@@ -1,5 +1,5 @@
-"""Checks before a deploy: where an S3 Express directory bucket can go, and which Python an
-emulator runs Lambda code on.
+"""Checks before a deploy: that the credentials and the target answer, where an S3 Express
+directory bucket can go, and which Python an emulator runs Lambda code on.
 
 Both fail a deploy early, with what to pass instead, rather than leaving a stack that
 CloudFormation refuses (a directory bucket needs a zone) or one where every upload ends
@@ -32,6 +32,19 @@ EXPRESS_ZONES: dict[str, tuple[str, ...]] = {
 region (Amazon S3 user guide, "S3 Express One Zone Availability Zones and Regions"). Zone
 ids, unlike zone names, are the same in every account. A region not listed here may have
 gained zones since: pass one with ``--express-zone``."""
+
+
+def check_target(stack: StackRef) -> str:
+    """The account the credentials belong to, asked of STS before anything is built.
+
+    Missing credentials and an unreachable endpoint raise botocore's own errors, which the
+    CLI reports as one line with a hint; a refusal is :class:`ConfigInvalid`.
+    """
+    try:
+        identity = stack.target.client("sts", fast=True).get_caller_identity()
+    except ClientError as exc:
+        raise ConfigInvalid(f"AWS refused the credentials: {exc}", field="credentials") from None
+    return str(identity["Account"])
 
 
 def express_zone(stack: StackRef) -> str:

@@ -194,6 +194,7 @@ def aws_deploy(
     """Create or update the stack through a change set; print the change set and the outputs."""
     from radstream.aws.deploy import DeployOptions, deploy, lambda_settings
     from radstream.aws.package import DEFAULT_PYTHON, build_package, load_manifest
+    from radstream.aws.preflight import check_target
     from radstream.model.loading import resolve_model_path
     from radstream.model.metadata import read_model_info
 
@@ -210,6 +211,8 @@ def aws_deploy(
         alarm_topic,
     )
     options = flags.options(settings)
+    # Credentials and target first: a missing profile must not cost a 145 MB build.
+    check_target(ref)
     python = python_version or DEFAULT_PYTHON
     manifest = load_manifest(package_dir)
     if (
