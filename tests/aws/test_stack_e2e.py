@@ -199,6 +199,15 @@ def test_the_upload_command_sends_files_to_the_stack_and_reports_outcomes(
     )  # fmt: skip
     assert "uploaded 1 studies to stack" in result.output
     assert "succeeded" in result.output and "incoming/cli-upload-1/" in result.output
+    # The predictions, read back from the stack's results bucket as locally.
+    listed = _cli(
+        "results", "list", "--stack", STACK, "--endpoint-url", emulator.url,
+        "--study", "cli-upload-1", "--format", "json",
+    )  # fmt: skip
+    rows = json.loads(listed.stdout)
+    assert [(r["study_id"], r["outcome"]) for r in rows] == [("cli-upload-1", "succeeded")]
+    shown = _cli("results", "show", "cli-upload-1", "--stack", STACK, "--endpoint-url", emulator.url)
+    assert "Pleural Effusion" in shown.output
 
 
 def test_each_stage_role_is_held_to_its_own_prefixes(
