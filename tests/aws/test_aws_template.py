@@ -484,6 +484,8 @@ def test_settings_reach_the_functions_and_secrets_stay_out_of_the_template(
         def get_secret_value(self, SecretId: str) -> dict[str, str]:  # noqa: N803 (boto's name)
             return {"SecretString": {"rs/radstream/pseudonym-key": "k3y"}[SecretId]}
 
+    # load_secrets writes os.environ itself: registered here first, so teardown restores it.
+    monkeypatch.setenv("RADSTREAM_TELEMETRY__PSEUDONYM_KEY", "")
     assert load_secrets(os.environ, Secrets) == ["RADSTREAM_TELEMETRY__PSEUDONYM_KEY"]
     parsed = Settings()
     assert parsed.telemetry == settings.telemetry
