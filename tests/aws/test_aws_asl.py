@@ -228,8 +228,3 @@ def test_missing_function_arn_is_refused() -> None:
     del arns[PIPELINE.failure_stage]
     with pytest.raises(KeyError, match="record_failure"):
         render_state_machine(function_arns=arns, retry=POLICY, artifacts_bucket="a")
-
-
-def test_definition_stays_far_below_the_state_machine_size_limit() -> None:
-    text = asl_json(function_arns=ARNS, retry=RetryPolicy(), artifacts_bucket="artifacts")
-    assert len(text.encode()) < 1_048_576

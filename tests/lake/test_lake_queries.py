@@ -14,7 +14,7 @@ import sqlglot
 from lake_records import record
 
 from radstream.errors import RadStreamError
-from radstream.lake.dialect import athena_to_duckdb, parse_athena
+from radstream.lake.dialect import parse_athena
 from radstream.lake.duckdb_runner import LocalQueryRunner
 from radstream.lake.parquet_sink import read_lake
 from radstream.lake.queries import QueryParamInvalid, named_queries, parse_queries
@@ -221,12 +221,6 @@ def test_parameters_are_values_not_sql(write_lake: Callable[[list[TelemetryRecor
         with pytest.raises(QueryParamInvalid):
             runner.run_named("stage_latency", {"nope": "1"})
     assert [r["variant"] for r in sneaky] == ["B"]
-
-
-def test_percentile_translation_is_exact_in_one_place() -> None:
-    duck = athena_to_duckdb("SELECT approx_percentile(x, 0.95) FROM radstream.telemetry")
-    assert "QUANTILE_CONT" in duck.upper()
-    assert "APPROX" not in duck.upper()
 
 
 def test_athena_only_syntax_is_refused_with_a_typed_error() -> None:
