@@ -136,7 +136,8 @@ class StudyConflict(InvalidInputError):
     code = "STUDY_CONFLICT"
     hint = (
         "Two files claim the same study_id and file name: give one a different study_id "
-        "(or file name), or remove the stored one first if it is meant to be replaced."
+        "(or file name); to replace a stored image that has no outcome yet on purpose, "
+        "upload with --replace."
     )
 
 

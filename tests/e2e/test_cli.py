@@ -85,9 +85,15 @@ def test_upload_run_status_from_files(tmp_path: Path, standin_model: Path) -> No
     (folder / "orphan.png").write_bytes(good.image)  # no sidecar: skipped with a warning
     data = tmp_path / "data"
 
-    up = _cli("upload", str(folder), "--no-wait", data_dir=data)
+    (folder / "new\nline.png").write_bytes(good.image)  # an unusable name: the rest goes on
+    (folder / "link.png").symlink_to(folder / "orphan.png")  # not followed
+    up = _cli("upload", str(folder), "--no-wait", data_dir=data, check=False)
     assert "uploaded 2 studies" in up.stderr
-    assert "orphan.png" in up.stderr
+    # Every file left out is listed, one line each, and the exit status says so.
+    assert "skipped" in up.stderr and "orphan.png: no sidecar" in up.stderr
+    assert "new\\nline.png" in up.stderr and "link.png: a symbolic link" in up.stderr
+    assert "3 file(s) skipped, refused or ambiguous" in up.stderr
+    assert up.returncode == 1, up.stderr
     _cli("run", "--until-idle", "--workers", "1", data_dir=data, model=standin_model)
     status = json.loads(_cli("status", "--json", data_dir=data).stdout)
     assert status == {"pending": 0, "running": 0, "succeeded": 1, "failed": 1}

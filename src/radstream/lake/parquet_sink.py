@@ -94,13 +94,18 @@ class ParquetSink:
         if len(self._buffer) >= self._flush_rows or self._clock() - self._oldest >= self._flush_s:
             self.flush()
 
-    def flush(self) -> bool:
-        """Write every buffered record, one file per partition; True if all were written.
+    @property
+    def pending(self) -> int:
+        """Records buffered, not yet written (more than a batch while the lake is down)."""
+        return len(self._buffer)
+
+    def flush(self) -> None:
+        """Write every buffered record, one file per partition.
 
         A partition that cannot be written (``OSError``) stays buffered for a later flush.
         """
         if not self._buffer:
-            return True
+            return
         by_partition: dict[tuple[str, str], list[TelemetryRecord]] = defaultdict(list)
         for record in self._buffer:
             by_partition[(record.dt, record.hour)].append(record)
@@ -121,11 +126,9 @@ class ParquetSink:
                     extra={"code": LakeUnavailable.code},
                 )
         self._buffer = kept
-        if kept:
-            return False
-        self._failures = 0
-        self._oldest = None
-        return True
+        if not kept:
+            self._failures = 0
+            self._oldest = None
 
     def _write(self, dt: str, hour: str, records: list[TelemetryRecord]) -> None:
         folder = self._lake_dir / f"dt={dt}" / f"hour={hour}"
@@ -147,7 +150,8 @@ class ParquetSink:
 
         Records that still cannot be written are counted in :attr:`dropped` and logged.
         """
-        if not self.flush():
+        self.flush()
+        if self._buffer:
             self.dropped += len(self._buffer)
             logger.error(
                 "telemetry lake unwritable at shutdown: %d record(s) lost, %d dropped in all",

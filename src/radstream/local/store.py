@@ -34,6 +34,8 @@ from radstream.layout import STORE_BUCKETS, check_bucket, check_key
 from radstream.stages.ports import ObjectInfo
 
 _TMP = ".tmp"
+_FILE_MODE = 0o600
+_FOLDER_MODE = 0o700
 
 
 class ObjectCreatedListener(Protocol):
@@ -61,8 +63,12 @@ class FolderStore:
         # fsync makes objects survive power loss, not just process death; it costs
         # a few ms per put on most disks, so it is opt-in.
         self._fsync = fsync
+        # Objects are medical images and their results: private to the user (0700
+        # folders, 0600 files), whatever the umask would allow.
+        root.mkdir(mode=_FOLDER_MODE, parents=True, exist_ok=True)
         for bucket in buckets:
-            (root / bucket / _TMP).mkdir(parents=True, exist_ok=True)
+            (root / bucket).mkdir(mode=_FOLDER_MODE, exist_ok=True)
+            (root / bucket / _TMP).mkdir(mode=_FOLDER_MODE, exist_ok=True)
 
     def path(self, bucket: str, key: str) -> Path:
         """File-system path of an object (validated: it cannot leave the bucket)."""
@@ -93,7 +99,8 @@ class FolderStore:
         return info
 
     def _write(self, tmp: Path, target: Path, data: bytes) -> None:
-        with open(tmp, "wb") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+        with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             if self._fsync:
                 fh.flush()
@@ -176,7 +183,8 @@ class FolderStore:
         while not walk.exists() and walk != self.root:
             missing.append(walk)
             walk = walk.parent
-        folder.mkdir(parents=True, exist_ok=True)
+        for created in reversed(missing):
+            created.mkdir(mode=_FOLDER_MODE, exist_ok=True)
         if self._fsync:
             # Each new folder is an entry in its parent: sync them top-down, so the entry
             # of every folder on the way to the object survives a power loss.
