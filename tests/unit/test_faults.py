@@ -261,3 +261,55 @@ def test_worker_restarts_are_limited_per_minute_not_for_life(
     for _ in range(10):
         pool.supervise()
     assert pool.restarts == 6  # a new minute, 3 more: never given up for good
+
+
+class SlowModel(FixedLogitsModel):
+    """A model that takes ``seconds`` per call (a large image, a slow endpoint)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def predict_logits(self, batch: Any) -> Any:
+        threading.Event().wait(self.seconds)
+        return super().predict_logits(batch)
+
+
+def test_a_stage_longer_than_the_lease_is_not_taken_over(tmp_path: Path) -> None:
+    db = tmp_path / "engine.db"
+    executor, heartbeat, peer = (Executor(connect(db), lease_s=0.5) for _ in range(3))
+    store = FolderStore(tmp_path / "buckets", listener=executor)
+    study = make_study("s", "png", np.random.default_rng(3))
+    store.put("images", f"incoming/s/{study.image_name}", study.image)
+    store.put("images", "incoming/s/s.json", study.sidecar)
+    runner = ExecutionRunner(
+        store=store,
+        executor=executor,
+        model=SlowModel(2.0),  # four leases long
+        sink=ListSink(),
+        settings=Settings(data_dir=tmp_path / "data", engine={"lease_s": 0.5}),
+        worker_id="w1",
+        heartbeat=heartbeat,
+    )
+    executor.register_worker("w1", os.getpid())
+    claim = executor.claim("w1")
+    assert claim is not None
+    stop = threading.Event()
+    taken: list[object] = []
+
+    def another_worker() -> None:
+        while not stop.wait(0.05):
+            found = peer.claim("w2")
+            if found is not None:
+                taken.append(found)
+
+    thread = threading.Thread(target=another_worker)
+    thread.start()
+    try:
+        runner.run(claim)
+    finally:
+        stop.set()
+        thread.join()
+    assert taken == []  # the lease kept renewing while infer ran
+    [row] = executor.executions()
+    assert (row["state"], row["takeovers"], row["claims"]) == ("succeeded", 0, 1)
