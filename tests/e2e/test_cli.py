@@ -104,6 +104,27 @@ def test_upload_run_status_from_files(tmp_path: Path, standin_model: Path) -> No
     assert failure["error"]["code"] == "SIDECAR_INVALID_JSON"
 
 
+@pytest.mark.slow
+def test_upload_refuses_a_second_image_under_one_study_and_name(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    first = make_study("same", "png", rng, width=300, height=300)
+    second = make_study("same", "png", rng, width=300, height=300)
+    for folder, study in (("a", first), ("b", second)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.png").write_bytes(study.image)
+        (tmp_path / folder / "x.json").write_bytes(study.sidecar)
+    data = tmp_path / "data"
+    up = _cli(
+        "upload", str(tmp_path / "a"), str(tmp_path / "b"), "--no-wait", data_dir=data, check=False
+    )
+    assert up.returncode == 1, up.stderr
+    assert "uploaded 1 studies" in up.stderr
+    assert "STUDY_CONFLICT" in up.stderr and "b/x.json" in up.stderr
+    stored = data / "buckets" / "images" / "incoming" / "same" / "x.png"
+    assert stored.read_bytes() == first.image  # never overwritten
+    assert oct(stored.stat().st_mode & 0o777) == oct(0o600)
+
+
 def test_settings_file_is_read(tmp_path: Path) -> None:
     data = tmp_path / "from-toml"
     (tmp_path / "radstream.toml").write_text(f'data_dir = "{data}"\n[engine]\nworkers = 1\n')
