@@ -285,3 +285,32 @@ def test_status_on_a_full_disk_is_a_message_not_a_traceback(
     # SQLite cannot even create its shared-memory index: said as the error it is, with a hint.
     assert done.returncode == 2, done.stderr
     assert "error DATABASE_UNAVAILABLE" in done.stderr and "Free space" in done.stderr
+
+
+def test_a_full_disk_under_the_whole_data_directory_loses_nothing(
+    make_settings: Callable[..., Settings], tmp_path: Path, mountable: None
+) -> None:
+    # The database, the store and the lake all on one small disk that fills up mid-run:
+    # SQLite commits fail too ("database or disk is full"), and workers wait them out.
+    settings = make_settings()
+    studies = _studies("disk", 6)
+    with (
+        small_disk(settings.data_dir, size="48m"),
+        LocalEngine.open(settings) as engine,
+        serving(settings, tmp_path) as server,
+    ):
+        wait_until(lambda: _live_workers(engine) == 2, "serve's workers", timeout_s=120)
+        for study in studies:
+            upload_generated(engine.store, study)
+        wait_until(
+            lambda: engine.executor.counts()["succeeded"] >= 1, "a first result", timeout_s=120
+        )
+        filler = _fill(settings.data_dir)
+        deadline = time.monotonic() + OUTAGE_S
+        while time.monotonic() < deadline:
+            assert server.poll() is None, "serve exited during the outage"
+            time.sleep(0.5)
+        filler.unlink()
+        wait_until(_finished(engine, len(studies)), "every study after the outage", timeout_s=180)
+        assert server.poll() is None, "serve exited"
+        _check_outcomes(engine, studies)
