@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radstream.errors import ImageUnsupportedFormat
+from radstream.errors import ImageUnsupportedFormat, RadStreamError
 from radstream.imaging.formats import sniff_format
 from radstream.loadgen.study import make_study
-from radstream.loadgen.uploader import find_studies, upload_files
+from radstream.loadgen.uploader import find_studies, upload_dicom_drop, upload_files
 from radstream.local.store import FolderStore
 
 
@@ -152,3 +152,16 @@ def test_special_files_are_skipped(tmp_path: Path) -> None:
     os.mkfifo(folder / "pipe.png")  # reading it would block the upload for ever
     found = find_studies([folder])
     assert [(s.path.name, s.reason) for s in found.skipped] == [("pipe.png", "not a regular file")]
+
+
+def test_two_dicom_drops_on_one_key_do_not_overwrite(tmp_path: Path) -> None:
+    store = FolderStore(tmp_path / "buckets")
+    for root, content in (("one", b"first"), ("two", b"second")):
+        (tmp_path / root / "pacs").mkdir(parents=True)
+        (tmp_path / root / "pacs" / "IM0001").write_bytes(b"\0" * 128 + b"DICM" + content)
+    written: dict[str, str] = {}
+    upload_dicom_drop(store, tmp_path / "one" / "pacs" / "IM0001", written)
+    with pytest.raises(RadStreamError) as caught:
+        upload_dicom_drop(store, tmp_path / "two" / "pacs" / "IM0001", written)
+    assert caught.value.code == "STUDY_CONFLICT"
+    assert store.get("images", "dicom/pacs/IM0001").endswith(b"first")

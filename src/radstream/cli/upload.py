@@ -233,14 +233,17 @@ def _upload_files(
     found = find_studies(paths, follow_symlinks=files.follow_symlinks)
     problems: list[Skipped] = [*found.skipped]
     drops: list[ObjectInfo] = []
+    dropped: dict[str, str] = {}  # drop key -> digest: two files never share one key
     for image in found.orphans:
         if is_dicom_image(image):
             # A DICOM file carries its own study: it is uploaded as a study of its own.
             try:
-                drops.append(upload_dicom_drop(store, image))
-            except (RadStreamError, OSError) as exc:
-                reason = exc.message if isinstance(exc, RadStreamError) else str(exc)
-                problems.append(Skipped(image, f"could not be uploaded: {reason}"))
+                drops.append(upload_dicom_drop(store, image, dropped))
+            except RadStreamError as exc:
+                problems.append(Skipped(image, exc.message, exc.code))
+                continue
+            except OSError as exc:
+                problems.append(Skipped(image, f"cannot be read: {exc.strerror or exc}"))
                 continue
             console.print(
                 f"{escape(str(image))}: DICOM without a sidecar → {escape(drops[-1].key)}"

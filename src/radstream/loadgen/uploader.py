@@ -105,12 +105,23 @@ def is_dicom_image(path: Path) -> bool:
     return path.suffix.lower() in (".dcm", ".dicom") or is_dicom_file(path)
 
 
-def upload_dicom_drop(store: ObjectStore, path: Path) -> ObjectInfo:
+def upload_dicom_drop(
+    store: ObjectStore, path: Path, written: dict[str, str] | None = None
+) -> ObjectInfo:
     """Upload a DICOM file that has no sidecar to ``dicom/{folder}/{name}``, where it is its
-    own trigger (its header gives the study). The folder is the file's parent, made safe."""
+    own trigger (its header gives the study). The folder is the file's parent, made safe.
+
+    ``written`` (key → digest, shared across one upload) refuses a second, different file
+    that would land on the same key (``pacs/IM0001`` from two folders named ``pacs``):
+    ``StudyConflict``, and nothing is put.
+    """
     folder = _UNSAFE.sub("_", path.parent.name)[:64] or "drop"
     name = re.sub(r"[^A-Za-z0-9._-]", "_", path.name)[:128].lstrip(".") or "image"
-    return store.put(Bucket.IMAGES, dicom_drop_key(folder, name), path.read_bytes())
+    key = dicom_drop_key(folder, name)
+    data = path.read_bytes()
+    if written is not None:
+        _claim(written, key, data)
+    return store.put(Bucket.IMAGES, key, data)
 
 
 def _pairing_stem(path: Path) -> Path:
