@@ -130,6 +130,17 @@ class StudyIdMismatch(InvalidInputError):
     hint = "Upload the study under incoming/{study_id}/ using the sidecar's own study_id."
 
 
+class StudyConflict(InvalidInputError):
+    """An upload would replace a different image already stored under the same study and name."""
+
+    code = "STUDY_CONFLICT"
+    hint = (
+        "Two files claim the same study_id and file name: give one a different study_id "
+        "(or file name); to replace a stored image that has no outcome yet on purpose, "
+        "upload with --replace."
+    )
+
+
 # --- image ----------------------------------------------------------------------------
 
 
@@ -205,6 +216,16 @@ class ImageUndecodable(InvalidInputError):
 
     code = "IMAGE_UNDECODABLE"
     hint = "Re-export the image; it is corrupt or uses an unsupported encoding."
+
+
+class ImageTooComplex(InvalidInputError):
+    """Decoding would take more work than allowed (a JPEG with too many scans)."""
+
+    code = "IMAGE_TOO_COMPLEX"
+    hint = (
+        "Re-save the image as a baseline (non-progressive) JPEG or as PNG; the number of "
+        "progressive scans is limited (100, ten times what encoders write) to bound decode time."
+    )
 
 
 class ImageSizeMismatch(InvalidInputError):
@@ -322,6 +343,39 @@ class StoreObjectMissing(RadStreamError):
 
     code = "STORE_OBJECT_MISSING"
     hint = "Check the bucket and key; the object may have been deleted."
+
+
+class StoreUnavailable(TransientError):
+    """The object store cannot be written or read right now (read-only, disk full, denied)."""
+
+    code = "STORE_UNAVAILABLE"
+    hint = (
+        "Free space on, or make writable again, the folder named in the message; the "
+        "stage is retried with backoff for engine.outage_budget_s, then the study fails."
+    )
+    time_bounded = True
+
+
+class LakeUnavailable(TransientError):
+    """The telemetry lake cannot be written right now; records are kept and written later."""
+
+    code = "LAKE_UNAVAILABLE"
+    hint = (
+        "Free space on, or make writable again, the lake folder; telemetry is buffered "
+        "(bounded) meanwhile and what had to be dropped is counted in the log."
+    )
+    time_bounded = True
+
+
+class DatabaseUnavailable(TransientError):
+    """The engine database cannot be written or opened (disk full, read-only, locked)."""
+
+    code = "DATABASE_UNAVAILABLE"
+    hint = (
+        "Free space on, or make writable again, the disk of the data directory "
+        "(engine.db); workers wait and retry, nothing already recorded is lost."
+    )
+    time_bounded = True
 
 
 class ConfigInvalid(RadStreamError):

@@ -85,9 +85,15 @@ def test_upload_run_status_from_files(tmp_path: Path, standin_model: Path) -> No
     (folder / "orphan.png").write_bytes(good.image)  # no sidecar: skipped with a warning
     data = tmp_path / "data"
 
-    up = _cli("upload", str(folder), "--no-wait", data_dir=data)
+    (folder / "new\nline.png").write_bytes(good.image)  # an unusable name: the rest goes on
+    (folder / "link.png").symlink_to(folder / "orphan.png")  # not followed
+    up = _cli("upload", str(folder), "--no-wait", data_dir=data, check=False)
     assert "uploaded 2 studies" in up.stderr
-    assert "orphan.png" in up.stderr
+    # Every file left out is listed, one line each, and the exit status says so.
+    assert "skipped" in up.stderr and "orphan.png: no sidecar" in up.stderr
+    assert "new\\nline.png" in up.stderr and "link.png: a symbolic link" in up.stderr
+    assert "3 file(s) skipped, refused or ambiguous" in up.stderr
+    assert up.returncode == 1, up.stderr
     _cli("run", "--until-idle", "--workers", "1", data_dir=data, model=standin_model)
     status = json.loads(_cli("status", "--json", data_dir=data).stdout)
     assert status == {"pending": 0, "running": 0, "succeeded": 1, "failed": 1}
@@ -96,6 +102,27 @@ def test_upload_run_status_from_files(tmp_path: Path, standin_model: Path) -> No
     # The unparseable sidecar was uploaded under its file stem and failed with its code.
     failure = json.loads((results / "failed" / "broken" / "broken.json").read_text())
     assert failure["error"]["code"] == "SIDECAR_INVALID_JSON"
+
+
+@pytest.mark.slow
+def test_upload_refuses_a_second_image_under_one_study_and_name(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    first = make_study("same", "png", rng, width=300, height=300)
+    second = make_study("same", "png", rng, width=300, height=300)
+    for folder, study in (("a", first), ("b", second)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.png").write_bytes(study.image)
+        (tmp_path / folder / "x.json").write_bytes(study.sidecar)
+    data = tmp_path / "data"
+    up = _cli(
+        "upload", str(tmp_path / "a"), str(tmp_path / "b"), "--no-wait", data_dir=data, check=False
+    )
+    assert up.returncode == 1, up.stderr
+    assert "uploaded 1 studies" in up.stderr
+    assert "STUDY_CONFLICT" in up.stderr and "b/x.json" in up.stderr
+    stored = data / "buckets" / "images" / "incoming" / "same" / "x.png"
+    assert stored.read_bytes() == first.image  # never overwritten
+    assert oct(stored.stat().st_mode & 0o777) == oct(0o600)
 
 
 def test_settings_file_is_read(tmp_path: Path) -> None:

@@ -251,13 +251,21 @@ def status(
     data_dir: DataDir = None,
 ) -> None:
     """Studies by their latest outcome: pending, running, succeeded, failed."""
+    import sqlite3
+
+    from radstream.errors import DatabaseUnavailable
     from radstream.local.engine import LocalEngine
     from radstream.local.studies import study_counts
 
     settings = settings_for(data_dir)
     existing_data_dir(settings)
     with LocalEngine.open(settings) as engine:
-        counts = engine.executor.counts() if executions else study_counts(engine.conn)
+        try:
+            counts = engine.executor.counts() if executions else study_counts(engine.conn)
+        except sqlite3.Error as exc:  # a full disk or a damaged file: a message, not a trace
+            raise DatabaseUnavailable(
+                f"cannot read the engine database {settings.db_path}: {exc}"
+            ) from exc
     if as_json:
         out.print_json(json.dumps(counts))
         return

@@ -37,6 +37,14 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class FileOptions:
+    """How files on disk are uploaded."""
+
+    follow_symlinks: bool = False
+    replace: bool = False
+
+
+@dataclass(frozen=True)
 class UploadTarget:
     """Where uploads go: a store, and (locally) the engine database that sees outcomes."""
 
@@ -71,6 +79,21 @@ def upload(
         str | None, typer.Option(help="step:R/S,R/S… | burst:N/S | ramp:R0-R1/S")
     ] = None,
     trace: Annotated[Path | None, typer.Option(exists=True, help="CSV of send offsets (s)")] = None,
+    follow_symlinks: Annotated[
+        bool,
+        typer.Option(
+            "--follow-symlinks",
+            help="Follow symbolic links (only to files inside the PATHs given)",
+        ),
+    ] = False,
+    replace_images: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Replace a stored image of the same study and name that has no outcome "
+            "yet (default: refused as STUDY_CONFLICT)",
+        ),
+    ] = False,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not wait for outcomes")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for outcomes")] = 300.0,
     stack: Annotated[
@@ -80,8 +103,13 @@ def upload(
     endpoint_url: AwsEndpointOpt = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Upload studies, from files or synthetic, locally or to a deployed stack."""
+    """Upload studies, from files or synthetic, locally or to a deployed stack.
+
+    Exits with status 1 when a study failed or was lost, or when a file was skipped,
+    refused or ambiguous (each is listed).
+    """
     settings = settings_for(data_dir)
+    files = FileOptions(follow_symlinks=follow_symlinks, replace=replace_images)
     if (paths is None) == (synthetic is None):
         raise typer.BadParameter("give PATHs or --synthetic N")
     load = (
@@ -104,40 +132,67 @@ def upload(
         if concurrency:
             raise typer.BadParameter("--concurrency is local only; use --rate or --shape")
         ref = stack_ref(settings, stack, region, endpoint_url)
-        _upload_to_stack(ref, paths or [], load, wait=not no_wait, timeout=timeout)
+        problems = _upload_to_stack(
+            ref, paths or [], load, files, wait=not no_wait, timeout=timeout
+        )
     else:
-        _upload_locally(settings, paths or [], load, wait=not no_wait, timeout=timeout)
+        problems = _upload_locally(
+            settings, paths or [], load, files, wait=not no_wait, timeout=timeout
+        )
+    if problems:
+        console.print(f"[red]{problems} file(s) skipped, refused or ambiguous[/red] (listed above)")
+        raise typer.Exit(1)
 
 
 def _upload_locally(
-    settings: Settings, paths: list[Path], load: LoadOptions | None, *, wait: bool, timeout: float
-) -> None:
+    settings: Settings,
+    paths: list[Path],
+    load: LoadOptions | None,
+    files: FileOptions,
+    *,
+    wait: bool,
+    timeout: float,
+) -> int:
+    """Upload and wait (locally); returns how many files were skipped, refused or ambiguous."""
     from radstream.local.executor import execution_id
     from radstream.local.outcomes import collect_outcomes
 
     with open_engine(settings) as engine:
         target = UploadTarget(store=engine.store, conn=engine.conn)
-        infos = upload_synthetic(target, load) if load else _upload_files(engine.store, paths)
+        infos, problems = (
+            (upload_synthetic(target, load), 0)
+            if load
+            else _upload_files(engine.store, paths, files)
+        )
         console.print(f"uploaded {len(infos)} studies to {escape(str(settings.data_dir))}")
         if not wait or not infos:
-            return
+            return problems
         if not engine.executor.live_workers():
             console.print(
                 "no worker is running: start `radstream serve`, or run "
                 "`radstream run --until-idle`, to process them"
             )
-            return
+            return problems
         console.print("waiting for outcomes")
         ids = [execution_id(i.bucket, i.key, i.etag) for i in infos]
         deadline = time.monotonic() + timeout
         while engine.executor.terminal_count(ids) < len(ids) and time.monotonic() < deadline:
             time.sleep(0.1)
-        _print_outcomes(collect_outcomes(engine.executor, engine.store, infos), engine.store)
+        _print_outcomes(
+            collect_outcomes(engine.executor, engine.store, infos), engine.store, problems
+        )
+    return problems
 
 
 def _upload_to_stack(
-    stack: StackRef, paths: list[Path], load: LoadOptions | None, *, wait: bool, timeout: float
-) -> None:
+    stack: StackRef,
+    paths: list[Path],
+    load: LoadOptions | None,
+    files: FileOptions,
+    *,
+    wait: bool,
+    timeout: float,
+) -> int:
     """Upload to the stack's images bucket; outcomes come from its results bucket."""
     from radstream.aws.completions import S3CompletionWatcher
     from radstream.aws.outcomes import stack_store, wait_for_outcomes
@@ -145,20 +200,29 @@ def _upload_to_stack(
     store = stack_store(stack)
     # Outcomes already there (an earlier upload of the same images) must not count.
     watcher = S3CompletionWatcher(store, min_interval_s=0.0) if wait else None
-    infos = (
-        upload_synthetic(UploadTarget(store=store), load) if load else _upload_files(store, paths)
+    infos, problems = (
+        (upload_synthetic(UploadTarget(store=store), load), 0)
+        if load
+        else _upload_files(store, paths, files)
     )
     console.print(f"uploaded {len(infos)} studies to stack {escape(stack.name)}")
     if watcher is None or not infos:
-        return
+        return problems
     console.print("waiting for outcomes (polling the results bucket)")
     now = time.time()
     found = wait_for_outcomes(watcher, [(i.key, now) for i in infos], timeout_s=timeout)
-    _print_outcomes(found, store)
+    _print_outcomes(found, store, problems)
+    return problems
 
 
-def _upload_files(store: ObjectStore, paths: list[Path]) -> list[ObjectInfo]:
+def _upload_files(
+    store: ObjectStore, paths: list[Path], files: FileOptions
+) -> tuple[list[ObjectInfo], int]:
+    """Upload what ``paths`` hold; returns the sidecars put and how many files were
+    skipped, refused or ambiguous (each printed with its reason)."""
+    from radstream.errors import RadStreamError
     from radstream.loadgen.uploader import (
+        Skipped,
         find_studies,
         is_dicom_image,
         sidecar_path_for,
@@ -166,33 +230,60 @@ def _upload_files(store: ObjectStore, paths: list[Path]) -> list[ObjectInfo]:
         upload_files,
     )
 
-    studies, orphans = find_studies(paths)
+    found = find_studies(paths, follow_symlinks=files.follow_symlinks)
+    problems: list[Skipped] = [*found.skipped]
     drops: list[ObjectInfo] = []
-    for image in orphans:
+    dropped: dict[str, str] = {}  # drop key -> digest: two files never share one key
+    for image in found.orphans:
         if is_dicom_image(image):
             # A DICOM file carries its own study: it is uploaded as a study of its own.
-            drops.append(upload_dicom_drop(store, image))
+            try:
+                drops.append(upload_dicom_drop(store, image, dropped))
+            except RadStreamError as exc:
+                problems.append(Skipped(image, exc.message, exc.code))
+                continue
+            except OSError as exc:
+                problems.append(Skipped(image, f"cannot be read: {exc.strerror or exc}"))
+                continue
             console.print(
                 f"{escape(str(image))}: DICOM without a sidecar → {escape(drops[-1].key)}"
             )
             continue
-        console.print(
-            f"[yellow]skipped[/yellow] {escape(str(image))}: "
-            f"no sidecar {escape(str(sidecar_path_for(image)))}"
-        )
-    for study in studies:
+        problems.append(Skipped(image, f"no sidecar {sidecar_path_for(image)}"))
+    for study in found.studies:
         if study.image is None:
             console.print(
                 f"[yellow]warning[/yellow] {escape(str(study.sidecar))}: no image next to it "
                 "(same name with .png, .jpg, .dcm, or a DICOM file without extension); "
                 "uploaded alone, it will fail with IMAGE_MISSING"
             )
-    return [*drops, *upload_files(store, studies)]
+    for item in found.ambiguous:
+        console.print(
+            f"[yellow]ambiguous[/yellow] {_shown(item.path)}: {escape(item.reason)}; "
+            "uploaded, the study will fail with IMAGE_AMBIGUOUS"
+        )
+    uploaded = upload_files(store, found.studies, replace=files.replace)
+    problems.extend(uploaded.refused)
+    for item in problems:
+        code = f"{item.code}: " if item.code else ""
+        console.print(f"[yellow]skipped[/yellow] {_shown(item.path)}: {escape(code + item.reason)}")
+    if any(item.code == "STUDY_CONFLICT" for item in problems):
+        from radstream.errors import StudyConflict
+
+        console.print(f"  → {escape(StudyConflict.hint)}")
+    return [*drops, *uploaded.infos], len(problems) + len(found.ambiguous)
 
 
-def _print_outcomes(outcomes: Iterable[Outcome], store: ObjectStore) -> None:
+def _shown(path: Path) -> str:
+    """A path as printable text: a newline or other control character in a name shows as
+    its escape, so that one line stays one line."""
+    return escape(repr(str(path))[1:-1])
+
+
+def _print_outcomes(outcomes: Iterable[Outcome], store: ObjectStore, problems: int = 0) -> None:
     """One line per study: its upload, its outcome object and top finding, or its failure
-    code and hint (or lost). Exits with status 1 when any study failed or was lost."""
+    code and hint (or lost). Exits with status 1 when any study failed or was lost (saying
+    also how many files were skipped, when ``problems``)."""
     from radstream.local.results import UNTRAINED_NOTE, read_row
 
     bad = untrained = total = 0
@@ -217,6 +308,10 @@ def _print_outcomes(outcomes: Iterable[Outcome], store: ObjectStore) -> None:
         console.print(f"[yellow]note[/yellow]: {UNTRAINED_NOTE}")
     if bad:
         console.print(f"[red]{bad} of {total} studies failed or were lost[/red]")
+        if problems:
+            console.print(
+                f"[red]{problems} file(s) skipped, refused or ambiguous[/red] (listed above)"
+            )
         raise typer.Exit(1)
 
 

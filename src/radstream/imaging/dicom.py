@@ -14,7 +14,11 @@ Multi-frame objects
     exposures in one object), the first is the one a viewer shows first. The pixel guard
     still counts every frame the header declares (Rows x Columns x NumberOfFrames)
     before anything is decoded, so a small compressed file cannot expand beyond
-    ``imaging.max_pixels``.
+    ``imaging.max_pixels``. The dimensions inside the first compressed frame (a JPEG or
+    JPEG-LS frame header, a JPEG 2000 SIZ segment) must then equal the header's Rows and
+    Columns, or the study fails ``IMAGE_SIZE_MISMATCH`` before decoding: a header that
+    says 1000x1000 cannot smuggle a 13000x13000 codestream past the guard. A JPEG frame
+    with more scans than allowed fails ``IMAGE_TOO_COMPLEX`` (see `radstream.imaging.jpeg`).
 
 Colour
     RGB, YBR_FULL, YBR_FULL_422, YBR_ICT, YBR_RCT (converted to RGB by the decoder) and
@@ -70,6 +74,7 @@ import cv2
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
 
 # Imported from their defining modules because pydicom.pixels re-exports them without
 # __all__, which mypy --strict refuses; they are the documented pydicom.pixels functions.
@@ -87,6 +92,7 @@ from radstream.errors import (
     BodyPartUnsupported,
     DicomNoPixelData,
     DicomUnsupportedTransferSyntax,
+    ImageSizeMismatch,
     ImageTruncated,
     ImageUndecodable,
     ModalityUnsupported,
@@ -94,6 +100,8 @@ from radstream.errors import (
 from radstream.imaging.decoded import DecodedPixels, ImageHeader
 from radstream.imaging.dicom_codecs import decode_frame, plugin_for, register_plugins
 from radstream.imaging.dicom_jpeg import decode_jpeg_frame
+from radstream.imaging.formats import JPEG_SOI
+from radstream.imaging.jpeg import check_scan_count, jpeg_frame_size
 from radstream.imaging.rle import decode_rle_frame
 
 # Elements longer than this are left in the buffer until used, so reading the header
@@ -101,6 +109,11 @@ from radstream.imaging.rle import decode_rle_frame
 # pixel byte is copied.
 _DEFER_BYTES: Final = 4096
 _PIXEL_DATA_TAG: Final = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
+_J2K_SOC_SIZ: Final = b"\xff\x4f\xff\x51"  # a JPEG 2000 codestream starts SOC, SIZ
+_FRAME_MISMATCH_HINT: Final = (
+    "The DICOM header (Rows, Columns) and its compressed frame disagree: the file is "
+    "damaged or forged; export the image again from the PACS."
+)
 _MONOCHROME: Final = ("MONOCHROME1", "MONOCHROME2")
 _PALETTE: Final = "PALETTE COLOR"
 _COLOUR: Final = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", _PALETTE)
@@ -249,6 +262,7 @@ def _decode_first_frame(ds: Dataset, header: ImageHeader, size: int) -> tuple[np
     `dicom_codecs` prefers, handle everything else.
     """
     _check_native_length(ds, header)
+    _check_compressed_frame(ds, header)
     jpeg = decode_jpeg_frame(ds, header, size)
     if jpeg is not None:
         return jpeg
@@ -315,6 +329,36 @@ def _check_native_length(ds: Dataset, header: ImageHeader) -> None:
     if available < needed:
         raise ImageTruncated(
             f"the DICOM pixel data has {available} bytes, one frame needs {needed}"
+        )
+
+
+def _check_compressed_frame(ds: Dataset, header: ImageHeader) -> None:
+    """Refuse a compressed first frame whose own dimensions differ from the header's (the
+    header passed the pixel guard; the frame is what would be decoded), or that has too
+    many JPEG scans. A frame whose size cannot be read here is left to the decoder."""
+    syntax = ds.file_meta.TransferSyntaxUID
+    if not syntax.is_encapsulated or syntax == RLELossless:
+        return  # RLE segments decode into a buffer the header sizes
+    frames = int(ds.get("NumberOfFrames") or 1)
+    try:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=frames))
+    except (ValueError, StopIteration, TypeError):
+        return
+    found: tuple[int, int] | None = None
+    if frame.startswith(JPEG_SOI):
+        check_scan_count(frame)
+        found = jpeg_frame_size(frame)
+    elif frame.startswith(_J2K_SOC_SIZ) and len(frame) >= 24:
+        # SIZ: Lsiz, Rsiz, then Xsiz, Ysiz, XOsiz, YOsiz (4 bytes each, big endian).
+        xsiz, ysiz, xo, yo = (int.from_bytes(frame[i : i + 4], "big") for i in (8, 12, 16, 20))
+        found = (xsiz - xo, ysiz - yo)
+    if found is not None and found != (header.width, header.height):
+        raise ImageSizeMismatch(
+            f"the DICOM frame's codestream is {found[0]}x{found[1]} pixels, its header says "
+            f"{header.width}x{header.height} (Columns x Rows)",
+            frame_width=found[0],
+            frame_height=found[1],
+            hint=_FRAME_MISMATCH_HINT,
         )
 
 

@@ -47,9 +47,42 @@ def sniff_format(data: bytes) -> ImageFormat:
         return "dicom"
     if _looks_like_bare_dicom(data):
         return "dicom"
+    # The name of what it looks like, never its bytes: a failure object must not carry
+    # the content of a file uploaded by mistake (a password file, a DICOM header's name).
+    found = signature_name(data)
     raise ImageUnsupportedFormat(
-        "the content is not PNG, JPEG or DICOM", leading_bytes=data[:16].hex()
+        f"the content is not PNG, JPEG or DICOM (it looks like {found})", looks_like=found
     )
+
+
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"%PDF", "PDF"),
+    (b"PK\x03\x04", "ZIP"),
+    (b"\x1f\x8b", "gzip"),
+    (b"\x7fELF", "ELF executable"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000 codestream"),
+)
+
+
+def signature_name(data: bytes) -> str:
+    """What ``data`` looks like by its first bytes: a format name, "text" or "unknown data"."""
+    for magic, name in _SIGNATURES:
+        if data.startswith(magic):
+            return name
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "WebP"
+    head = data[:512]
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "unknown data"
+    return "text" if all(c.isprintable() or c in "\r\n\t" for c in text) else "unknown data"
 
 
 def _looks_like_bare_dicom(data: bytes) -> bool:

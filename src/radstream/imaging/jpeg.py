@@ -8,6 +8,13 @@ mid-grey. OpenCV prints that warning to stderr and returns the padded image, als
 a cut stream was patched with an end-of-image marker; TurboJPEG's stop-on-warning mode
 (simplejpeg ``strict=True``) turns it into an error, so a cut file fails
 ``IMAGE_TRUNCATED`` instead of getting a result.
+
+Decode work is bounded. A progressive JPEG may repeat its scans: each scan makes the
+decoder pass over every coefficient again, so 1,500 scans in 300 KB take about a minute.
+libjpeg-turbo offers a scan limit (TJPARAM_SCANLIMIT, djpeg ``-maxscans``) that neither
+simplejpeg nor Pillow exposes; the scans are therefore counted before decoding (every
+``FF DA`` is a start-of-scan marker: entropy-coded data stuffs a zero after each ``FF``),
+and a stream with more than :data:`MAX_JPEG_SCANS` fails ``IMAGE_TOO_COMPLEX``.
 """
 
 from __future__ import annotations
@@ -19,11 +26,16 @@ import numpy as np
 import simplejpeg  # type: ignore[import-untyped]  # stubs without py.typed
 from PIL import Image
 
-from radstream.errors import ImageTooLarge, ImageTruncated, ImageUndecodable
+from radstream.errors import ImageTooComplex, ImageTooLarge, ImageTruncated, ImageUndecodable
 from radstream.imaging.decoded import DecodedPixels, ImageHeader
 
 _EOI: Final = b"\xff\xd9"
 _SOS: Final = 0xDA
+_SOS_MARKER: Final = b"\xff\xda"
+MAX_JPEG_SCANS: Final = 100
+"""Most scans a JPEG may have: encoders write 1 (baseline) to about 10 (progressive)."""
+# JPEG-LS start of frame (SOF55), read by `jpeg_frame_size` for DICOM JPEG-LS frames.
+_SOF55: Final = 0xF7
 # Start-of-frame markers SOF0..SOF15, less DHT (C4), JPG (C8) and DAC (CC) which share
 # the range but are not frame headers.
 _SOF_MARKERS: Final = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -78,6 +90,51 @@ def read_jpeg_header(data: bytes) -> tuple[ImageHeader, int]:
         pos += length
 
 
+def check_scan_count(data: bytes) -> int:
+    """The number of scans of a JPEG stream; ``ImageTooComplex`` above :data:`MAX_JPEG_SCANS`.
+
+    A byte count in C: about a millisecond for a 10 MB file.
+    """
+    scans = data.count(_SOS_MARKER)
+    if scans > MAX_JPEG_SCANS:
+        raise ImageTooComplex(
+            f"the JPEG has {scans} scans; at most {MAX_JPEG_SCANS} are decoded",
+            scans=scans,
+            limit=MAX_JPEG_SCANS,
+        )
+    return scans
+
+
+def jpeg_frame_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` of a JPEG or JPEG-LS stream's frame header, or None if not found.
+
+    Lenient where :func:`read_jpeg_header` is strict: it only tells a caller (the DICOM
+    pixel guard) what the stream will decode to; a stream it cannot read is left to the
+    decoder, which reports it.
+    """
+    end = len(data)
+    pos = 2
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            return None
+        while pos < end and data[pos] == 0xFF:
+            pos += 1
+        if pos >= end:
+            return None
+        marker = data[pos]
+        pos += 1
+        if marker in _STANDALONE_MARKERS:
+            continue
+        if marker in (_SOS, _EOI[1]) or pos + 2 > end:
+            return None
+        if (marker in _SOF_MARKERS or marker == _SOF55) and pos + 7 <= end:
+            height = int.from_bytes(data[pos + 3 : pos + 5], "big")
+            width = int.from_bytes(data[pos + 5 : pos + 7], "big")
+            return width, height
+        pos += int.from_bytes(data[pos : pos + 2], "big")
+    return None
+
+
 def choose_decode_scale(header: ImageHeader, size: int) -> int:
     """Largest DCT reduction in {1, 2, 4, 8} that keeps the short side at least ``size``.
 
@@ -98,6 +155,7 @@ def decode_jpeg(data: bytes, header: ImageHeader, frame_offset: int, size: int) 
     ends early fails ``ImageTruncated`` (whether or not an end marker was patched on);
     streams TurboJPEG cannot decode at all (CMYK, 12-bit) go through Pillow.
     """
+    check_scan_count(data)
     scale = choose_decode_scale(header, size)
     expected = (-(-header.height // scale), -(-header.width // scale))
     pixels = _decode_with_turbojpeg(data, expected)

@@ -18,7 +18,9 @@ State lives in SQLite (see :mod:`radstream.local.database`). The life of an exec
 4. A killed worker's lease is reclaimed when it expires, or at once when its process is
    found dead. At the ``max_takeovers``-th death the execution fails with
    ``EXECUTION_ABANDONED`` (the next worker records the failure instead of running the
-   stage again) rather than crashing workers forever.
+   stage again) rather than crashing workers forever. Only deaths count: a lease that ran
+   out while its owner is still alive (it could not reach the database for a whole lease)
+   is taken over without counting, since the study did not kill anything.
 5. Every execution ends ``succeeded`` or ``failed``.
 """
 
@@ -245,7 +247,8 @@ class Executor:
                 return None
             row = min(found, key=lambda r: r["created_at"])
             takeover = row["state"] == "running"
-            takeovers = row["takeovers"] + (1 if takeover else 0)
+            died = takeover and self._owner_died(conn, row["lease_owner"])
+            takeovers = row["takeovers"] + (1 if died else 0)
             stage = row["stage"]
             context = ExecutionContext.from_json(
                 json.loads(row["context"]),
@@ -253,7 +256,7 @@ class Executor:
                 key=row["key"],
                 arrived_at=row["created_at"],
             )
-            if takeover and takeovers >= self._max_takeovers:
+            if died and takeovers >= self._max_takeovers:
                 # Workers keep dying on this one: stop trying, record why.
                 stage = self._pipeline.failure_stage
                 abandoned = ExecutionAbandoned(
@@ -292,6 +295,16 @@ class Executor:
             # A takeover's wait is mostly the dead worker's time, not queueing: not reported.
             queue_wait_s=None if takeover else max(0.0, now - row["ready_at"]),
         )
+
+    @staticmethod
+    def _owner_died(conn: sqlite3.Connection, owner: str | None) -> bool:
+        """Whether the worker that held a lease is gone (not merely late to renew it)."""
+        if owner is None:
+            return True
+        row = conn.execute("SELECT pid, stopped_at FROM workers WHERE id = ?", (owner,)).fetchone()
+        if row is None or row["stopped_at"] is not None:
+            return True
+        return not _pid_alive(row["pid"])
 
     # --- progress -------------------------------------------------------------------
 

@@ -7,13 +7,20 @@ import multiprocessing as mp
 import os
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from types import TracebackType
 
 from radstream.local.executor import Executor
 from radstream.local.worker import worker_main
-from radstream.logs import JsonFormatter, LogFormat
+from radstream.logs import JsonFormatter, LogFormat, get_logger
 from radstream.settings import Settings
+
+logger = get_logger(__name__)
+
+RESTART_WINDOW_S = 60.0
+"""The window of the restart rate: at most ``max_restarts`` replacements per minute."""
 
 
 def parent_log_setup() -> tuple[str, LogFormat] | None:
@@ -32,8 +39,10 @@ class WorkerPool:
     A worker that dies (killed, out of memory, a crash in a decoder) is replaced, so one
     poisonous study cannot take the whole pool down: its execution is taken over, and after
     ``engine.max_takeovers`` deaths it fails with ``EXECUTION_ABANDONED``. Replacements are
-    capped (``max_restarts``) so that a worker that cannot even start (a broken model file)
-    does not restart forever.
+    limited to a rate, ``max_restarts`` per minute, not a lifetime count: a worker that
+    cannot even start (a broken model file) does not spin, and a pool that lost workers
+    to a passing fault an hour ago still replaces the next one. A dead worker beyond the
+    rate is replaced once the window allows; the pool never gives up while not stopped.
     """
 
     def __init__(
@@ -43,19 +52,25 @@ class WorkerPool:
         workers: int | None = None,
         until_idle: bool = False,
         max_restarts: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self._settings = settings
         self._settings_json = settings.model_dump_json()
         self._count = workers or settings.engine.workers
         self._until_idle = until_idle
         self._max_restarts = (
-            max_restarts if max_restarts is not None else 2 * (settings.engine.max_takeovers + 1)
+            max_restarts
+            if max_restarts is not None
+            else max(2 * (settings.engine.max_takeovers + 1), 2 * self._count)
         )
+        self._clock = clock
+        self._recent: deque[float] = deque()
         # spawn, not fork: ONNX Runtime and SQLite handles must not be inherited.
         self._ctx = mp.get_context("spawn")
         self._stop = self._ctx.Event()
         self._run = uuid.uuid4().hex[:6]
         self._spawned = 0
+        self._throttled = False
         self.restarts = 0
         self.processes: list[BaseProcess] = []
         self.worker_ids: list[str] = []
@@ -88,17 +103,38 @@ class WorkerPool:
         return self
 
     def supervise(self) -> int:
-        """Replace workers that died abnormally; returns how many were replaced now."""
+        """Replace workers that died abnormally, within the restart rate; returns how many
+        were replaced now."""
         if self._stop.is_set():
             return 0
+        now = self._clock()
+        while self._recent and now - self._recent[0] >= RESTART_WINDOW_S:
+            self._recent.popleft()
         replaced = 0
         for slot, proc in enumerate(self.processes):
-            if proc.exitcode in (None, 0) or self.restarts >= self._max_restarts:
+            if proc.exitcode in (None, 0):
                 continue
+            if len(self._recent) >= self._max_restarts:
+                if not self._throttled:
+                    logger.error(
+                        "workers keep dying (%d in %.0f s); replacing the next one when the "
+                        "rate allows",
+                        len(self._recent),
+                        RESTART_WINDOW_S,
+                    )
+                self._throttled = True
+                break
             self.processes[slot], self.worker_ids[slot] = self._spawn()
+            self._recent.append(now)
             self.restarts += 1
             replaced += 1
+        if replaced:
+            self._throttled = False
         return replaced
+
+    def _awaiting_replacement(self) -> bool:
+        # A dead worker the rate did not let us replace yet: keep waiting for the window.
+        return not self._stop.is_set() and any(p.exitcode not in (None, 0) for p in self.processes)
 
     def wait_ready(self, executor: Executor, timeout: float = 120.0) -> None:
         """Block until every worker has loaded its model and registered."""
@@ -116,11 +152,17 @@ class WorkerPool:
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for every worker to exit, replacing dead ones meanwhile; True if all did."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while any(p.is_alive() for p in self.processes) or self.supervise():
+        while (
+            any(p.is_alive() for p in self.processes)
+            or self.supervise()
+            or self._awaiting_replacement()
+        ):
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             for proc in self.processes:
                 proc.join(0.1)
+            if not any(p.is_alive() for p in self.processes):
+                time.sleep(0.1)  # every slot waits for the rate: do not spin
         return True
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ from radstream.backoff import Random
 from radstream.errors import RadStreamError, TransientError, error_from_exception
 from radstream.imaging import Preprocessing
 from radstream.local.executor import Claim, Executor
+from radstream.local.lease import LeaseKeeper
 from radstream.logs import get_logger, log_context
 from radstream.pipeline.definition import PIPELINE, Pipeline, RetryPolicy, StageDef
 from radstream.pricing import load_pricing
@@ -87,8 +89,14 @@ class ExecutionRunner:
         pipeline: Pipeline = PIPELINE,
         rng: Random = random.random,
         clock: Callable[[], float] = time.time,
+        heartbeat: Executor | None = None,
     ) -> None:
+        """``heartbeat``, an executor on a connection of its own, renews the lease from a
+        thread while a stage runs (see :mod:`radstream.local.lease`); without it the lease
+        is renewed between stages only."""
         self._executor = executor
+        self._heartbeat = heartbeat
+        self._keeper: LeaseKeeper | None = None
         self._model = model
         self._sink = sink
         self._settings = settings
@@ -140,11 +148,23 @@ class ExecutionRunner:
             execution_id=claim.execution_id, attempt=claim.claims, worker_id=self._worker_id
         ):
             try:
-                self._drive(claim, records)
+                with self._keep_renewing(claim):
+                    self._drive(claim, records)
             finally:
+                self._keeper = None
                 self._tensors.drop(claim.execution_id)
                 self._sink.emit(records)
                 self._cold = False
+
+    def _keep_renewing(self, claim: Claim) -> AbstractContextManager[object]:
+        heartbeat = self._heartbeat
+        if heartbeat is None:
+            return nullcontext()
+        worker_id = self._worker_id
+        self._keeper = LeaseKeeper(
+            lambda: heartbeat.renew(claim, worker_id), self._executor.lease_s / 3
+        )
+        return self._keeper
 
     def _drive(self, claim: Claim, records: list[TelemetryRecord]) -> None:
         context = claim.context
@@ -166,9 +186,20 @@ class ExecutionRunner:
                 try:
                     context = self._call(definition, context)
                 except Exception as exc:
-                    if stage == failure_stage:
-                        raise  # nothing to route it to: the worker dies, a peer takes over
                     err = error_from_exception(exc)
+                    if stage == failure_stage:
+                        if not err.retryable:
+                            raise  # a bug: the worker dies, a peer takes over
+                        # Storage down: the failure is recorded once it is back, however
+                        # long that takes; the outcome must not be lost nor the worker.
+                        records.append(
+                            self._record(
+                                claim, context, stage, StageStatus.RETRY, start, None, err.code
+                            )
+                        )
+                        with log_context(code=err.code):
+                            self._retry_later(claim, stage, context)
+                        return
                     retry = self._should_retry(err, claim, resume_stage)
                     status = StageStatus.RETRY if retry else StageStatus.ERROR
                     records.append(
@@ -208,6 +239,7 @@ class ExecutionRunner:
             raise
 
     def _retry_later(self, claim: Claim, resume_stage: str, context: ExecutionContext) -> None:
+        """Hand the execution back, to run ``resume_stage`` again after a backoff delay."""
         attempt = claim.stage_attempt + 1 if resume_stage == claim.stage else 1
         delay = self._retry.backoff.delay(attempt, self._rng)
         logger.warning("transient error; retry %d of %s in %.2f s", attempt, resume_stage, delay)
@@ -238,6 +270,8 @@ class ExecutionRunner:
     def _keep_lease(self, claim: Claim, *, force: bool = False) -> bool:
         # Renew once half the lease is used (a slow stage must not let a peer take over
         # mid-work); checkpoints renew it too. Forced before outcome objects are written.
+        if self._keeper is not None and self._keeper.lost:
+            return False
         now = self._clock()
         if not force and now < self._lease_deadline - self._executor.lease_s / 2:
             return True

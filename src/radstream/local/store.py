@@ -10,21 +10,32 @@ the rename, and the folder that holds it after (a rename lives in the directory,
 that a power loss can bring back the old entry or none), as are the parents of any folder
 the put created. ``delete`` fsyncs the folder too, so an outcome replaced by the opposite
 one stays replaced.
+
+Storage faults (a read-only folder, a full disk, a denied permission, an I/O error) raise
+:class:`~radstream.errors.StoreUnavailable`, a retryable error that the runner retries for
+the outage budget, never a bare ``OSError`` that would end the worker; an event that the
+database cannot record raises :class:`~radstream.errors.DatabaseUnavailable`.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import sqlite3
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
-from radstream.errors import StoreObjectMissing
+from radstream.errors import DatabaseUnavailable, StoreObjectMissing, StoreUnavailable
 from radstream.layout import STORE_BUCKETS, check_bucket, check_key
 from radstream.stages.ports import ObjectInfo
 
 _TMP = ".tmp"
+_FILE_MODE = 0o600
+_FOLDER_MODE = 0o700
 
 
 class ObjectCreatedListener(Protocol):
@@ -52,8 +63,12 @@ class FolderStore:
         # fsync makes objects survive power loss, not just process death; it costs
         # a few ms per put on most disks, so it is opt-in.
         self._fsync = fsync
+        # Objects are medical images and their results: private to the user (0700
+        # folders, 0600 files), whatever the umask would allow.
+        root.mkdir(mode=_FOLDER_MODE, parents=True, exist_ok=True)
         for bucket in buckets:
-            (root / bucket / _TMP).mkdir(parents=True, exist_ok=True)
+            (root / bucket).mkdir(mode=_FOLDER_MODE, exist_ok=True)
+            (root / bucket / _TMP).mkdir(mode=_FOLDER_MODE, exist_ok=True)
 
     def path(self, bucket: str, key: str) -> Path:
         """File-system path of an object (validated: it cannot leave the bucket)."""
@@ -63,7 +78,29 @@ class FolderStore:
         """Write ``data`` atomically, then raise the object-created event."""
         target = self.path(bucket, key)
         tmp = self.root / bucket / _TMP / uuid.uuid4().hex
-        with open(tmp, "wb") as fh:
+        with storage_errors("write", bucket, key):
+            try:
+                self._write(tmp, target, data)
+            except BaseException:
+                # A full disk leaves a partial temporary file: do not let it fill more.
+                tmp.unlink(missing_ok=True)
+                raise
+            modified = target.stat().st_mtime
+        info = ObjectInfo(
+            bucket=bucket, key=key, etag=etag_of(data), size=len(data), modified=modified
+        )
+        if self._listener is not None:
+            try:
+                self._listener.object_created(info)
+            except sqlite3.Error as exc:
+                raise DatabaseUnavailable(
+                    f"stored {bucket}/{key} but could not record its event: {exc}"
+                ) from exc
+        return info
+
+    def _write(self, tmp: Path, target: Path, data: bytes) -> None:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+        with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             if self._fsync:
                 fh.flush()
@@ -75,41 +112,37 @@ class FolderStore:
             os.replace(tmp, target)
         if self._fsync:
             fsync_dir(target.parent)
-        info = ObjectInfo(
-            bucket=bucket,
-            key=key,
-            etag=etag_of(data),
-            size=len(data),
-            modified=target.stat().st_mtime,
-        )
-        if self._listener is not None:
-            self._listener.object_created(info)
-        return info
 
     def get(self, bucket: str, key: str) -> bytes:
         """Read an object, or raise ``StoreObjectMissing``."""
-        try:
-            return self.path(bucket, key).read_bytes()
-        except (FileNotFoundError, IsADirectoryError):
-            raise StoreObjectMissing(f"no object {bucket}/{key}") from None
+        path = self.path(bucket, key)
+        with storage_errors("read", bucket, key):
+            try:
+                return path.read_bytes()
+            except (FileNotFoundError, IsADirectoryError):
+                raise StoreObjectMissing(f"no object {bucket}/{key}") from None
 
     def head(self, bucket: str, key: str) -> ObjectInfo | None:
         """Metadata of an object (ETag computed from content), or None."""
-        try:
-            data = self.path(bucket, key).read_bytes()
-            mtime = self.path(bucket, key).stat().st_mtime
-        except (FileNotFoundError, IsADirectoryError):
-            return None
+        path = self.path(bucket, key)
+        with storage_errors("read", bucket, key):
+            try:
+                data = path.read_bytes()
+                mtime = path.stat().st_mtime
+            except (FileNotFoundError, IsADirectoryError):
+                return None
         return ObjectInfo(
             bucket=bucket, key=key, etag=etag_of(data), size=len(data), modified=mtime
         )
 
     def size(self, bucket: str, key: str) -> int | None:
         """Size in bytes from the file system, without reading the object."""
-        try:
-            return self.path(bucket, key).stat().st_size
-        except FileNotFoundError:
-            return None
+        path = self.path(bucket, key)
+        with storage_errors("read", bucket, key):
+            try:
+                return path.stat().st_size
+            except FileNotFoundError:
+                return None
 
     def exists(self, bucket: str, key: str) -> bool:
         """True if the object exists."""
@@ -136,12 +169,13 @@ class FolderStore:
     def delete(self, bucket: str, key: str) -> None:
         """Remove an object if present (durably with ``fsync``)."""
         path = self.path(bucket, key)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return
-        if self._fsync:
-            fsync_dir(path.parent)
+        with storage_errors("delete", bucket, key):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return
+            if self._fsync:
+                fsync_dir(path.parent)
 
     def _make_folder(self, folder: Path) -> None:
         missing: list[Path] = []
@@ -149,12 +183,27 @@ class FolderStore:
         while not walk.exists() and walk != self.root:
             missing.append(walk)
             walk = walk.parent
-        folder.mkdir(parents=True, exist_ok=True)
+        for created in reversed(missing):
+            created.mkdir(mode=_FOLDER_MODE, exist_ok=True)
         if self._fsync:
             # Each new folder is an entry in its parent: sync them top-down, so the entry
             # of every folder on the way to the object survives a power loss.
             for created in reversed(missing):
                 fsync_dir(created.parent)
+
+
+@contextmanager
+def storage_errors(action: str, bucket: str, key: str) -> Iterator[None]:
+    """Turn an ``OSError`` of the file system into :class:`StoreUnavailable` (retryable)."""
+    try:
+        yield
+    except OSError as exc:
+        reason = errno.errorcode.get(exc.errno or 0, "EIO")
+        raise StoreUnavailable(
+            f"cannot {action} {bucket}/{key}: {exc.strerror or exc}",
+            errno=reason,
+            bucket=bucket,
+        ) from exc
 
 
 def fsync_dir(folder: Path) -> None:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
+import sqlite3
 import time
 from multiprocessing.synchronize import Event
 
+from radstream.backoff import Backoff
+from radstream.errors import DatabaseUnavailable
 from radstream.lake.parquet_sink import ParquetSink
+from radstream.local.database import connect
 from radstream.local.engine import LocalEngine
+from radstream.local.executor import Executor
 from radstream.local.runner import ExecutionRunner
 from radstream.logs import LogFormat, configure, get_logger, log_context
 from radstream.model.loading import load_model_client
@@ -18,6 +24,9 @@ logger = get_logger(__name__)
 
 # How often an idle worker looks for leases held by dead processes.
 _REAP_EVERY_S = 0.5
+# Waits of a worker whose database cannot be written (disk full): a fault of the disk,
+# not of the worker, so it waits and retries instead of dying.
+_DB_BACKOFF = Backoff(base_s=0.5, max_s=10.0)
 
 
 def worker_main(
@@ -50,6 +59,13 @@ def _work(
     settings = Settings.model_validate_json(settings_json)
     model = load_model_client(settings)
     with LocalEngine.open(settings) as engine:
+        # The lease keeper's own connection: a connection serves one thread at a time.
+        heartbeat_conn = connect(settings.db_path, fsync=settings.engine.fsync)
+        heartbeat = Executor(
+            heartbeat_conn,
+            lease_s=settings.engine.lease_s,
+            max_takeovers=settings.engine.max_takeovers,
+        )
         sink = ParquetSink(
             settings.lake_dir,
             writer_id=worker_id,
@@ -63,6 +79,7 @@ def _work(
             sink=sink,
             settings=settings,
             worker_id=worker_id,
+            heartbeat=heartbeat,
         )
         engine.executor.register_worker(worker_id, os.getpid())
         logger.info("worker ready")
@@ -84,7 +101,11 @@ def _work(
             raise
         finally:
             sink.close()
-            engine.executor.unregister_worker(worker_id)
+            heartbeat_conn.close()
+            try:
+                engine.executor.unregister_worker(worker_id)
+            except sqlite3.Error as exc:
+                logger.warning("could not unregister the worker: %s", exc)
 
 
 def _loop(
@@ -98,18 +119,48 @@ def _loop(
     parent_pid: int,
 ) -> None:
     last_reap = 0.0
+    troubles = 0
     # A worker whose parent died (SIGKILL) has nobody to stop it: it exits by itself.
     while not stop.is_set() and os.getppid() == parent_pid:
-        now = time.monotonic()
-        if now - last_reap >= _REAP_EVERY_S:
-            # Also while busy: a dead peer's executions should not wait for its lease.
-            last_reap = now
-            engine.executor.reap_dead_workers()
-        claim = engine.executor.claim(worker_id)
-        if claim is not None:
-            runner.run(claim)
+        try:
+            busy = _step(engine, runner, sink, worker_id, until_idle, last_reap)
+        except (sqlite3.Error, DatabaseUnavailable) as exc:
+            # The database cannot be written (disk full, read-only): wait for it. A lease
+            # this worker held runs out meanwhile and a peer may take it over; the owner
+            # being alive, that does not count as a death.
+            troubles += 1
+            delay = _DB_BACKOFF.delay(troubles, random.random)
+            logger.warning("engine database unavailable (%s); retrying in %.1f s", exc, delay)
+            stop.wait(delay)
             continue
-        sink.maybe_flush()
-        if until_idle and engine.executor.idle():
+        troubles = 0
+        if busy is None:
             return
-        stop.wait(poll_s)
+        last_reap = busy[1]
+        if not busy[0]:
+            stop.wait(poll_s)
+
+
+def _step(
+    engine: LocalEngine,
+    runner: ExecutionRunner,
+    sink: ParquetSink,
+    worker_id: str,
+    until_idle: bool,
+    last_reap: float,
+) -> tuple[bool, float] | None:
+    """One turn of the loop: ``(ran an execution, last reap time)``, or None when idle
+    and asked to stop then."""
+    now = time.monotonic()
+    if now - last_reap >= _REAP_EVERY_S:
+        # Also while busy: a dead peer's executions should not wait for its lease.
+        last_reap = now
+        engine.executor.reap_dead_workers()
+    claim = engine.executor.claim(worker_id)
+    if claim is not None:
+        runner.run(claim)
+        return True, last_reap
+    sink.maybe_flush()
+    if until_idle and engine.executor.idle():
+        return None
+    return False, last_reap
