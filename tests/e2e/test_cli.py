@@ -288,8 +288,7 @@ def test_deploy_without_credentials_says_so_before_building_anything(tmp_path: P
     }
     package = tmp_path / "package"
     proc = subprocess.run(
-        [sys.executable, "-m", "radstream.cli", "aws", "deploy", "--stack", "rs-nocreds"]
-        + ["--region", "eu-west-1", "--package", str(package)],
+        [sys.executable, "-m", "radstream.cli", "aws", "deploy", "--stack", "rs-nocreds", "--region", "eu-west-1", "--package", str(package)],
         env=env,
         cwd=tmp_path,
         capture_output=True,

@@ -100,24 +100,8 @@ def test_every_listed_code_exists_and_its_retried_column_is_retryable() -> None:
     assert not wrong, f"README's 'retried' column disagrees with `retryable`: {wrong}"
 
 
-# Codes a stage can raise (an image deleted between validate and prepare, an unsafe key, a
-# Lambda's bad configuration) that the README's table does not list yet. Strict: adding
-# the row makes the test pass, and then the entry here must go.
-README_GAP = {"CONFIG_INVALID", "STORE_KEY_INVALID", "STORE_OBJECT_MISSING"}
-
-
 @pytest.mark.parametrize(
-    "code",
-    [
-        pytest.param(
-            code,
-            marks=pytest.mark.xfail(
-                code in README_GAP, reason="not in README's error-code table yet", strict=True
-            ),
-        )
-        for code in sorted(_code_classes())
-        if code not in COMMAND_ONLY
-    ],
+    "code", [code for code in sorted(_code_classes()) if code not in COMMAND_ONLY]
 )
 def test_every_code_a_stage_can_raise_is_listed(code: str) -> None:
     assert code in _readme_table(), (

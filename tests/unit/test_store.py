@@ -42,7 +42,7 @@ def test_put_get_head_list(tmp_path: Path) -> None:
     assert (tmp_path / "images" / "incoming" / "a" / "x.png").read_bytes() == b"abc"
 
 
-def test_overwrite_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
+def test_overwrite_keeps_the_last_value_and_no_temp_files(tmp_path: Path) -> None:
     store = FolderStore(tmp_path)
     for i in range(20):
         store.put("results", "r/a.json", str(i).encode())

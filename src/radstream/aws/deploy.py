@@ -199,7 +199,9 @@ def deploy(
     }
     if model_key and "ModelKey" in template["Parameters"]:
         parameters["ModelKey"] = model_key
-    sent = [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()]
+    sent: list[dict[str, str | bool]] = [
+        {"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()
+    ]
     if EXPRESS_ZONE_PARAMETER in template["Parameters"]:
         sent.append(_express_zone_parameter(stack, options, exists, report))
     name = f"radstream-{int(time.time() * 1000)}"
@@ -230,7 +232,7 @@ def deploy(
 
 def _express_zone_parameter(
     stack: StackRef, options: DeployOptions, exists: bool, report: Report
-) -> dict[str, Any]:
+) -> dict[str, str | bool]:
     """The ``ExpressZoneId`` parameter: the flag, else the zone the stack has (a new zone
     would replace the directory bucket and its tensors), else one of the region's."""
     if options.express_zone:

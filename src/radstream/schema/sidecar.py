@@ -30,8 +30,8 @@ _DICOM_DT_RE = re.compile(
     r"(\d{4})(\d{2})(\d{2})(?:(\d{2})(?:(\d{2})(?:(\d{2})(?:\.(\d{1,6}))?)?)?)?([+-]\d{4})?"
 )
 
-# Fields that identify a patient. They may appear in sidecars (and are kept in the
-# study's own result), but never leave in telemetry or logs.
+# Fields that identify a patient. They may appear in sidecars, but never leave them: not in
+# results, failures, telemetry or logs (tests/unit/test_runner_outcome_claims.py).
 PATIENT_FIELDS: frozenset[str] = frozenset(
     {"patient_id", "patient_name", "patient_birth_date", "patient_sex", "patient_age"}
 )
