@@ -208,6 +208,13 @@ def test_the_upload_command_sends_files_to_the_stack_and_reports_outcomes(
     assert [(r["study_id"], r["outcome"]) for r in rows] == [("cli-upload-1", "succeeded")]
     shown = _cli("results", "show", "cli-upload-1", "--stack", STACK, "--endpoint-url", emulator.url)
     assert "Pleural Effusion" in shown.output
+    exported = tmp_path / "results.csv"
+    _cli(
+        "results", "export", "--format", "csv", "-o", str(exported),
+        "--stack", STACK, "--endpoint-url", emulator.url,
+    )  # fmt: skip
+    lines = exported.read_text().splitlines()
+    assert "Pleural Effusion" in lines[0] and any("cli-upload-1" in line for line in lines[1:])
 
 
 def test_each_stage_role_is_held_to_its_own_prefixes(
