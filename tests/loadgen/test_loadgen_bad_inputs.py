@@ -56,7 +56,7 @@ def studies() -> dict[str, Any]:
 
 
 def test_every_kind_has_a_safe_folder_and_unknown_kinds_are_refused(studies: dict[str, Any]) -> None:
-    for i, (kind, study) in enumerate(studies.items()):
+    for i, study in enumerate(studies.values()):
         assert study.study_id == f"bad-{i:02d}"
     with pytest.raises(ValueError, match="unknown bad kind"):
         make_bad_study("no-such-kind", "x", np.random.default_rng(0))
