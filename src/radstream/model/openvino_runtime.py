@@ -72,6 +72,9 @@ class OpenVinoModel:
             "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision],
             "PERFORMANCE_HINT": "LATENCY",
             "NUM_STREAMS": 1,
+            # RadStream runs one process per core; pinned, each process's thread would be
+            # bound to the same first core.
+            "ENABLE_CPU_PINNING": False,
             # 0 in RadStream's settings means "every core"; OpenVINO's default does that.
             **({"INFERENCE_NUM_THREADS": threads} if threads > 0 else {}),
         }

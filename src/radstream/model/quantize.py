@@ -85,11 +85,27 @@ def _reader(input_name: str, tensors: Sequence[npt.NDArray[np.float32]]) -> Cali
     return _Reader()
 
 
+def sensitive_nodes(path: Path) -> list[str]:
+    """The first convolution and the classifier: kept in fp32.
+
+    The first sees the raw input range (-1024..1024), the classifier maps features straight
+    to logits; quantizing either costs the most fidelity for the least speed. On the
+    stand-in, excluding them took the max |Δp| on the real chest X-ray from 0.034 to 0.023.
+    """
+    import onnx
+
+    nodes = onnx.load_model(str(path), load_external_data=False).graph.node
+    convs = [n.name for n in nodes if n.op_type == "Conv"]
+    heads = [n.name for n in nodes if n.op_type in ("Gemm", "MatMul")]
+    return convs[:1] + heads[-1:]
+
+
 def quantize_int8_bytes(model_path: Path, calibration: Sequence[npt.NDArray[np.float32]]) -> bytes:
     """The int8 QDQ model (per-channel int8 weights, uint8 activations) as ONNX bytes.
 
     The fp32 graph is first shape-inferred and optimised (``quant_pre_process``), as ONNX
-    Runtime recommends, so that the quantizer sees fused Conv+BN+ReLU patterns.
+    Runtime recommends, so that the quantizer sees fused Conv+BN+ReLU patterns; the first
+    convolution and the classifier stay fp32 (``sensitive_nodes``).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -108,6 +124,7 @@ def quantize_int8_bytes(model_path: Path, calibration: Sequence[npt.NDArray[np.f
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=sensitive_nodes(pre),
         )
         return out.read_bytes()
 
