@@ -234,3 +234,32 @@ def test_optimize_int8_writes_a_verified_model_and_refuses_a_failing_one(
     assert verified(info, "int8") == written.report
     model = OnnxModel.load(written.path)  # no override needed: the report passes
     assert model.predict_logits(tensors[-1]).shape == (1, len(info.labels))
+
+
+@pytest.mark.slow  # compiles DenseNet121 with OpenVINO twice
+def test_bf16_with_openvino_is_verified_and_chosen_where_the_cpu_has_it(
+    standin_model: Path, images: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("openvino")
+    from radstream.imaging import prepare_image
+    from radstream.model.backends import cpu_support
+    from radstream.model.openvino_runtime import OpenVinoModel
+    from radstream.model.quantize import optimize_model
+    from radstream.stages.prepare import preprocessing_for
+
+    pre = preprocessing_for(read_model_info(standin_model))
+    tensors = [
+        prepare_image(p.read_bytes(), filename=p.name, preprocessing=pre).tensor
+        for p in sorted(images.iterdir())
+    ]
+    written = optimize_model(
+        standin_model, tensors, tmp_path / "bf16.onnx", precision="bf16", runtime="openvino"
+    )
+    info = read_model_info(written.path)
+    assert (info.precision, info.precision_runtime) == ("bf16", "openvino")
+    assert written.report.passed
+    model = load_backend(written.path, runtime="auto", allow_unverified=False)
+    if cpu_support().bf16_fast:
+        assert isinstance(model, OpenVinoModel) and model.precision == "bf16"
+    else:
+        assert isinstance(model, OnnxModel)  # fell back to fp32, logged
