@@ -11,6 +11,7 @@ metadata, next to the ``radstream.*`` keys it inherits from the fp32 model.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -107,10 +108,24 @@ def quantize_int8_bytes(model_path: Path, calibration: Sequence[npt.NDArray[np.f
     Runtime recommends, so that the quantizer sees fused Conv+BN+ReLU patterns; the first
     convolution and the classifier stay fp32 (``sensitive_nodes``).
     """
+    info, _ = read_model_file(model_path)
+    root = logging.getLogger()
+    level = root.level
+    # The quantizer warns on the root logger for every BatchNormalization scale it leaves
+    # alone (over a hundred lines for DenseNet121), none of them actionable.
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        return _quantize(model_path, info.input_name, calibration)
+    finally:
+        root.setLevel(level)
+
+
+def _quantize(
+    model_path: Path, input_name: str, calibration: Sequence[npt.NDArray[np.float32]]
+) -> bytes:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    info, _ = read_model_file(model_path)
     with tempfile.TemporaryDirectory(prefix="radstream-quant-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         out = Path(tmp) / "int8.onnx"
@@ -118,7 +133,7 @@ def quantize_int8_bytes(model_path: Path, calibration: Sequence[npt.NDArray[np.f
         quantize_static(
             str(pre),
             str(out),
-            _reader(info.input_name, calibration),
+            _reader(input_name, calibration),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QUInt8,
