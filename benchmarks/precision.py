@@ -268,7 +268,7 @@ def main() -> int:
         configs = [Config("onnxruntime fp32", "onnxruntime", "fp32", fp32_path)]
         # int8: calibrated on synthetic images; the gate's held-out part is synthetic too.
         int8_path = root / "models" / "int8.onnx"
-        cut = split_holdout(len(calibration))
+        kept, _ = split_holdout(len(calibration))
         t = time.perf_counter()
         try:
             optimize_model(fp32_path, calibration, int8_path, precision="int8")
@@ -279,7 +279,9 @@ def main() -> int:
 
             from radstream.model.metadata import write_precision_metadata
 
-            model = onnx.load_model_from_string(quantize_int8_bytes(fp32_path, calibration[:cut]))
+            model = onnx.load_model_from_string(
+                quantize_int8_bytes(fp32_path, [calibration[i] for i in kept])
+            )
             for prop in onnx.load_model(str(fp32_path)).metadata_props:
                 entry = model.metadata_props.add()
                 entry.key, entry.value = prop.key, prop.value

@@ -263,3 +263,13 @@ def test_bf16_with_openvino_is_verified_and_chosen_where_the_cpu_has_it(
         assert isinstance(model, OpenVinoModel) and model.precision == "bf16"
     else:
         assert isinstance(model, OnnxModel)  # fell back to fp32, logged
+
+
+def test_holdout_is_spread_over_the_images_and_never_empty() -> None:
+    from radstream.model.quantize import split_holdout
+
+    kept, held = split_holdout(8)
+    assert held == [3, 7] and kept == [0, 1, 2, 4, 5, 6]
+    assert split_holdout(2) == ([0], [1])
+    with pytest.raises(ValueError, match="at least 2"):
+        split_holdout(1)

@@ -60,15 +60,19 @@ class OptimizeResult:
     calibration_images: int
 
 
-def split_holdout(count: int, fraction: float = HOLDOUT_FRACTION) -> int:
-    """How many of ``count`` images calibrate; the rest (at least one) are held out.
+def split_holdout(count: int, fraction: float = HOLDOUT_FRACTION) -> tuple[list[int], list[int]]:
+    """Indices of ``count`` images that calibrate, and of those held out (at least one).
 
-    Raises ValueError with fewer than two images: one to calibrate and one to check.
+    Held-out images are spread evenly over the list (every k-th), so that images given in
+    groups (one folder per source or encoding, sorted by name) land on both sides. Raises
+    ValueError with fewer than two images: one to calibrate and one to check.
     """
     if count < 2:
         raise ValueError(f"need at least 2 images (calibrate and hold out), got {count}")
-    held = max(1, round(count * fraction))
-    return count - held
+    step = max(2, round(1 / fraction))
+    held = [i for i in range(count) if i % step == step - 1] or [count - 1]
+    kept = [i for i in range(count) if i not in set(held)]
+    return kept, held
 
 
 def _reader(input_name: str, tensors: Sequence[npt.NDArray[np.float32]]) -> CalibrationDataReader:
@@ -195,8 +199,8 @@ def optimize_model(
     """Make ``precision`` from the fp32 model at ``model_path``, check it, write ``out_path``.
 
     ``images`` are preprocessed tensors ``[1, C, S, S]`` exactly as the pipeline feeds the
-    model; the first ``split_holdout`` of them calibrate, the rest are held out for the
-    fidelity check. Raises FidelityGateFailed (nothing written) when the candidate's max
+    model; ``split_holdout`` picks which calibrate and which (one in four, spread over the
+    list) are held out for the fidelity check. Raises FidelityGateFailed (nothing written) when the candidate's max
     |Δp| on the held-out images exceeds ``max_delta``; ValueError for an unsupported
     precision/runtime pair or too few images; ModelFileInvalid when the source is not fp32.
     """
@@ -210,8 +214,8 @@ def optimize_model(
             "model it came from",
             path=str(model_path),
         )
-    cut = split_holdout(len(images))
-    calibration, holdout = images[:cut], images[cut:]
+    kept, held = split_holdout(len(images))
+    calibration, holdout = [images[i] for i in kept], [images[i] for i in held]
     if precision == "int8":
         if runtime != "onnxruntime":
             raise ValueError("int8 models are made and run with ONNX Runtime (runtime onnxruntime)")
