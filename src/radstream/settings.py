@@ -77,6 +77,22 @@ class ModelSettings(BaseModel):
     breaker_reset_s: float = Field(
         default=10.0, gt=0, description="seconds before an open circuit tries again"
     )
+    precision: Literal["fp32", "bf16", "int8"] = Field(
+        default="fp32",
+        description="arithmetic of in-process inference: int8 needs an int8 file from "
+        "`radstream model optimize`; bf16 runs an fp32 file in bf16 with OpenVINO on a CPU "
+        "with AVX512_BF16/AMX (else fp32, logged); a file's own precision wins",
+    )
+    runtime: Literal["onnxruntime", "openvino", "auto"] = Field(
+        default="onnxruntime",
+        description="in-process runtime; openvino needs the `openvino` extra; auto: OpenVINO "
+        "for bf16, ONNX Runtime otherwise",
+    )
+    allow_unverified: bool = Field(
+        default=False,
+        description="run an int8/bf16 model that has no passing fidelity report in its "
+        "metadata (from `radstream model optimize`); off: such a model is refused",
+    )
 
 
 class EngineSettings(BaseModel):

@@ -9,13 +9,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.markup import escape
+from rich.table import Table
 
 from radstream.cli.app import DataDir, ModelPath, console, model_app, out, settings_for
 from radstream.errors import RadStreamError
 from radstream.logs import get_logger
-from radstream.model.metadata import UNTRAINED_NOTE
+from radstream.model.fidelity import DEFAULT_MAX_DELTA, FidelityReport
+from radstream.model.metadata import UNTRAINED_NOTE, ModelInfo
 
 log = get_logger(__name__)
 
@@ -251,12 +254,26 @@ def model_predict(
 
 @model_app.command("info")
 def model_info(model: ModelPath = None, data_dir: DataDir = None) -> None:
-    """Show a model file's metadata (the configured model by default)."""
+    """Show a model file's metadata (the configured model by default) and what the CPU offers."""
     from radstream.model import read_model_info
+    from radstream.model.backends import choose, cpu_support
+    from radstream.model.fidelity import verified
     from radstream.model.loading import resolve_model_path
+    from radstream.model.openvino_runtime import openvino_available
 
-    path = model or resolve_model_path(settings_for(data_dir))
+    settings = settings_for(data_dir)
+    path = model or resolve_model_path(settings)
     info = read_model_info(path)
+    report = verified(info, info.precision)
+    try:
+        choice = choose(info, precision=settings.model.precision, runtime=settings.model.runtime)
+        runs_as: dict[str, str | None] = {
+            "runtime": choice.runtime,
+            "precision": choice.precision,
+            "note": choice.note,
+        }
+    except RadStreamError as exc:  # the settings contradict the file: say so, still show it
+        runs_as = {"runtime": None, "precision": None, "note": exc.message}
     doc = {
         "path": str(path),
         "name": info.name,
@@ -267,7 +284,160 @@ def model_info(model: ModelPath = None, data_dir: DataDir = None) -> None:
         "channels": info.channels,
         "labels": list(info.labels),
         "trained": not info.untrained,
+        "precision": info.precision,
+        "precision_runtime": info.precision_runtime,
+        "fidelity_verified": info.precision == "fp32" or report is not None,
+        "fidelity_max_abs_delta": None if report is None else report.max_abs_delta,
+        "runs_as": runs_as,
+        "cpu": cpu_support().as_dict(),
+        "openvino_installed": openvino_available(),
     }
     out.print_json(json.dumps(doc))
     if info.untrained:
         console.print(f"[yellow]note[/yellow]: {UNTRAINED_NOTE}")
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
+
+
+def load_images(directory: Path, model_path: Path) -> list[tuple[str, np.ndarray]]:
+    """Every image under ``directory`` (sorted by path), preprocessed exactly as the pipeline
+    preprocesses it for the model at ``model_path``: (relative name, tensor) pairs.
+
+    Files that are not images, or that the pipeline would reject, are skipped with a
+    warning; raises typer.BadParameter when none is left.
+    """
+    from radstream.imaging import prepare_image
+    from radstream.model import read_model_info
+    from radstream.stages.prepare import preprocessing_for
+
+    preprocessing = preprocessing_for(read_model_info(model_path))
+    found: list[tuple[str, np.ndarray]] = []
+    for file in sorted(p for p in directory.rglob("*") if p.is_file()):
+        if file.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        name = str(file.relative_to(directory))
+        try:
+            prepared = prepare_image(
+                file.read_bytes(), filename=file.name, preprocessing=preprocessing
+            )
+        except RadStreamError as exc:
+            console.print(f"[yellow]skipped[/yellow] {escape(name)}: {escape(exc.message)}")
+            continue
+        found.append((name, prepared.tensor))
+    if not found:
+        raise typer.BadParameter(f"no usable image (PNG, JPEG, DICOM) under {directory}")
+    return found
+
+
+def print_report(report: FidelityReport) -> None:
+    """The fidelity report as a table on the console, and as JSON on stdout."""
+    table = Table(title=f"fidelity on {report.images} image(s), threshold {report.threshold}")
+    table.add_column("label")
+    table.add_column("max |Δp|", justify="right")
+    table.add_column("mean |Δp|", justify="right")
+    for row in report.labels:
+        table.add_row(escape(row.label), f"{row.max_abs_delta:.4f}", f"{row.mean_abs_delta:.4f}")
+    table.add_row("[bold]all[/bold]", f"{report.max_abs_delta:.4f}", f"{report.mean_abs_delta:.4f}")
+    console.print(table)
+    console.print(
+        f"top-1 label agreement {report.top1_agreement:.3f}, "
+        f"mean rank correlation {report.rank_correlation:.4f}"
+    )
+    sys.stdout.write(report.to_json() + "\n")
+
+
+ImagesDir = Annotated[
+    Path, typer.Option("--images", exists=True, file_okay=False, help="Folder of images")
+]
+MaxDelta = Annotated[
+    float, typer.Option(min=0.0, help="Largest |Δp| allowed on any label and image")
+]
+
+
+@model_app.command("compare")
+def model_compare(
+    reference: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="fp32 model")],
+    candidate: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Model to check")],
+    images: ImagesDir,
+    max_delta: MaxDelta = DEFAULT_MAX_DELTA,
+    runtime: Annotated[
+        str, typer.Option(help="Runtime of the candidate: onnxruntime, openvino or auto")
+    ] = "auto",
+) -> None:
+    """Fidelity gate: compare two models' probabilities on the same images; exit 1 above it.
+
+    Both models see the images preprocessed exactly as the pipeline does. This measures how
+    close the candidate stays to the reference, not whether either is clinically right.
+    """
+    from radstream.model.backends import load_backend
+    from radstream.model.fidelity import compare_models
+    from radstream.model.runtime import OnnxModel
+
+    ref = OnnxModel.load(reference, allow_unverified=True)
+    cand_info = read_info(candidate)
+    cand = load_backend(candidate, precision=cand_info.precision, runtime=runtime)
+    tensors = [t for _, t in load_images(images, reference)]
+    try:
+        report = compare_models(ref, cand, tensors, max_delta=max_delta)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    print_report(report)
+    if not report.passed:
+        console.print(f"[red]FAIL[/red] max |Δp| {report.max_abs_delta:.4f} > {report.threshold}")
+        raise typer.Exit(1)
+    console.print(f"[green]PASS[/green] max |Δp| {report.max_abs_delta:.4f} <= {max_delta}")
+
+
+def read_info(path: Path) -> ModelInfo:
+    """The model file's ModelInfo (imports ONNX only when called)."""
+    from radstream.model import read_model_info
+
+    return read_model_info(path)
+
+
+@model_app.command("optimize")
+def model_optimize(
+    out_path: Annotated[Path, typer.Option("--out", dir_okay=False, help="ONNX file to write")],
+    calibrate: Annotated[
+        Path,
+        typer.Option(exists=True, file_okay=False, help="Images to calibrate and check on"),
+    ],
+    precision: Annotated[str, typer.Option(help="int8 or bf16")] = "int8",
+    runtime: Annotated[
+        str | None,
+        typer.Option(help="onnxruntime (int8) or openvino (bf16) [default: per precision]"),
+    ] = None,
+    max_delta: MaxDelta = DEFAULT_MAX_DELTA,
+    model: ModelPath = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Make a reduced-precision model, check it against fp32 on held-out images, write it.
+
+    int8: ONNX Runtime static quantization (QDQ, per-channel weights) calibrated on 3/4 of
+    the images; the other 1/4 are held out for the fidelity gate. bf16: the fp32 graph,
+    marked to run in bf16 with OpenVINO. Nothing is written if the gate fails (exit 1).
+    """
+    from radstream.model.loading import resolve_model_path
+    from radstream.model.quantize import FidelityGateFailed, optimize_model
+
+    if precision not in ("int8", "bf16"):
+        raise typer.BadParameter("--precision takes int8 or bf16")
+    chosen = runtime or ("onnxruntime" if precision == "int8" else "openvino")
+    source = resolve_model_path(settings_for(data_dir, model))
+    tensors = [t for _, t in load_images(calibrate, source)]
+    try:
+        result = optimize_model(
+            source, tensors, out_path, precision=precision, runtime=chosen, max_delta=max_delta
+        )
+    except FidelityGateFailed as exc:
+        print_report(exc.report)
+        console.print(f"[red]FAIL[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    print_report(result.report)
+    console.print(
+        f"[green]PASS[/green] wrote {escape(str(result.path))} ({result.precision}, "
+        f"{result.runtime}, calibrated on {result.calibration_images} image(s))"
+    )

@@ -23,7 +23,11 @@ def resolve_model_path(settings: Settings) -> Path:
 
 
 def load_model_client(settings: Settings) -> ModelClient:
-    """The model the pipeline calls: a KServe v2 endpoint if configured, else ONNX Runtime.
+    """The model the pipeline calls: a KServe v2 endpoint if configured, else in process.
+
+    In process, ``model.runtime`` and ``model.precision`` choose ONNX Runtime or OpenVINO
+    and fp32, bf16 or int8 (see ``radstream.model.backends``); a reduced-precision model
+    without a passing fidelity report is refused unless ``model.allow_unverified``.
 
     With an endpoint, a local model file (``model.path``), when set, supplies the metadata a
     server such as Triton does not publish (labels, input range).
@@ -45,7 +49,14 @@ def load_model_client(settings: Settings) -> ModelClient:
             ),
             fallback_info=read_model_info(model.path) if model.path else None,
         )
-    # ONNX Runtime is loaded only here, when the model runs in this process.
-    from radstream.model.runtime import OnnxModel
+    # ONNX Runtime (or OpenVINO) is loaded only here, when the model runs in this process.
+    from radstream.model.backends import load_backend
 
-    return OnnxModel.load(resolve_model_path(settings), intra_op_threads=model.intra_op_threads)
+    # model.precision, model.runtime and the fidelity gate are applied in one place.
+    return load_backend(
+        resolve_model_path(settings),
+        precision=model.precision,
+        runtime=model.runtime,
+        intra_op_threads=model.intra_op_threads,
+        allow_unverified=model.allow_unverified,
+    )

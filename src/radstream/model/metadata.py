@@ -37,6 +37,13 @@ UNTRAINED_NOTE = "untrained stand-in model: these probabilities mean nothing"
 STANDIN_NAME = "densenet121-standin"
 """The name the untrained stand-in carries. A model reached through an endpoint that does
 not publish ``radstream.trained`` is recognised as the stand-in by this name."""
+KEY_PRECISION = PREFIX + "precision"
+"""Optional: ``fp32`` (absent), ``bf16`` or ``int8``, what ``radstream model optimize`` made."""
+KEY_RUNTIME = PREFIX + "runtime"
+"""Optional: the runtime a reduced-precision file was made and checked for."""
+KEY_FIDELITY = PREFIX + "fidelity"
+"""Optional: the JSON fidelity report (``radstream.model.fidelity``) against the fp32 model."""
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
 REQUIRED_KEYS: tuple[str, ...] = (
     KEY_NAME,
     KEY_VERSION,
@@ -68,6 +75,12 @@ class ModelInfo:
     path: str
     trained: bool = True
     """What the file declares (``radstream.trained``); absent means True."""
+    precision: str = "fp32"
+    """What the file declares (``radstream.precision``); absent means fp32."""
+    precision_runtime: str | None = None
+    """The runtime a reduced-precision file was checked for (``radstream.runtime``)."""
+    fidelity: str | None = None
+    """The stored fidelity report, JSON (``radstream.fidelity``); None when absent."""
 
     @property
     def untrained(self) -> bool:
@@ -93,6 +106,9 @@ class DeclaredModel:
     input_max: float
     channels: int
     trained: bool = True
+    precision: str = "fp32"
+    precision_runtime: str | None = None
+    fidelity: str | None = None
 
     def info(self, *, input_name: str, output_name: str, sha256: str, path: str) -> ModelInfo:
         """The ModelInfo of a model that declares this, with its graph names and hash."""
@@ -109,6 +125,9 @@ class DeclaredModel:
             sha256=sha256,
             path=path,
             trained=self.trained,
+            precision=self.precision,
+            precision_runtime=self.precision_runtime,
+            fidelity=self.fidelity,
         )
 
 
@@ -155,6 +174,26 @@ def write_metadata(
         raise ValueError(exc.message) from None
 
     kept = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(PREFIX)]
+    del model.metadata_props[:]
+    for key, value in [*kept, *values.items()]:
+        entry = model.metadata_props.add()
+        entry.key = key
+        entry.value = value
+
+
+def write_precision_metadata(
+    model: onnx.ModelProto, *, precision: str, runtime: str, fidelity_json: str
+) -> None:
+    """Store the precision, runtime and fidelity report keys in place, keeping the others.
+
+    ``write_metadata`` must have run first (or the model come from a file that has the
+    ``radstream.*`` keys): these keys sit next to them. Raises ValueError for an unknown
+    precision.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    values = {KEY_PRECISION: precision, KEY_RUNTIME: runtime, KEY_FIDELITY: fidelity_json}
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in values]
     del model.metadata_props[:]
     for key, value in [*kept, *values.items()]:
         entry = model.metadata_props.add()
@@ -246,6 +285,14 @@ def parse_metadata(props: Mapping[str, str], *, source: str) -> DeclaredModel:
             f"metadata key {KEY_TRAINED!r} must be 'true' or 'false', got {raw_trained[:20]!r}",
             key=KEY_TRAINED,
         )
+    precision = props.get(KEY_PRECISION, "fp32").strip().lower()
+    if precision not in PRECISIONS:
+        raise _invalid(
+            source,
+            f"metadata key {KEY_PRECISION!r} must be one of {', '.join(PRECISIONS)}, "
+            f"got {precision[:20]!r}",
+            key=KEY_PRECISION,
+        )
     return DeclaredModel(
         name=text(KEY_NAME),
         version=text(KEY_VERSION),
@@ -255,6 +302,9 @@ def parse_metadata(props: Mapping[str, str], *, source: str) -> DeclaredModel:
         input_max=bounds[1],
         channels=positive_int(KEY_CHANNELS),
         trained=raw_trained == "true",
+        precision=precision,
+        precision_runtime=props.get(KEY_RUNTIME) or None,
+        fidelity=props.get(KEY_FIDELITY) or None,
     )
 
 

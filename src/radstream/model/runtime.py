@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from radstream.errors import ModelFileInvalid, ModelUnavailable
 from radstream.model.client import checked_batch, checked_logits
+from radstream.model.fidelity import check_gate
 from radstream.model.metadata import ModelInfo, read_model_file
 
 if TYPE_CHECKING:
@@ -54,15 +55,20 @@ class OnnxModel:
         self._info = info
 
     @classmethod
-    def load(cls, path: Path, *, intra_op_threads: int = 1) -> OnnxModel:
+    def load(
+        cls, path: Path, *, intra_op_threads: int = 1, allow_unverified: bool = False
+    ) -> OnnxModel:
         """Load the ONNX file at ``path`` for CPU inference.
 
         One inter-op thread and sequential execution, since RadStream scales out with worker
         processes rather than with threads inside one inference; ``intra_op_threads`` sets
         the threads one inference may use (0 lets ONNX Runtime use every core).
 
-        Raises ModelFileInvalid when the file is missing, lacks RadStream metadata, or
-        ONNX Runtime rejects the graph; ModelUnavailable when the runtime cannot load it
+        A reduced-precision file (int8) must carry a passing fidelity report in its metadata
+        unless ``allow_unverified``; fp32 files load as before.
+
+        Raises ModelFileInvalid when the file is missing, lacks RadStream metadata, is an
+        unverified reduced-precision model, or ONNX Runtime rejects the graph; ModelUnavailable when the runtime cannot load it
         for other reasons (memory, no CPU provider).
         """
         if isinstance(intra_op_threads, bool) or not isinstance(intra_op_threads, int):
@@ -70,6 +76,7 @@ class OnnxModel:
         if intra_op_threads < 0:
             raise ValueError(f"intra_op_threads must be >= 0, got {intra_op_threads}")
         info, data = read_model_file(Path(path))
+        check_gate(info, info.precision, allow_unverified=allow_unverified)
         import onnxruntime as ort  # here, not at the top: see the module docstring
 
         if PROVIDER not in ort.get_available_providers():
