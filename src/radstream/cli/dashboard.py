@@ -10,25 +10,12 @@ import typer
 from rich.markup import escape
 
 from radstream.cli.app import DataDir, app, console, settings_for
+from radstream.cli.tokens import read_token
 
 
 def dashboard_token(token: str | None, token_file: Path | None) -> str | None:
-    """The token the dashboard requires: from ``--token-file`` or ``--token``; None for none.
-
-    The file's surrounding whitespace (a trailing newline) is dropped. Raises
-    typer.BadParameter when both are given or the file is unreadable or empty.
-    """
-    if token is not None and token_file is not None:
-        raise typer.BadParameter("give --token-file or --token, not both")
-    if token_file is None:
-        return token or None
-    try:
-        text = token_file.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise typer.BadParameter(f"cannot read --token-file {token_file}: {exc}") from None
-    if not text:
-        raise typer.BadParameter(f"--token-file {token_file} is empty")
-    return text
+    """The token the dashboard requires: from ``--token-file`` or ``--token``; None for none."""
+    return read_token(token, token_file)
 
 
 def is_loopback(host: str) -> bool:

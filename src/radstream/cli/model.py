@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from radstream.cli.app import DataDir, ModelPath, console, model_app, out, settings_for
+from radstream.cli.tokens import read_token
 from radstream.errors import RadStreamError
 from radstream.logs import get_logger
 from radstream.model.fidelity import DEFAULT_MAX_DELTA, FidelityReport
@@ -37,28 +38,8 @@ def serve_token(
     token: str | None, token_file: Path | None, environ: Mapping[str, str]
 ) -> str | None:
     """The bearer token ``model serve`` requires: from ``--token-file``, ``--token`` or the
-    environment, in that order; None for no authentication.
-
-    The file's surrounding whitespace (a trailing newline) is dropped. Raises
-    typer.BadParameter when both options are given or the file is unreadable or empty.
-    """
-    if token is not None and token_file is not None:
-        raise typer.BadParameter("give --token-file or --token, not both")
-    if token_file is not None:
-        try:
-            text = token_file.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise typer.BadParameter(f"cannot read --token-file {token_file}: {exc}") from None
-        if not text:
-            raise typer.BadParameter(f"--token-file {token_file} is empty")
-        return text
-    if token is not None:
-        return token
-    for name in (TOKEN_ENV, LEGACY_TOKEN_ENV):
-        value = environ.get(name, "").strip()
-        if value:
-            return value
-    return None
+    environment (``RADSTREAM_MODEL__TOKEN``, then the older name); None for none."""
+    return read_token(token, token_file, environ, (TOKEN_ENV, LEGACY_TOKEN_ENV))
 
 
 @model_app.command("build")
