@@ -7,19 +7,17 @@ SVG (fixed hash salt, no date).
 
 from __future__ import annotations
 
-import io
-import re
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
 
 import matplotlib
 import matplotlib.ticker
 import numpy as np
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from radstream.ab.model import MetricResult
+from radstream.bench.svg import inline_svg, new_figure
 
 VERDICT_COLOURS = {
     "b_better": "#1a7f37",
@@ -29,8 +27,6 @@ VERDICT_COLOURS = {
 }
 ARM_COLOURS = ("#2166ac", "#e08214", "#1b7837", "#762a83", "#b2182b", "#35978f")
 MAX_POINTS = 2000
-_SVG_ID = re.compile(r'\bid="([^"]+)"')
-_SVG_REF = re.compile(r'(href="#|url\(#)([^")]+)')
 
 
 def arm_colour(index: int) -> str:
@@ -43,44 +39,10 @@ def _tex_safe(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def _style() -> AbstractContextManager[None]:
-    return matplotlib.rc_context(
-        {
-            "svg.fonttype": "none",
-            "svg.hashsalt": "radstream-ab-report",
-            "font.size": 10.0,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "axes.grid": True,
-            "grid.alpha": 0.3,
-        }
-    )
 
 
-def _figure(width: float, height: float) -> tuple[Figure, Axes]:
-    with _style():
-        fig = Figure(figsize=(width, height), layout="constrained")
-        ax = fig.add_subplot()
-    return fig, ax
 
 
-def _svg(fig: Figure, prefix: str, label: str) -> Markup:
-    buf = io.StringIO()
-    with _style():
-        fig.savefig(buf, format="svg", metadata={"Date": None})
-    text = buf.getvalue()
-    text = text[text.index("<svg") :]
-    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
-    text = re.sub(r'<style type="text/css">.*?</style>', "", text, count=1, flags=re.S)
-    text = _SVG_ID.sub(lambda m: f'id="{prefix}-{m.group(1)}"', text)
-    text = _SVG_REF.sub(lambda m: f"{m.group(1)}{prefix}-{m.group(2)}", text)
-    text = re.sub(
-        r'<svg ([^>]*?)width="[^"]*" height="[^"]*"',
-        lambda m: f'<svg {m.group(1)}role="img" aria-label="{escape(label)}"',
-        text,
-        count=1,
-    )
-    return Markup(text.strip())
 
 
 def forest_plot(rows: Sequence[MetricResult], margin: float) -> Markup | None:
@@ -155,3 +117,11 @@ def block_timeline(
     ax.set_yticks(range(len(rows)), [_tex_safe(r) for r in rows])
     ax.set_xlabel("seconds since the experiment started (numbers: block order)")
     return _svg(fig, "blocks", "Block order over time")
+
+
+def _figure(width: float, height: float) -> tuple[Figure, Axes]:
+    return new_figure(width, height, "radstream-ab-report")
+
+
+def _svg(fig: Figure, prefix: str, label: str) -> Markup:
+    return inline_svg(fig, prefix, label, "radstream-ab-report")

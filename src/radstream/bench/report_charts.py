@@ -7,20 +7,18 @@ prefixed so that charts on one page cannot clash, and the same input gives the s
 
 from __future__ import annotations
 
-import io
 import math
 import re
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
 
 import matplotlib
 import matplotlib.ticker
 import numpy as np
 from markupsafe import Markup
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
-from radstream.bench.report_format import attr, fmt_ms, fmt_num, tex_safe
+from radstream.bench.report_format import fmt_ms, fmt_num, tex_safe
+from radstream.bench.svg import inline_svg, new_figure
 
 # Series longer than this are thinned before drawing, so the page stays small.
 MAX_POINTS = 2000
@@ -37,7 +35,7 @@ def latency_cdf(latencies: Sequence[float], pct: Mapping[str, float | None]) -> 
     if values.size > MAX_POINTS:  # the curve at MAX_POINTS quantiles looks the same
         probs = np.linspace(1 / values.size, 1.0, MAX_POINTS)
         values = np.quantile(values, probs)
-    fig, ax = _figure(8.0, 3.6)
+    fig, ax = new_figure(8.0, 3.6)
     ax.step(values, probs, where="post", color="#2166ac", linewidth=1.6, label="studies")
     positive = values[values > 0]
     if positive.size and positive[-1] / positive[0] > 20:
@@ -58,7 +56,7 @@ def latency_cdf(latencies: Sequence[float], pct: Mapping[str, float | None]) -> 
     ax.set_ylabel("fraction of studies done")
     ax.set_ylim(0, 1.02)
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-    return _svg(fig, "latency", "Latency CDF: fraction of studies finished within a given time")
+    return inline_svg(fig, "latency", "Latency CDF: fraction of studies finished within a given time")
 
 
 def stage_boxes(stages: Mapping[str, Sequence[float]]) -> Markup | None:
@@ -67,7 +65,7 @@ def stage_boxes(stages: Mapping[str, Sequence[float]]) -> Markup | None:
         return None
     names = list(stages)
     data = [np.asarray(stages[n], dtype=float) for n in names]
-    fig, ax = _figure(8.0, 0.9 + 0.55 * len(names))
+    fig, ax = new_figure(8.0, 0.9 + 0.55 * len(names))
     positions = list(range(len(names), 0, -1))  # first stage at the top
     ax.boxplot(
         data,
@@ -90,7 +88,7 @@ def stage_boxes(stages: Mapping[str, Sequence[float]]) -> Markup | None:
         _log_x(ax)
     ax.set_xlabel("time per study (ms" + (", log scale)" if ax.get_xscale() == "log" else ")"))
     ax.grid(axis="y", visible=False)
-    return _svg(fig, "stages", "Per-stage time distributions as box plots")
+    return inline_svg(fig, "stages", "Per-stage time distributions as box plots")
 
 
 def throughput_chart(points: Sequence[tuple[float, float]], overall: float | None) -> Markup | None:
@@ -98,7 +96,7 @@ def throughput_chart(points: Sequence[tuple[float, float]], overall: float | Non
     if not points:
         return None
     t, v = _thin(points)
-    fig, ax = _figure(8.0, 2.8)
+    fig, ax = new_figure(8.0, 2.8)
     ax.plot(
         t,
         v,
@@ -120,7 +118,7 @@ def throughput_chart(points: Sequence[tuple[float, float]], overall: float | Non
     ax.set_xlabel("seconds since the first measured send")
     ax.set_ylabel("studies completed / min")
     ax.set_ylim(bottom=0)
-    return _svg(fig, "throughput", "Throughput over time")
+    return inline_svg(fig, "throughput", "Throughput over time")
 
 
 def queue_chart(points: Sequence[tuple[float, float]]) -> Markup | None:
@@ -128,14 +126,14 @@ def queue_chart(points: Sequence[tuple[float, float]]) -> Markup | None:
     if not points:
         return None
     t, v = _thin(points)
-    fig, ax = _figure(8.0, 2.8)
+    fig, ax = new_figure(8.0, 2.8)
     ax.step(t, v, where="post", color="#b2182b", linewidth=1.4)
     ax.fill_between(t, v, step="post", color="#b2182b", alpha=0.15)
     ax.set_xlabel("seconds since the load generator started (warm-up included)")
     ax.set_ylabel("studies in flight")
     ax.set_ylim(bottom=0)
     ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    return _svg(fig, "queue", "Queue depth (studies in flight) over time")
+    return inline_svg(fig, "queue", "Queue depth (studies in flight) over time")
 
 
 def _log_x(ax: Axes) -> None:
@@ -146,25 +144,8 @@ def _log_x(ax: Axes) -> None:
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def _style() -> AbstractContextManager[None]:
-    return matplotlib.rc_context(
-        {
-            "svg.fonttype": "none",  # text stays text: small, selectable, DejaVu or browser sans
-            "svg.hashsalt": "radstream-report",  # stable ids: the same input, the same page
-            "font.size": 10.0,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "axes.grid": True,
-            "grid.alpha": 0.3,
-        }
-    )
 
 
-def _figure(width: float, height: float) -> tuple[Figure, Axes]:
-    with _style():
-        fig = Figure(figsize=(width, height), layout="constrained")
-        ax = fig.add_subplot()
-    return fig, ax
 
 
 # `vert=False` is deprecated from Matplotlib 3.10, `orientation` does not exist before it.
@@ -172,30 +153,8 @@ _MPL_VERSION = tuple(int(p) for p in re.findall(r"\d+", matplotlib.__version__)[
 _HORIZONTAL: dict[str, str | bool] = (
     {"orientation": "horizontal"} if _MPL_VERSION >= (3, 10) else {"vert": False}
 )
-_SVG_ID = re.compile(r'\bid="([^"]+)"')
-_SVG_REF = re.compile(r'(href="#|url\(#)([^")]+)')
 
 
-def _svg(fig: Figure, prefix: str, label: str) -> Markup:
-    """``fig`` as an inline ``<svg>`` element whose ids cannot clash with other charts."""
-    buf = io.StringIO()
-    with _style():
-        fig.savefig(buf, format="svg", metadata={"Date": None})
-    text = buf.getvalue()
-    text = text[text.index("<svg") :]  # no XML declaration or DOCTYPE inside HTML
-    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
-    # Matplotlib's global `*{...}` rule would leak into the page; the page's CSS has it scoped.
-    text = re.sub(r'<style type="text/css">.*?</style>', "", text, count=1, flags=re.S)
-    text = _SVG_ID.sub(lambda m: f'id="{prefix}-{m.group(1)}"', text)
-    text = _SVG_REF.sub(lambda m: f"{m.group(1)}{prefix}-{m.group(2)}", text)
-    # Size comes from the viewBox and the page's CSS, so the chart scales with the window.
-    text = re.sub(
-        r'<svg ([^>]*?)width="[^"]*" height="[^"]*"',
-        lambda m: f'<svg {m.group(1)}role="img" aria-label="{attr(label)}"',
-        text,
-        count=1,
-    )
-    return Markup(text.strip())
 
 
 def _thin(points: Sequence[tuple[float, float]]) -> tuple[list[float], list[float]]:
