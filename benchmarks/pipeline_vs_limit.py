@@ -31,7 +31,7 @@ import numpy as np
 from radstream.bench.limit import measure_limit
 from radstream.bench.outcomes import percentiles_ms
 from radstream.loadgen.synthetic import Study, make_study
-from radstream.loadgen.uploader import upload_study
+from radstream.loadgen.uploader import upload_generated
 from radstream.local.engine import LocalEngine
 from radstream.local.executor import execution_id
 from radstream.local.pool import WorkerPool
@@ -52,14 +52,7 @@ def _settings(data_dir: Path, model_path: Path, workers: int, *, fsync: bool) ->
 
 
 def _upload(engine: LocalEngine, study: Study, tag: str) -> ObjectInfo:
-    study = study.renamed(f"{tag}-{study.study_id}")
-    return upload_study(
-        engine.store,
-        folder=study.study_id,
-        image_name=study.image_name,
-        image=study.image,
-        sidecar=study.sidecar,
-    )
+    return upload_generated(engine.store, study.renamed(f"{tag}-{study.study_id}"))
 
 
 def _wait_all(engine: LocalEngine, infos: list[ObjectInfo], timeout: float) -> None:

@@ -40,7 +40,7 @@ import numpy as np
 from radstream.bench.cost import CostInputs, estimate_cost
 from radstream.imaging import prepare_image
 from radstream.loadgen.study import Study, make_study
-from radstream.loadgen.uploader import upload_study
+from radstream.loadgen.uploader import upload_generated
 from radstream.local.engine import LocalEngine
 from radstream.local.executor import execution_id
 from radstream.local.pool import WorkerPool
@@ -138,14 +138,7 @@ def _wait_all(engine: LocalEngine, infos: list[ObjectInfo], timeout: float) -> N
 
 
 def _upload(engine: LocalEngine, study: Study, tag: str) -> ObjectInfo:
-    study = study.renamed(f"{tag}-{study.study_id}")
-    return upload_study(
-        engine.store,
-        folder=study.study_id,
-        image_name=study.image_name,
-        image=study.image,
-        sidecar=study.sidecar,
-    )
+    return upload_generated(engine.store, study.renamed(f"{tag}-{study.study_id}"))
 
 
 def pipeline_throughput(settings: Settings, studies: list[Study], tag: str) -> float:
