@@ -121,7 +121,8 @@ def model_serve(
         )
     from radstream.model import read_model_info
 
-    model_path = resolve_model_path(settings_for(data_dir, model))
+    settings = settings_for(data_dir, model)
+    model_path = resolve_model_path(settings)
     info = read_model_info(model_path)
     # One name for the model everywhere: the file's, which results also carry.
     name = name or info.name
@@ -138,6 +139,9 @@ def model_serve(
         scale_up_delay_s=scale_up_delay,
         scale_down_delay_s=scale_down_delay,
         token=secret,
+        precision=settings.model.precision,
+        runtime=settings.model.runtime,
+        allow_unverified=settings.model.allow_unverified,
     )
     log.info("model server starting", extra={"model": name, "instances": instances})
 

@@ -65,6 +65,12 @@ class ServeConfig:
     scale_down_delay_s: float = 10.0
     token: str | None = None
     intra_op_threads: int = 1
+    precision: str = "fp32"
+    """``model.precision``: as the pipeline's workers load the model (see model/backends)."""
+    runtime: str = "onnxruntime"
+    """``model.runtime``."""
+    allow_unverified: bool = False
+    """``model.allow_unverified``: a reduced-precision file needs a passing fidelity report."""
     max_connections: int | None = None
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0

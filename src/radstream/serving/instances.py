@@ -66,7 +66,14 @@ class Instance:
         parent, child = context.Pipe(duplex=True)
         process = context.Process(
             target=worker_main,
-            args=(child, str(self._config.model_path), self._config.intra_op_threads),
+            args=(
+                child,
+                str(self._config.model_path),
+                self._config.intra_op_threads,
+                self._config.precision,
+                self._config.runtime,
+                self._config.allow_unverified,
+            ),
             name=f"radstream-instance-{self.index}",
             daemon=True,
         )

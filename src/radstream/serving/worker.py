@@ -40,14 +40,31 @@ def error_reply(exc: BaseException) -> ErrorReply:
     return ("error", err.code, err.message, err.retryable)
 
 
-def worker_main(conn: Connection, model_path: str, intra_op_threads: int) -> None:
-    """Entry point of an instance process (the target of a spawned ``Process``)."""
+def worker_main(
+    conn: Connection,
+    model_path: str,
+    intra_op_threads: int,
+    precision: str = "fp32",
+    runtime: str = "onnxruntime",
+    allow_unverified: bool = False,
+) -> None:
+    """Entry point of an instance process (the target of a spawned ``Process``).
+
+    The model is loaded as the pipeline's workers load it (runtime, precision and the
+    fidelity gate of ``radstream.model.backends``).
+    """
     # The parent owns Ctrl-C and SIGTERM: it stops its instances itself, in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from radstream.model.runtime import OnnxModel
+    from radstream.model.backends import load_backend
 
     try:
-        model = OnnxModel.load(Path(model_path), intra_op_threads=intra_op_threads)
+        model = load_backend(
+            Path(model_path),
+            precision=precision,
+            runtime=runtime,
+            intra_op_threads=intra_op_threads,
+            allow_unverified=allow_unverified,
+        )
     except BaseException as exc:
         conn.send(error_reply(exc))
         conn.close()
