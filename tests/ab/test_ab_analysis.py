@@ -142,7 +142,8 @@ def test_success_rate_near_one_needs_the_exact_test_to_agree() -> None:
         if r.metric == "success_rate"
     )
     assert row.verdict == "inconclusive"
-    assert "Fisher" in row.reason
+    # Either guard may hold it back: the interval (widened for few rounds) or Fisher's test.
+    assert "Fisher" in row.reason or "contains 1" in row.reason
     assert row.p_value is not None
     assert row.p_value > 0.05
     many = _with_successes(base, "a", dict.fromkeys(range(6), 4))  # 24 of 120 against none

@@ -28,6 +28,8 @@ from scipy import stats
 from radstream.ab.bootstrap import (
     DEFAULT_RESAMPLES,
     FloatArray,
+    few_rounds_factor,
+    inflate,
     paired_bootstrap_t,
     percentile_interval,
     quantiles,
@@ -189,6 +191,14 @@ def _latency(
         resamples=resamples,
         rng=rng,
     )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_round = np.log(
+            np.asarray([np.quantile(y.latencies_ms, qs) for _, y in pairs])
+            / np.asarray([np.quantile(x.latencies_ms, qs) for x, _ in pairs])
+        )
+        factor = few_rounds_factor(np.log(rb / ra), per_round, level)
+    ra = inflate(ra, a_val, factor, scale="log")
+    rb = inflate(rb, b_val, factor, scale="log")
     d_lo, d_hi = percentile_interval(rb - ra, level)
     with np.errstate(divide="ignore", invalid="ignore"):
         r_lo, r_hi = percentile_interval(rb / ra, level)
@@ -222,6 +232,10 @@ def _success(
         resamples=resamples,
         rng=rng,
     )
+    per_round = np.asarray([[y.succeeded / y.valid - x.succeeded / x.valid] for x, y in pairs])
+    factor = few_rounds_factor(rb - ra, per_round, level)
+    ra = inflate(ra, np.asarray([a]), factor, scale="rate")
+    rb = inflate(rb, np.asarray([b]), factor, scale="rate")
     d_lo, d_hi = percentile_interval(rb - ra, level)
     with np.errstate(divide="ignore", invalid="ignore"):
         r_lo, r_hi = percentile_interval(rb / ra, level)

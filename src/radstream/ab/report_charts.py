@@ -39,12 +39,6 @@ def _tex_safe(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-
-
-
-
-
-
 def forest_plot(rows: Sequence[MetricResult], margin: float) -> Markup | None:
     """Each metric's ratio b/a with its interval, the ±margin band, and 1 marked."""
     drawn = [r for r in rows if r.ci95 is not None and r.ratio is not None]

@@ -67,6 +67,8 @@ class ExperimentConfig:
     bench: BenchConfig
     blocks: int = 4
     margin: float = DEFAULT_MARGIN
+    level: float = 0.95
+    """Confidence level of the intervals (``--level``)."""
     scheme: Scheme = "abba"
     seed: int = 0
     scenario: Scenario | None = None
@@ -242,6 +244,7 @@ def run_experiment(
         arms=cfg.arms,
         blocks=blocks,
         margin=cfg.margin,
+        level=cfg.level,
         seed=cfg.seed,
         manifest=manifest,
     )
@@ -291,6 +294,7 @@ def _projected(
         arms=cfg.arms,
         blocks=blocks,
         margin=cfg.margin,
+        level=cfg.level,
         seed=cfg.seed,
         projected=labels,
         sweep=sweep,

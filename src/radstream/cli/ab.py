@@ -84,6 +84,9 @@ def ab_run(
     margin: Annotated[
         float, typer.Option(min=0.0, max=0.5, help="Equivalence margin of 'same' (b/a)")
     ] = 0.05,
+    level: Annotated[
+        float, typer.Option(min=0.5, max=0.999, help="Confidence level of the intervals")
+    ] = 0.95,
     random_order: Annotated[
         bool, typer.Option("--random-order", help="Random block order (seeded), not ABBA")
     ] = False,
@@ -142,6 +145,7 @@ def ab_run(
         bench=load.config(warmup=warmup),
         blocks=blocks,
         margin=margin,
+        level=level,
         scheme="random" if random_order else "abba",
         seed=seed,
         scenario=chosen,
