@@ -26,18 +26,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from radstream.bench.cost import CostInputs, estimate_cost
+from radstream.bench.limit import Backend, measure_limit
 from radstream.imaging import prepare_image
 from radstream.loadgen.study import Study, make_study
 from radstream.loadgen.uploader import upload_generated
@@ -58,7 +58,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "imaging"
 import real_radiographs  # test data builder (tests/imaging), not a package
 
 UNIQUE_IMAGES = 24
-START_DELAY_S = 8.0
 # Validate and store do no model work; their Lambda durations are taken as fixed here.
 OTHER_STAGE_MS = {"validate": 20.0, "store": 30.0}
 
@@ -72,60 +71,9 @@ class Config:
     precision: str
     path: Path
 
-
-def _limit_worker(
-    config: Config,
-    images: list[bytes],
-    names: list[str],
-    start: float,
-    queue: mp.Queue,  # type: ignore[type-arg]
-) -> None:
-    model = load_backend(
-        config.path, precision=config.precision, runtime=config.runtime, allow_unverified=True
-    )
-    pre = preprocessing_for(model.info)
-    for data, name in zip(images[:3], names[:3], strict=False):  # warm-up, not timed
-        model.predict_logits(prepare_image(data, filename=name, preprocessing=pre).tensor)
-    while time.time() < start:
-        time.sleep(0.001)
-    t0 = time.perf_counter()
-    prep, infer = [], []
-    for data, name in zip(images, names, strict=True):
-        t = time.perf_counter()
-        tensor = prepare_image(data, filename=name, preprocessing=pre).tensor
-        t1 = time.perf_counter()
-        model.predict_logits(tensor)
-        prep.append(t1 - t)
-        infer.append(time.perf_counter() - t1)
-    queue.put((time.perf_counter() - t0, prep, infer))
-
-
-def measure_limit(
-    config: Config, images: list[tuple[str, bytes]], workers: int
-) -> dict[str, float]:
-    """In-memory images/s with ``workers`` processes, and mean prepare and infer ms."""
-    ctx = mp.get_context("spawn")
-    queue: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
-    start = time.time() + START_DELAY_S
-    shares = [images[i::workers] for i in range(workers)]
-    procs = [
-        ctx.Process(
-            target=_limit_worker,
-            args=(config, [b for _, b in s], [n for n, _ in s], start, queue),
-        )
-        for s in shares
-        if s
-    ]
-    for p in procs:
-        p.start()
-    results = [queue.get() for _ in procs]
-    for p in procs:
-        p.join()
-    return {
-        "images_per_s": len(images) / max(r[0] for r in results),
-        "prepare_ms": 1000 * statistics.mean(t for r in results for t in r[1]),
-        "infer_ms": 1000 * statistics.mean(t for r in results for t in r[2]),
-    }
+    def backend(self) -> Backend:
+        """The model as ``radstream.bench.limit`` loads it."""
+        return Backend(self.path, runtime=self.runtime, precision=self.precision)
 
 
 def _wait_all(engine: LocalEngine, infos: list[ObjectInfo], timeout: float) -> None:
@@ -312,7 +260,8 @@ def main() -> int:
         runs: dict[str, list[dict[str, float]]] = {c.label: [] for c in configs}
         for _ in range(args.rounds):
             for config in [*configs, *reversed(configs)]:
-                runs[config.label].append(measure_limit(config, images, args.workers))
+                limit = measure_limit(config.backend(), images, args.workers)
+                runs[config.label].append(asdict(limit))
         limits = {
             label: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
             for label, rs in runs.items()

@@ -1,7 +1,9 @@
 """The in-memory limit: what the hardware allows, with no pipeline around the model.
 
 One process per core decodes, preprocesses and classifies images held in memory: no store,
-no executor, no telemetry. Pipeline throughput is reported as a fraction of this.
+no executor, no telemetry. Pipeline throughput is reported as a fraction of this. The model
+is loaded as the pipeline's workers load it (``load_backend``: runtime and precision), so a
+limit measured for a reduced-precision model is that model's limit.
 """
 
 from __future__ import annotations
@@ -12,46 +14,66 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from radstream.imaging import Preprocessing, prepare_image
-from radstream.model import OnnxModel
+from radstream.imaging import prepare_image
+from radstream.model.backends import load_backend
+from radstream.stages.prepare import preprocessing_for
 
 # Every process has loaded its model and warmed up before the clock starts.
 _START_DELAY_S = 8.0
 
 
 @dataclass(frozen=True)
+class Backend:
+    """Which model file, runtime and precision a limit is measured for."""
+
+    path: Path
+    runtime: str = "onnxruntime"
+    precision: str = "fp32"
+
+
+@dataclass(frozen=True)
 class Limit:
-    """In-memory throughput and mean time per image on one core."""
+    """In-memory throughput, and the mean time per image on one core (and its two parts)."""
 
     images_per_s: float
     ms_per_image: float
+    prepare_ms: float
+    infer_ms: float
 
 
 def _limit_worker(
-    model_path: str,
+    backend: Backend,
     images: list[bytes],
     names: list[str],
     start: float,
     queue: mp.Queue,  # type: ignore[type-arg]
 ) -> None:
-    model = OnnxModel.load(Path(model_path), intra_op_threads=1)
-    info = model.info
-    pre = Preprocessing(info.input_size, info.input_min, info.input_max, info.channels)
+    model = load_backend(
+        backend.path, precision=backend.precision, runtime=backend.runtime, intra_op_threads=1
+    )
+    pre = preprocessing_for(model.info)
     for data, name in zip(images[:3], names[:3], strict=False):  # warm-up, not timed
         model.predict_logits(prepare_image(data, filename=name, preprocessing=pre).tensor)
     while time.time() < start:
         time.sleep(0.001)
     t0 = time.perf_counter()
-    per_image = []
+    prep, infer = [], []
     for data, name in zip(images, names, strict=True):
         t = time.perf_counter()
-        model.predict_logits(prepare_image(data, filename=name, preprocessing=pre).tensor)
-        per_image.append(time.perf_counter() - t)
-    queue.put((time.perf_counter() - t0, per_image))
+        tensor = prepare_image(data, filename=name, preprocessing=pre).tensor
+        t1 = time.perf_counter()
+        model.predict_logits(tensor)
+        prep.append(t1 - t)
+        infer.append(time.perf_counter() - t1)
+    queue.put((time.perf_counter() - t0, prep, infer))
 
 
-def measure_limit(model_path: Path, images: list[tuple[str, bytes]], workers: int) -> Limit:
-    """Images per second over ``images`` (name, bytes) with ``workers`` processes."""
+def measure_limit(model: Path | Backend, images: list[tuple[str, bytes]], workers: int) -> Limit:
+    """Images per second over ``images`` (name, bytes) with ``workers`` processes.
+
+    ``model`` is a file (run as fp32 on ONNX Runtime) or a :class:`Backend`.
+    """
+    backend = model if isinstance(model, Backend) else Backend(model)
     ctx = mp.get_context("spawn")
     queue: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
     shares = [images[i::workers] for i in range(workers)]
@@ -59,7 +81,7 @@ def measure_limit(model_path: Path, images: list[tuple[str, bytes]], workers: in
     procs = [
         ctx.Process(
             target=_limit_worker,
-            args=(str(model_path), [b for _, b in share], [n for n, _ in share], start, queue),
+            args=(backend, [b for _, b in share], [n for n, _ in share], start, queue),
         )
         for share in shares
         if share
@@ -70,5 +92,12 @@ def measure_limit(model_path: Path, images: list[tuple[str, bytes]], workers: in
     for p in procs:
         p.join()
     wall = max(r[0] for r in results)
-    per_image = [t for r in results for t in r[1]]
-    return Limit(images_per_s=len(images) / wall, ms_per_image=1000.0 * statistics.mean(per_image))
+    prep = [t for r in results for t in r[1]]
+    infer = [t for r in results for t in r[2]]
+    per_image = [p + i for p, i in zip(prep, infer, strict=True)]
+    return Limit(
+        images_per_s=len(images) / wall,
+        ms_per_image=1000.0 * statistics.mean(per_image),
+        prepare_ms=1000.0 * statistics.mean(prep),
+        infer_ms=1000.0 * statistics.mean(infer),
+    )

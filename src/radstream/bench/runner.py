@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from pydantic import JsonValue
 
 from radstream.bench.cost import CostInputs, estimate_cost, failures_and_retries
-from radstream.bench.limit import measure_limit
+from radstream.bench.limit import Backend, measure_limit
 from radstream.bench.manifest import build_manifest
 from radstream.bench.report import (
     QUEUE_WAIT,
@@ -228,7 +228,11 @@ def run_bench(
 def _with_baseline(settings: Settings, report: BenchReport, measured: list[Study]) -> BenchReport:
     """The report with the in-memory limit measured on the same valid images."""
     valid = [(s.image_name, s.image) for s in measured if s.expected_code is None]
-    limit = measure_limit(resolve_model_path(settings), valid, settings.engine.workers)
+    model = settings.model
+    backend = Backend(
+        resolve_model_path(settings), runtime=model.runtime, precision=model.precision
+    )
+    limit = measure_limit(backend, valid, settings.engine.workers)
     throughput = report.throughput_per_min
     update: dict[str, object] = {
         "baseline": Baseline(

@@ -1,0 +1,22 @@
+"""The in-memory limit loads the model as the pipeline does (runtime and precision)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from radstream.bench.limit import Backend, measure_limit
+from radstream.loadgen.study import make_study
+
+
+@pytest.mark.slow  # worker processes
+def test_limit_measures_every_image_and_splits_prepare_from_infer(standin_model: Path) -> None:
+    rng = np.random.default_rng(3)
+    studies = [make_study(f"s{i}", "jpeg", rng, width=256, height=320) for i in range(4)]
+    images = [(s.image_name, s.image) for s in studies]
+    limit = measure_limit(Backend(standin_model), images, workers=1)
+    assert limit.images_per_s > 0
+    assert limit.prepare_ms > 0 and limit.infer_ms > 0
+    assert limit.ms_per_image == pytest.approx(limit.prepare_ms + limit.infer_ms)
