@@ -180,6 +180,16 @@ def test_a_failed_deploy_destroys_what_was_deployed_and_says_why(
     assert "ROLLBACK_COMPLETE" in message and "destroyed: rsab-standard, rsab-express" in message
 
 
+def test_kept_stacks_stay_after_a_failure_and_the_message_names_them(
+    tmp_path: Path, aws: FakeAws, bench: FakeBench
+) -> None:
+    aws.refuse = "rsab-express"
+    with pytest.raises(ExperimentFailed, match=r"stacks kept \(--keep-stacks\): rsab-standard"):
+        run_on_stacks(settings(tmp_path), config(), replace(SPEC, keep=True), report=print)
+    assert aws.standing == {"rsab-standard"}
+    assert not any(e.startswith("destroy") for e in aws.events)
+
+
 def test_a_failed_block_destroys_every_stack(
     tmp_path: Path, aws: FakeAws, bench: FakeBench
 ) -> None:

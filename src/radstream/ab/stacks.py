@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from botocore.exceptions import ClientError
+
 from radstream.ab.analysis import analyse
 from radstream.ab.design import Slot, block_order
 from radstream.ab.model import StackUse
@@ -129,7 +131,7 @@ def _describe(ref: StackRef) -> tuple[str | None, str | None]:
     """The stack's status and id, or (None, None) when it does not exist."""
     try:
         reply = ref.target.client("cloudformation").describe_stacks(StackName=ref.name)
-    except Exception as exc:  # botocore's ClientError: "Stack with id X does not exist"
+    except ClientError as exc:
         if "does not exist" in str(exc):
             return None, None
         raise
@@ -310,7 +312,7 @@ def run_on_stacks(
 
 def _with_teardown(message: str, stacks: ArmStacks, left: list[str]) -> str:
     if stacks.spec.keep:
-        kept = ", ".join(a.ref.name for a in stacks.plan)
+        kept = ", ".join(a.ref.name for a in stacks.attempted) or "none deployed"
         return f"{message}; stacks kept (--keep-stacks): {kept}"
     gone = [u.stack for u in stacks.uses.values() if u.destroyed]
     text = f"{message}; destroyed: {', '.join(gone) or 'none'}"
