@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Verdict = Literal["b_better", "a_better", "same", "inconclusive"]
 Better = Literal["lower", "higher"]
+Source = Literal["local", "projected", "stack"]
+"""Where an experiment's figures come from: measured on this machine, projected from one
+measured local configuration, or measured on deployed stacks (one per arm)."""
 
 
 class _Frozen(BaseModel):
@@ -119,6 +122,30 @@ class SweepSummary(_Frozen):
     reason: str
 
 
+class StackUse(_Frozen):
+    """One arm's deployed stack in an experiment run with ``--stack`` (what ran where).
+
+    ``deploy`` says what the deploy did: ``created`` a new stack, ``updated`` an existing
+    one, or found it ``unchanged`` (already deployed with these options: reused).
+    ``status`` is the stack's CloudFormation status once deployed, before the first block;
+    ``destroyed`` is None while it stands (or when kept with ``--keep-stacks``).
+    """
+
+    arm: str
+    stack: str
+    region: str
+    endpoint_url: str | None = None
+    memory_mb: int
+    express_artifacts: bool
+    architecture: str
+    state_machine: str
+    deploy: Literal["created", "updated", "unchanged", "failed"]
+    status: str | None = None
+    stack_id: str | None = None
+    destroyed: bool | None = None
+    error: str | None = None
+
+
 class ExperimentResult(_Frozen):
     """The whole result of ``radstream ab run`` (``--json`` writes exactly this).
 
@@ -138,5 +165,8 @@ class ExperimentResult(_Frozen):
     projected: list[Projection] = Field(default_factory=list)
     sweep: SweepSummary | None = None
     method: str = ""
+    source: Source = "local"
+    stacks: list[StackUse] = Field(default_factory=list)
+    """With ``--stack``: each arm's stack, its template options, and its fate."""
     # A true JSON boundary: bench's manifest is free-form (config, versions, machine).
     manifest: dict[str, object] = Field(default_factory=dict)

@@ -122,6 +122,10 @@ def _manifest(result: ExperimentResult) -> list[tuple[str, str]]:
         (f"arm {a}", ", ".join(f"{k}={v}" for k, v in s.items()) or "(defaults)")
         for a, s in result.arms.items()
     ]
+    if result.stacks:
+        rows.append(
+            ("measured on", "deployed stacks: " + ", ".join(s.stack for s in result.stacks))
+        )
     for key, value in result.manifest.items():
         if key == "block_log":
             continue
@@ -161,6 +165,8 @@ def build_context(run: ExperimentRun) -> dict[str, object]:
         "cdfs": latency_cdfs(run.latencies),
         "timeline": block_timeline(blocks, timeline_arms),
         "not_measured": NOT_MEASURED,
+        "stacks": result.stacks,
+        "emulator": next((s.endpoint_url for s in result.stacks if s.endpoint_url), None),
     }
 
 

@@ -86,6 +86,8 @@ class BlockLog:
     p50_ms: float | None = None
     throughput_per_min: float | None = None
     stable: bool | None = None
+    stack: str | None = None
+    """The deployed stack the block ran on (``--stack``); None on this machine."""
 
 
 @dataclass
@@ -161,41 +163,29 @@ def _executions(settings: Settings) -> set[str]:
     return {str(v) for v in table.column("execution_id").to_pylist()}
 
 
-def run_experiment(
-    base: Settings,
-    cfg: ExperimentConfig,
-    progress: Progress | None = None,
-    on_block: BlockHook | None = None,
-) -> ExperimentRun:
-    """Run every block and analyse them; ExperimentFailed if a block fails.
+BlockRunner = Callable[[Slot, BenchConfig], tuple[BenchReport, list[list[StageTiming]]]]
+"""Runs one block: its bench report, and (projected runs only) its studies' stage timings."""
 
-    ``base`` should point at the experiment's own data directory: every block's engine,
-    lake and model live there.
-    """
-    validate_arms(base, cfg.arms)
-    cfg.bench.validate()
-    scenario = cfg.scenario
-    projected = scenario is not None and scenario.mode == "projected"
-    if projected:
-        assert scenario is not None
-        plan = {"measured": scenario.measure}
-        slots = [Slot(position=r, round=r, arm="measured") for r in range(cfg.blocks)]
-    else:
-        plan = cfg.arms
-        slots = block_order(list(cfg.arms), cfg.blocks, scheme=cfg.scheme, seed=cfg.seed)
+
+def run_blocks(
+    slots: list[Slot],
+    cfg: ExperimentConfig,
+    run_block: BlockRunner,
+    on_block: BlockHook | None = None,
+    where: Mapping[str, str] | None = None,
+) -> tuple[list[tuple[Slot, BenchReport, list[list[StageTiming]]]], list[BlockLog]]:
+    """Run ``slots`` in order with ``run_block``; ExperimentFailed names the block that
+    failed or timed out. ``where`` maps an arm to the stack its blocks ran on."""
     started = time.monotonic()
     log: list[BlockLog] = []
     reports: list[tuple[Slot, BenchReport, list[list[StageTiming]]]] = []
-    seen = _executions(base)
     for slot in slots:
         if on_block is not None:
             on_block(slot, len(slots))
         bench = dataclasses.replace(cfg.bench, seed=cfg.bench.seed + slot.round)
         t0 = time.monotonic() - started
         try:
-            with arm_settings(base, slot.arm, plan[slot.arm]) as settings:
-                report = run_bench(settings, bench, progress)
-            timings = _stage_timings(settings, seen, slot.arm) if projected else []
+            report, timings = run_block(slot, bench)
         except Exception as exc:  # any failure ends the run: say which block, and why
             raise ExperimentFailed(
                 f"block {slot.position + 1} of {len(slots)} (arm {slot.arm!r}, round "
@@ -219,22 +209,69 @@ def run_experiment(
                 report.p50_ms,
                 report.throughput_per_min,
                 report.stable,
+                (where or {}).get(slot.arm),
             )
         )
         reports.append((slot, report, timings))
-    manifest: dict[str, object] = {
-        "scenario": scenario.name if scenario else None,
-        "mode": "projected" if projected else "real",
+    return reports, log
+
+
+def experiment_manifest(
+    base: Settings,
+    cfg: ExperimentConfig,
+    mode: str,
+    plan: Mapping[str, Mapping[str, str]],
+    reports: list[tuple[Slot, BenchReport, list[list[StageTiming]]]],
+    log: list[BlockLog],
+) -> dict[str, object]:
+    """The design, the block log and the bench's versions and machine, for ``manifest``."""
+    return {
+        "scenario": cfg.scenario.name if cfg.scenario else None,
+        "mode": mode,
         "studies_per_block": cfg.bench.studies,
         "warmup_per_block": cfg.bench.warmup,
         "blocks_per_arm": cfg.blocks,
-        "scheme": "sequential (one measured arm)" if projected else cfg.scheme,
+        "scheme": "sequential (one measured arm)" if mode == "projected" else cfg.scheme,
         "seed": cfg.seed,
         "data_dir": str(base.data_dir),
         "measured_arms": {k: dict(v) for k, v in plan.items()},
         "block_log": [dataclasses.asdict(b) for b in log],
         "bench": _bench_manifest(reports[0][1]) if reports else {},
     }
+
+
+def run_experiment(
+    base: Settings,
+    cfg: ExperimentConfig,
+    progress: Progress | None = None,
+    on_block: BlockHook | None = None,
+) -> ExperimentRun:
+    """Run every block and analyse them; ExperimentFailed if a block fails.
+
+    ``base`` should point at the experiment's own data directory: every block's engine,
+    lake and model live there. (On deployed stacks: :func:`radstream.ab.stacks.run_on_stacks`.)
+    """
+    validate_arms(base, cfg.arms)
+    cfg.bench.validate()
+    scenario = cfg.scenario
+    projected = scenario is not None and scenario.mode == "projected"
+    if projected:
+        assert scenario is not None
+        plan = {"measured": scenario.measure}
+        slots = [Slot(position=r, round=r, arm="measured") for r in range(cfg.blocks)]
+    else:
+        plan = cfg.arms
+        slots = block_order(list(cfg.arms), cfg.blocks, scheme=cfg.scheme, seed=cfg.seed)
+    seen = _executions(base)
+
+    def run_block(slot: Slot, bench: BenchConfig) -> tuple[BenchReport, list[list[StageTiming]]]:
+        with arm_settings(base, slot.arm, plan[slot.arm]) as settings:
+            report = run_bench(settings, bench, progress)
+        return report, _stage_timings(settings, seen, slot.arm) if projected else []
+
+    reports, log = run_blocks(slots, cfg, run_block, on_block)
+    mode = "projected" if projected else "real"
+    manifest = experiment_manifest(base, cfg, mode, plan, reports, log)
     if projected:
         assert scenario is not None
         return _projected(base, cfg, scenario, reports, log, manifest)
@@ -248,7 +285,7 @@ def run_experiment(
         seed=cfg.seed,
         manifest=manifest,
     )
-    return ExperimentRun(result, _latencies(blocks), log)
+    return ExperimentRun(result, latencies_by_arm(blocks), log)
 
 
 def _bench_manifest(report: BenchReport) -> dict[str, JsonValue]:
@@ -256,7 +293,8 @@ def _bench_manifest(report: BenchReport) -> dict[str, JsonValue]:
     return {k: dump[k] for k in ("radstream", "python", "packages", "machine", "model", "config")}
 
 
-def _latencies(blocks: list[BlockData]) -> dict[str, list[float]]:
+def latencies_by_arm(blocks: list[BlockData]) -> dict[str, list[float]]:
+    """Every measured latency of each arm, blocks pooled (for the report's CDFs)."""
     out: dict[str, list[float]] = {}
     for b in blocks:
         out.setdefault(b.arm, []).extend(b.latencies_ms)
@@ -307,5 +345,5 @@ def _projected(
         else m
         for m in result.metrics
     ]
-    result = result.model_copy(update={"metrics": rows})
-    return ExperimentRun(result, _latencies(blocks), log)
+    result = result.model_copy(update={"metrics": rows, "source": "projected"})
+    return ExperimentRun(result, latencies_by_arm(blocks), log)

@@ -17,7 +17,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from radstream.cli.app import DataDir, JsonOpt, app, console, out, phase_progress, progress_bar
+from radstream.cli.app import (
+    AwsEndpointOpt,
+    DataDir,
+    JsonOpt,
+    RegionOpt,
+    app,
+    console,
+    out,
+    phase_progress,
+    progress_bar,
+    stack_ref,
+)
 from radstream.cli.load import LoadOptions
 from radstream.errors import ConfigInvalid
 from radstream.settings import load_settings
@@ -91,6 +102,33 @@ def ab_run(
         bool, typer.Option("--random-order", help="Random block order (seeded), not ABBA")
     ] = False,
     report: Annotated[Path | None, typer.Option(help="Write a self-contained HTML report")] = None,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            "--arms",
+            help="Only these of the scenario's arms, comma-separated; the first is the baseline",
+        ),
+    ] = None,
+    stack: Annotated[
+        str | None,
+        typer.Option(
+            help="Run on AWS: deploy a stack NAME-<arm> per arm (costs money), run the blocks "
+            "against them, destroy them at the end"
+        ),
+    ] = None,
+    keep_stacks: Annotated[
+        bool, typer.Option("--keep-stacks", help="With --stack: leave the stacks deployed")
+    ] = False,
+    package_dir: Annotated[
+        Path,
+        typer.Option("--package", help="With --stack: Lambda package directory (built if missing)"),
+    ] = Path("dist/lambda"),
+    python_version: Annotated[
+        str | None,
+        typer.Option(help="With --stack: Lambda Python [3.12]; 3.11 for an emulator on 3.11"),
+    ] = None,
+    region: RegionOpt = None,
+    endpoint_url: AwsEndpointOpt = None,
     as_json: JsonOpt = False,
     data_dir: DataDir = None,
 ) -> None:
@@ -98,7 +136,9 @@ def ab_run(
 
     Give a SCENARIO, or --a and --b (KEY=VALUE as in radstream.toml, e.g. engine.workers=1;
     serve.* keys start a model server per block). Each experiment gets its own data
-    directory under the data directory's ab/ folder."""
+    directory under the data directory's ab/ folder. With --stack NAME the arms run on AWS,
+    each on its own stack NAME-<arm> deployed with its settings (storage-class and
+    lambda-memory then measure rather than project); real deploys cost money."""
     from radstream.ab.run import ExperimentConfig, run_experiment
     from radstream.ab.scenarios import scenarios
 
@@ -121,6 +161,8 @@ def ab_run(
 
         arms = {"a": parse_pairs(arm_a), "b": parse_pairs(arm_b)}
         name = "custom"
+    if only is not None:
+        arms = pick_arms(arms, only)
     if not (rate or shape or concurrency):
         concurrency = chosen.concurrency if chosen else 2
     load = LoadOptions(
@@ -150,7 +192,29 @@ def ab_run(
         seed=seed,
         scenario=chosen,
     )
-    if chosen is not None and chosen.mode == "projected":
+    if stack is not None:
+        from radstream.ab.stacks import StackSpec, run_on_stacks, stack_name
+        from radstream.aws.package import DEFAULT_PYTHON
+
+        ref = stack_ref(settings, stack, region, endpoint_url)
+        spec = StackSpec(
+            prefix=stack,
+            target=ref.target,
+            package_dir=package_dir,
+            python_version=python_version or DEFAULT_PYTHON,
+            keep=keep_stacks,
+        )
+        where = f"emulator {ref.target.endpoint_url}" if ref.target.endpoint_url else "AWS"
+        console.print(
+            f"[yellow]stacks[/yellow] one stack per arm on {escape(where)}: "
+            f"{escape(', '.join(stack_name(stack, a) for a in arms))}"
+            + (
+                ""
+                if ref.target.endpoint_url
+                else " (real deploys: they cost money while they stand)"
+            )
+        )
+    elif chosen is not None and chosen.mode == "projected":
         console.print(
             f"[yellow]projection[/yellow] {escape(chosen.note)} The figures of the arms are "
             "PROJECTED from one measured configuration, not measured."
@@ -164,7 +228,17 @@ def ab_run(
             bar.console.print(f"block {slot.position + 1}/{total}: arm {escape(slot.arm)}")
 
         try:
-            run = run_experiment(settings, cfg, progress, on_block)
+            if stack is not None:
+                run = run_on_stacks(
+                    settings,
+                    cfg,
+                    spec,
+                    progress,
+                    on_block,
+                    report=lambda line: bar.console.print(escape(line)),
+                )
+            else:
+                run = run_experiment(settings, cfg, progress, on_block)
         except ValueError as exc:  # the design or the analysis refused the input
             raise ConfigInvalid(str(exc)) from exc
         progress("blocks", len(run.log), len(run.log))
@@ -177,6 +251,26 @@ def ab_run(
         sys.stdout.write(json.dumps(run.result.model_dump(mode="json")) + "\n")
     else:
         print_result(run.result)
+    left = [u for u in run.result.stacks if u.destroyed is False]
+    if left:
+        from radstream.ab.run import ExperimentFailed
+
+        names = ", ".join(u.stack for u in left)
+        raise ExperimentFailed(
+            f"the experiment completed, but stacks could not be destroyed and still cost "
+            f"money: {names}; remove each with `radstream aws destroy --stack NAME`"
+        )
+
+
+def pick_arms(arms: dict[str, dict[str, str]], only: str) -> dict[str, dict[str, str]]:
+    """The arms named in ``only`` (comma-separated), in that order: the first is the baseline."""
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in arms]
+    if unknown or len(names) < 2 or len(set(names)) != len(names):
+        raise typer.BadParameter(
+            f"name two or more distinct arms of: {', '.join(arms)}", param_hint="--arms"
+        )
+    return {n: arms[n] for n in names}
 
 
 def _num(v: float | None, unit: str) -> str:
@@ -216,6 +310,15 @@ def print_result(result: ExperimentResult) -> None:
     out.print(f"multiple comparisons: {escape(result.correction)}")
     if result.sweep is not None:
         out.print(f"memory sweep (projected): {escape(result.sweep.reason)}")
+    if result.stacks:
+        out.print("[green]measured on deployed stacks, not projected:[/green]")
+        for u in result.stacks:
+            fate = {True: "destroyed", False: "NOT destroyed", None: "kept"}[u.destroyed]
+            out.print(
+                f"  - arm {escape(u.arm)}: stack {escape(u.stack)} ({u.deploy}, "
+                f"{u.status or '-'}; {u.memory_mb} MB, "
+                f"{'S3 Express' if u.express_artifacts else 'S3 Standard'} tensors), {fate}"
+            )
     if projected:
         methods = sorted({p.method for p in result.projected})
         out.print("[yellow]* projected, not measured:[/yellow]")

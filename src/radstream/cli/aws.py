@@ -192,11 +192,10 @@ def aws_deploy(
     data_dir: DataDir = None,
 ) -> None:
     """Create or update the stack through a change set; print the change set and the outputs."""
-    from radstream.aws.deploy import DeployOptions, deploy, lambda_settings
-    from radstream.aws.package import DEFAULT_PYTHON, build_package, load_manifest
+    from radstream.aws.deploy import deploy
+    from radstream.aws.deploy_inputs import current_package, deploy_options
+    from radstream.aws.package import DEFAULT_PYTHON
     from radstream.aws.preflight import check_target
-    from radstream.model.loading import resolve_model_path
-    from radstream.model.metadata import read_model_info
 
     settings = settings_for(data_dir, model)
     ref = stack_ref(settings, stack, region, endpoint_url)
@@ -213,39 +212,22 @@ def aws_deploy(
     options = flags.options(settings)
     # Credentials and target first: a missing profile must not cost a 145 MB build.
     check_target(ref)
-    python = python_version or DEFAULT_PYTHON
-    manifest = load_manifest(package_dir)
-    if (
-        manifest is None
-        or manifest.architecture != options.architecture
-        or manifest.python_version != python
-    ):
-        console.print(f"building the Lambda package into {escape(str(package_dir))}")
-        manifest = build_package(
-            package_dir, python_version=python, architecture=options.architecture
-        )
-    model_path = resolve_model_path(settings)
-    info = read_model_info(model_path)
-    preprocessing = {
-        "size": info.input_size,
-        "input_min": info.input_min,
-        "input_max": info.input_max,
-        "channels": info.channels,
-    }
-    _, secrets = lambda_settings(settings)
+    manifest = current_package(
+        package_dir,
+        python_version or DEFAULT_PYTHON,
+        options.architecture,
+        lambda line: console.print(escape(line)),
+    )
 
     def ask(_changes: object) -> bool:
         return typer.confirm("apply these changes?")
 
     outputs = deploy(
         ref,
-        DeployOptions(
-            secrets=secrets,
-            package=manifest,
-            # With an endpoint the model runs there; its file supplies preprocessing only.
-            model_path=None if options.model_endpoint else model_path,
-            model_preprocessing=preprocessing,
-            template=options,
+        deploy_options(
+            settings,
+            options,
+            manifest,
             express_zone=express_zone,
             named_queries=(
                 named_queries if named_queries is not None else ref.target.endpoint_url is None
