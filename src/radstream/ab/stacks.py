@@ -301,6 +301,7 @@ def run_on_stacks(
         arms=cfg.arms,
         blocks=blocks,
         margin=cfg.margin,
+        level=cfg.level,
         seed=cfg.seed,
         manifest=manifest,
     )
