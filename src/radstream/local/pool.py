@@ -9,10 +9,12 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import TracebackType
 
 from radstream.local.executor import Executor
+from radstream.local.reports import ReportHub
 from radstream.local.worker import worker_main
 from radstream.logs import JsonFormatter, LogFormat, get_logger
 from radstream.settings import Settings
@@ -53,7 +55,10 @@ class WorkerPool:
         until_idle: bool = False,
         max_restarts: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        reports: ReportHub | None = None,
     ):
+        """``reports``: a hub that reads each worker's metrics reports (one pipe per
+        worker, replacements included); None sends none."""
         self._settings = settings
         self._settings_json = settings.model_dump_json()
         self._count = workers or settings.engine.workers
@@ -64,6 +69,7 @@ class WorkerPool:
             else max(2 * (settings.engine.max_takeovers + 1), 2 * self._count)
         )
         self._clock = clock
+        self._reports = reports
         self._recent: deque[float] = deque()
         # spawn, not fork: ONNX Runtime and SQLite handles must not be inherited.
         self._ctx = mp.get_context("spawn")
@@ -78,6 +84,10 @@ class WorkerPool:
     def _spawn(self) -> tuple[BaseProcess, str]:
         worker_id = f"w{os.getpid()}-{self._run}-{self._spawned}"
         self._spawned += 1
+        reader: Connection | None = None
+        writer: Connection | None = None
+        if self._reports is not None:
+            reader, writer = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(
             target=worker_main,
             args=(
@@ -87,11 +97,16 @@ class WorkerPool:
                 self._until_idle,
                 os.getpid(),
                 parent_log_setup(),
+                writer,
             ),
             name=f"radstream-{worker_id}",
             daemon=False,
         )
         proc.start()
+        if self._reports is not None and reader is not None and writer is not None:
+            # The worker holds its own copy now; closing ours lets its exit end the pipe.
+            writer.close()
+            self._reports.attach(reader)
         return proc, worker_id
 
     def start(self) -> WorkerPool:

@@ -1,0 +1,111 @@
+"""``radstream serve --metrics-port``: the engine's /metrics agrees with the outcome objects.
+
+A real ``serve`` (two worker processes) runs a small mixed workload; the test scrapes its
+/metrics over HTTP, parses it with Prometheus' parser, and compares every counter with what
+the store and the lake hold.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from radstream.lake.parquet_sink import read_lake
+from radstream.layout import FAILURE_OBJECTS, RESULT_OBJECTS
+from radstream.loadgen.uploader import upload_generated
+from radstream.local.engine import LocalEngine
+from radstream.local.outcomes import collect_outcomes
+from radstream.local.reports import STAGES
+from radstream.settings import Settings
+from support.engine_metrics import Scrape, mixed_studies, scrape, serving_engine
+from support.waiting import wait_until
+
+# Starts processes and a server (see tests/support/slow.py).
+pytestmark = pytest.mark.slow
+
+BAD_KINDS = [
+    "sidecar_invalid_json",
+    "sidecar_missing_field",
+    "image_truncated_jpeg",
+    "image_truncated_png",  # a second IMAGE_TRUNCATED: the code label counts both
+    "image_never_arrives",  # IMAGE_MISSING (retried while under image_wait_s)
+]
+
+
+def _histogram_counts(got: Scrape) -> dict[str, float]:
+    return got.by_label("radstream_stage_duration_seconds_count", "stage")
+
+
+def test_engine_metrics_agree_with_the_outcome_objects_and_the_lake(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings()
+    studies = mixed_studies(6, BAD_KINDS)
+    with serving_engine(settings, tmp_path) as served, LocalEngine.open(settings) as engine:
+        before = scrape(served.url)
+        assert before.value("radstream_executions_started_total") == 0
+        assert before.value("radstream_workers_configured") == settings.engine.workers
+        # Every declared stage has its series from the start.
+        assert set(_histogram_counts(before)) == set(STAGES)
+        assert sum(_histogram_counts(before).values()) == 0
+
+        uploads = [upload_generated(engine.store, study) for study in studies]
+        last: list[Scrape] = []
+
+        def settled() -> bool:
+            got = scrape(served.url)
+            last[:] = [got]
+            finished = got.value("radstream_executions_succeeded_total") + sum(
+                got.by_label("radstream_executions_failed_total", "code").values()
+            )
+            return (
+                finished == len(studies)
+                and got.value("radstream_queue_depth") == 0
+                and got.value("radstream_executions_running") == 0
+                # Every stage attempt's telemetry row is in the lake.
+                and got.value("radstream_telemetry_rows_flushed_total")
+                == sum(_histogram_counts(got).values())
+            )
+
+        wait_until(settled, "every study to finish and flush", timeout_s=240, interval_s=0.2)
+        got = last[0]
+        outcomes = collect_outcomes(engine.executor, engine.store, uploads)
+        results = engine.store.list(RESULT_OBJECTS.bucket, RESULT_OBJECTS.prefix)
+        failures = engine.store.list(FAILURE_OBJECTS.bucket, FAILURE_OBJECTS.prefix)
+        failure_codes = Counter(
+            json.loads(engine.store.get(FAILURE_OBJECTS.bucket, key))["error"]["code"]
+            for key in failures
+        )
+        lake = read_lake(settings.lake_dir)
+
+    # Executions: one per upload, each ended as exactly one outcome object.
+    assert Counter(o.status for o in outcomes) == {"succeeded": 6, "failed": len(BAD_KINDS)}
+    assert got.value("radstream_executions_started_total") == len(studies)
+    assert got.value("radstream_executions_succeeded_total") == len(results) == 6
+    failed = got.by_label("radstream_executions_failed_total", "code")
+    assert failed == failure_codes == Counter(o.error_code for o in outcomes if o.error_code)
+    assert failed == {
+        "SIDECAR_INVALID_JSON": 1,
+        "SIDECAR_MISSING_FIELD": 1,
+        "IMAGE_TRUNCATED": 2,
+        "IMAGE_MISSING": 1,
+    }
+    # The queue drained.
+    assert got.value("radstream_queue_depth") == 0
+    assert got.value("radstream_oldest_pending_age_seconds") == 0
+    # Stage histograms: one observation per stage attempt, as the lake has one row per attempt.
+    per_stage = Counter(lake.column("stage").to_pylist())
+    counts = _histogram_counts(got)
+    assert {s: c for s, c in counts.items() if c} == per_stage
+    # Every study was validated at least once (more when the missing image was retried).
+    assert per_stage["validate"] >= len(studies)
+    for stage, count in counts.items():
+        assert got.value("radstream_stage_duration_seconds_bucket", stage=stage, le="+Inf") == count
+    assert got.value("radstream_telemetry_rows_flushed_total") == lake.num_rows
+    assert got.value("radstream_telemetry_rows_dropped_total") == 0
+    assert got.value("radstream_workers_alive") == settings.engine.workers
+    assert got.value("radstream_worker_restarts_total") == 0
