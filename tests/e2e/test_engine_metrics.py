@@ -8,14 +8,18 @@ the store and the lake hold.
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from radstream.lake.parquet_sink import read_lake
 from radstream.layout import FAILURE_OBJECTS, RESULT_OBJECTS
+from radstream.loadgen.study import make_study
 from radstream.loadgen.uploader import upload_generated
 from radstream.local.engine import LocalEngine
 from radstream.local.outcomes import collect_outcomes
@@ -109,3 +113,50 @@ def test_engine_metrics_agree_with_the_outcome_objects_and_the_lake(
     assert got.value("radstream_telemetry_rows_dropped_total") == 0
     assert got.value("radstream_workers_alive") == settings.engine.workers
     assert got.value("radstream_worker_restarts_total") == 0
+
+
+def test_execution_counters_survive_a_worker_killed_mid_execution(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings()
+    rng = np.random.default_rng(21)
+    studies = [make_study(f"k-{i:02d}", "png", rng, width=1400, height=1700) for i in range(10)]
+    studies += mixed_studies(0, ["sidecar_missing_field"])
+    with serving_engine(settings, tmp_path) as served, LocalEngine.open(settings) as engine:
+        uploads = [upload_generated(engine.store, study) for study in studies]
+        pids: list[int] = []
+
+        def leased() -> bool:
+            rows = engine.conn.execute(
+                "SELECT w.pid FROM executions e JOIN workers w ON e.lease_owner = w.id "
+                "WHERE e.state = 'running' AND w.stopped_at IS NULL"
+            ).fetchall()
+            pids[:] = [int(r[0]) for r in rows]
+            return bool(pids)
+
+        wait_until(leased, "a worker holding a lease", timeout_s=120)
+        os.kill(pids[0], signal.SIGKILL)  # stands in for an OOM kill or a decoder crash
+        last: list[Scrape] = []
+
+        def settled() -> bool:
+            got = scrape(served.url)
+            last[:] = [got]
+            finished = got.value("radstream_executions_succeeded_total") + sum(
+                got.by_label("radstream_executions_failed_total", "code").values()
+            )
+            return (
+                finished == len(studies)
+                and got.value("radstream_worker_restarts_total") == 1
+                and got.value("radstream_workers_alive") == settings.engine.workers
+            )
+
+        wait_until(settled, "every study to finish after the kill", timeout_s=240, interval_s=0.2)
+        got = last[0]
+        outcomes = collect_outcomes(engine.executor, engine.store, uploads)
+
+    # The killed worker's execution was taken over: still one execution and one outcome each.
+    assert Counter(o.status for o in outcomes) == {"succeeded": 10, "failed": 1}
+    assert got.value("radstream_executions_started_total") == len(studies)
+    assert got.value("radstream_executions_succeeded_total") == 10
+    assert got.by_label("radstream_executions_failed_total", "code") == {"SIDECAR_MISSING_FIELD": 1}
+    assert got.value("radstream_queue_depth") == 0

@@ -167,18 +167,18 @@ class WorkerPool:
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for every worker to exit, replacing dead ones meanwhile; True if all did."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while (
-            any(p.is_alive() for p in self.processes)
-            or self.supervise()
-            or self._awaiting_replacement()
-        ):
+        while True:
+            # Every turn, not only once all are dead: while one worker lives, a dead peer
+            # must still be replaced (``serve`` relies on this loop alone).
+            self.supervise()
+            if not any(p.is_alive() for p in self.processes) and not self._awaiting_replacement():
+                return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             for proc in self.processes:
                 proc.join(0.1)
             if not any(p.is_alive() for p in self.processes):
                 time.sleep(0.1)  # every slot waits for the rate: do not spin
-        return True
 
     def stop(self, timeout: float = 30.0) -> None:
         """Ask workers to finish their current execution and exit; kill stragglers."""
