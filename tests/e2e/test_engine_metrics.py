@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -17,11 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from radstream.errors import ConfigInvalid
 from radstream.lake.parquet_sink import read_lake
 from radstream.layout import FAILURE_OBJECTS, RESULT_OBJECTS
 from radstream.loadgen.study import make_study
 from radstream.loadgen.uploader import upload_generated
 from radstream.local.engine import LocalEngine
+from radstream.local.metrics import serving_metrics
 from radstream.local.outcomes import collect_outcomes
 from radstream.local.reports import STAGES
 from radstream.settings import Settings
@@ -160,3 +165,50 @@ def test_execution_counters_survive_a_worker_killed_mid_execution(
     assert got.value("radstream_executions_succeeded_total") == 10
     assert got.by_label("radstream_executions_failed_total", "code") == {"SIDECAR_MISSING_FIELD": 1}
     assert got.value("radstream_queue_depth") == 0
+
+
+def test_a_metrics_port_in_use_is_refused_before_any_work(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with (
+            pytest.raises(ConfigInvalid, match="--metrics-port"),
+            serving_metrics(tmp_path / "engine.db", "127.0.0.1", port),
+        ):
+            pass
+    # Port 0 picks a free port; the endpoint says which.
+    with serving_metrics(tmp_path / "engine.db", "127.0.0.1", 0) as endpoint:
+        assert scrape(endpoint.url).value("radstream_executions_started_total") == 0
+
+
+def test_run_until_idle_serves_metrics_while_it_runs_and_exits(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(workers=1)
+    with LocalEngine.open(settings) as engine:
+        for study in mixed_studies(1, ["sidecar_missing_field"]):
+            upload_generated(engine.store, study)
+    env = {
+        **os.environ,
+        "RADSTREAM_DATA_DIR": str(settings.data_dir),
+        "RADSTREAM_MODEL__PATH": str(settings.model.path),
+        "RADSTREAM_ENGINE__WORKERS": "1",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "radstream.cli", "run", "--until-idle", "--metrics-port", "0"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "metrics at http://127.0.0.1:" in proc.stderr
+    with LocalEngine.open(settings) as engine:
+        assert engine.executor.counts() == {
+            "pending": 0,
+            "running": 0,
+            "succeeded": 1,
+            "failed": 1,
+        }

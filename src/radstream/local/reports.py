@@ -246,7 +246,12 @@ class ReportHub:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.drain(0.2)
+            try:
+                self.drain(0.2)
+            except Exception:
+                # Never stop reading: a worker whose pipe fills up would block on its send.
+                logger.exception("reading the workers' metrics reports failed")
+                self._stop.wait(0.2)
 
     def close(self) -> None:
         """Read what is left, stop the thread and close the pipes."""
