@@ -1,10 +1,14 @@
-"""deploy/grafana/radstream-model-server.json: a well-formed, templated Grafana dashboard whose
-every metric is one that a live model server's /metrics exports (and that shows them all)."""
+"""deploy/grafana/: well-formed, templated Grafana dashboards whose every metric is one that a
+live scrape exports (and that show every metric exported): the model server's
+(radstream-model-server.json, a live ``radstream model serve``) and the engine's
+(radstream-engine.json, a live ``radstream serve --metrics-port``)."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +18,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from radstream.kserve import encode_infer_request
+from radstream.loadgen.uploader import upload_generated
+from radstream.local.engine import LocalEngine
 from radstream.serving import ServeConfig, running_server
+from radstream.settings import Settings
+from support.engine_metrics import mixed_studies, scrape, serving_engine
+from support.waiting import wait_until
 
-DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "radstream-model-server.json"
+GRAFANA = Path(__file__).parents[2] / "deploy" / "grafana"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 PANEL_TYPES = {"timeseries", "stat"}
 MODEL = "radstream-densenet121"
@@ -24,8 +33,24 @@ MODEL = "radstream-densenet121"
 TARGET_LABELS = {"job", "instance"}
 
 
-def load() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+@dataclass(frozen=True)
+class Board:
+    """One dashboard file and the template variables every one of its queries must use."""
+
+    file: str
+    uid: str
+    variables: tuple[str, ...]
+
+
+SERVER = Board(
+    "radstream-model-server.json", "radstream-model-server", ("job", "instance", "model")
+)
+ENGINE = Board("radstream-engine.json", "radstream-engine", ("job", "instance"))
+BOARDS = [SERVER, ENGINE]
+
+
+def load(board: Board = SERVER) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((GRAFANA / board.file).read_text(encoding="utf-8"))
     return loaded
 
 
@@ -56,14 +81,16 @@ def grouping_labels(expr: str) -> set[str]:
     }
 
 
-def test_the_dashboard_is_a_templated_grafana_dashboard() -> None:
-    dashboard = load()
-    assert dashboard["uid"] == "radstream-model-server" and dashboard["title"]
+@pytest.mark.parametrize("board", BOARDS, ids=lambda b: b.uid)
+def test_the_dashboard_is_a_templated_grafana_dashboard(board: Board) -> None:
+    dashboard = load(board)
+    assert dashboard["uid"] == board.uid and dashboard["title"]
     assert isinstance(dashboard["schemaVersion"], int)
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert set(variables) == {"datasource", *board.variables}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    for name in ("job", "instance", "model"):
+    for name in board.variables:
         assert variables[name]["type"] == "query"
         assert variables[name]["datasource"] == DATASOURCE
     ids = [p["id"] for p in dashboard["panels"]]
@@ -86,7 +113,7 @@ def test_the_dashboard_is_a_templated_grafana_dashboard() -> None:
         for target in panel["targets"]:
             assert target["datasource"] == DATASOURCE
             # Every query is filtered by the template variables.
-            for variable in ("$job", "$instance", "$model"):
+            for variable in (f"${name}" for name in board.variables):
                 assert variable in target["expr"], (panel["title"], target["expr"])
             assert target["expr"].count("(") == target["expr"].count(")")
 
@@ -116,11 +143,16 @@ def test_every_metric_it_queries_is_one_a_live_server_exports(
         bad = httpx.post(f"{url}/v2/models/{MODEL}/infer", content=b"{", timeout=30)
         assert bad.status_code == 400
         text = httpx.get(f"{url}/metrics", timeout=30).text
+    check_against_scrape(load(SERVER), text, ("nv_", "radstream_"))
+
+
+def check_against_scrape(dashboard: dict[str, Any], text: str, prefixes: tuple[str, ...]) -> None:
+    """Every metric ``dashboard`` queries (and every label it groups by) is in the scrape
+    ``text``, and every exported metric named with one of ``prefixes`` has a panel."""
     exported: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             exported.setdefault(sample.name, set()).update(sample.labels)
-    dashboard = load()
     queried: set[str] = set()
     for expr in expressions(dashboard):
         names = metric_names(expr)
@@ -130,6 +162,28 @@ def test_every_metric_it_queries_is_one_a_live_server_exports(
         for label in grouping_labels(expr) - TARGET_LABELS:
             assert all(label in exported[n] for n in names), (expr, label)
         queried |= names
-    # The other way round: every server metric has a panel.
-    served = {n for n in exported if n.startswith(("nv_", "radstream_"))}
+    # The other way round: every exported metric has a panel.
+    served = {n for n in exported if n.startswith(prefixes)}
     assert served <= queried, f"metrics without a panel: {sorted(served - queried)}"
+
+
+@pytest.mark.slow  # a real `radstream serve`, its worker processes and its /metrics server
+def test_every_metric_the_engine_dashboard_queries_is_one_a_live_engine_exports(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings()
+    # One success and one failure: the failure counter then has a `code` series.
+    studies = mixed_studies(1, ["sidecar_missing_field"])
+    with serving_engine(settings, tmp_path) as served, LocalEngine.open(settings) as engine:
+        for study in studies:
+            upload_generated(engine.store, study)
+
+        def finished() -> bool:
+            got = scrape(served.url)
+            return got.value("radstream_executions_succeeded_total") == 1 and got.by_label(
+                "radstream_executions_failed_total", "code"
+            ) == {"SIDECAR_MISSING_FIELD": 1}
+
+        wait_until(finished, "both studies to finish", timeout_s=180, interval_s=0.2)
+        text = httpx.get(served.url, timeout=30).text
+    check_against_scrape(load(ENGINE), text, ("radstream_",))

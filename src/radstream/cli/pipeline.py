@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -31,6 +32,8 @@ from radstream.settings import Settings
 
 if TYPE_CHECKING:
     from radstream.local.completions import CompletionWatcher
+    from radstream.local.engine import LocalEngine
+    from radstream.local.metrics import MetricsEndpoint
     from radstream.stages.ports import ObjectStore
 
 log = get_logger(__name__)
@@ -142,6 +145,24 @@ def _print_demo(p: DemoOutput) -> None:
     out.print(f"See the predictions: radstream results list {dir_opt}")
 
 
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Serve Prometheus metrics on this port (GET /metrics) while running; 0 picks "
+        "a free one",
+    ),
+]
+MetricsHost = Annotated[
+    str,
+    typer.Option(
+        "--metrics-host", help="Address of the metrics server (loopback unless told otherwise)"
+    ),
+]
+
+
 @app.command()
 def run(
     until_idle: Annotated[
@@ -150,9 +171,15 @@ def run(
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes")] = None,
     model: ModelPath = None,
     data_dir: DataDir = None,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
     """Process everything pending, then exit."""
-    run_pool(settings_for(data_dir, model, workers=workers), until_idle=until_idle)
+    run_pool(
+        settings_for(data_dir, model, workers=workers),
+        until_idle=until_idle,
+        metrics=None if metrics_port is None else (metrics_host, metrics_port),
+    )
 
 
 @app.command()
@@ -160,6 +187,8 @@ def serve(
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes")] = None,
     model: ModelPath = None,
     data_dir: DataDir = None,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
 ) -> None:
     """Keep running: process uploads as they arrive, from this or any other process."""
     settings = settings_for(data_dir, model, workers=workers)
@@ -168,7 +197,11 @@ def serve(
         f"{settings.engine.workers} worker(s), model {escape(_model_line(settings))}; "
         "Ctrl-C stops after the executions in flight"
     )
-    run_pool(settings, until_idle=False)
+    run_pool(
+        settings,
+        until_idle=False,
+        metrics=None if metrics_port is None else (metrics_host, metrics_port),
+    )
 
 
 def _model_line(settings: Settings) -> str:
@@ -184,18 +217,53 @@ def _model_line(settings: Settings) -> str:
     return f"{info.name} v{info.version} ({path}{untrained})"
 
 
-def run_pool(settings: Settings, *, until_idle: bool) -> None:
-    """Start the worker pool, wait for it (SIGTERM or Ctrl-C stop it), report how it ended."""
-    from radstream.local.pool import WorkerPool
+def run_pool(
+    settings: Settings, *, until_idle: bool, metrics: tuple[str, int] | None = None
+) -> None:
+    """Start the worker pool, wait for it (SIGTERM or Ctrl-C stop it), report how it ended.
+
+    ``metrics``, a ``(host, port)``, serves the engine's Prometheus metrics there meanwhile.
+    """
     from radstream.model.loading import resolve_model_path
 
     if not settings.model.endpoint:
         resolve_model_path(settings)  # build or check it once, not in every worker
-    from radstream.local.completions import CompletionWatcher
-
     engine = open_engine(settings)
+    with ExitStack() as stack:
+        stack.callback(engine.close)
+        endpoint = None
+        if metrics is not None:
+            from radstream.local.metrics import serving_metrics
+
+            # Before the workers start: a port in use is reported before any work begins.
+            endpoint = stack.enter_context(serving_metrics(settings.db_path, *metrics))
+            if metrics[0] not in ("127.0.0.1", "localhost", "::1"):
+                console.print(
+                    f"[yellow]warning[/yellow] metrics on {escape(metrics[0])}: anyone who "
+                    "can reach it can read them"
+                )
+            console.print(f"metrics at {escape(endpoint.url)}")
+        _run_workers(settings, engine, until_idle=until_idle, metrics=endpoint)
+
+
+def _run_workers(
+    settings: Settings,
+    engine: LocalEngine,
+    *,
+    until_idle: bool,
+    metrics: MetricsEndpoint | None,
+) -> None:
+    from radstream.local.completions import CompletionWatcher
+    from radstream.local.pool import WorkerPool
+
     watcher = CompletionWatcher(engine.conn)
-    pool = WorkerPool(settings, until_idle=until_idle).start()
+    pool = WorkerPool(
+        settings,
+        until_idle=until_idle,
+        reports=metrics.reports if metrics is not None else None,
+    ).start()
+    if metrics is not None:
+        metrics.metrics.watch(pool)
     log.info(
         "workers started",
         extra={"workers": len(pool.processes), "until_idle": until_idle},
@@ -213,7 +281,6 @@ def run_pool(settings: Settings, *, until_idle: bool) -> None:
         pool.stop()
     finally:
         log_finished(watcher, engine.store)
-        engine.close()
     codes = pool.exit_codes
     log.info("workers stopped", extra={"exit_codes": codes, "restarts": pool.restarts})
     if pool.restarts:

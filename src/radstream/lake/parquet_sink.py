@@ -64,6 +64,8 @@ class ParquetSink:
         self._failures = 0
         self._retry_at = 0.0
         self.files_written = 0
+        self.rows_written = 0
+        """Records written to the lake."""
         self.dropped = 0
         """Records dropped because the lake stayed unwritable longer than the buffer lasts."""
 
@@ -144,6 +146,7 @@ class ParquetSink:
             tmp.unlink(missing_ok=True)  # a partial file on a full disk: do not keep it
             raise
         self.files_written += 1
+        self.rows_written += len(records)
 
     def close(self) -> None:
         """Flush what is left; a clean shutdown loses no record while the lake is writable.

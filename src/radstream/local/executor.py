@@ -404,10 +404,12 @@ class Executor:
         ).fetchone()
         return int(row[0])
 
-    def live_workers(self) -> int:
-        """Registered, not stopped, and whose process still exists on this machine."""
-        rows = self._conn.execute("SELECT pid FROM workers WHERE stopped_at IS NULL").fetchall()
-        return sum(_pid_alive(r["pid"]) for r in rows)
+    def live_workers(self, worker_ids: list[str] | None = None) -> int:
+        """Registered, not stopped, and whose process still exists on this machine; only
+        those of ``worker_ids`` when given."""
+        rows = self._conn.execute("SELECT id, pid FROM workers WHERE stopped_at IS NULL").fetchall()
+        wanted = None if worker_ids is None else set(worker_ids)
+        return sum(_pid_alive(r["pid"]) for r in rows if wanted is None or r["id"] in wanted)
 
     def reap_dead_workers(self) -> int:
         """Expire leases held by worker processes that no longer exist on this machine."""

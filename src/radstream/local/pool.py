@@ -9,10 +9,12 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from types import TracebackType
 
 from radstream.local.executor import Executor
+from radstream.local.reports import ReportHub
 from radstream.local.worker import worker_main
 from radstream.logs import JsonFormatter, LogFormat, get_logger
 from radstream.settings import Settings
@@ -53,7 +55,10 @@ class WorkerPool:
         until_idle: bool = False,
         max_restarts: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        reports: ReportHub | None = None,
     ):
+        """``reports``: a hub that reads each worker's metrics reports (one pipe per
+        worker, replacements included); None sends none."""
         self._settings = settings
         self._settings_json = settings.model_dump_json()
         self._count = workers or settings.engine.workers
@@ -64,6 +69,7 @@ class WorkerPool:
             else max(2 * (settings.engine.max_takeovers + 1), 2 * self._count)
         )
         self._clock = clock
+        self._reports = reports
         self._recent: deque[float] = deque()
         # spawn, not fork: ONNX Runtime and SQLite handles must not be inherited.
         self._ctx = mp.get_context("spawn")
@@ -78,6 +84,10 @@ class WorkerPool:
     def _spawn(self) -> tuple[BaseProcess, str]:
         worker_id = f"w{os.getpid()}-{self._run}-{self._spawned}"
         self._spawned += 1
+        reader: Connection | None = None
+        writer: Connection | None = None
+        if self._reports is not None:
+            reader, writer = self._ctx.Pipe(duplex=False)
         proc = self._ctx.Process(
             target=worker_main,
             args=(
@@ -87,11 +97,16 @@ class WorkerPool:
                 self._until_idle,
                 os.getpid(),
                 parent_log_setup(),
+                writer,
             ),
             name=f"radstream-{worker_id}",
             daemon=False,
         )
         proc.start()
+        if self._reports is not None and reader is not None and writer is not None:
+            # The worker holds its own copy now; closing ours lets its exit end the pipe.
+            writer.close()
+            self._reports.attach(reader)
         return proc, worker_id
 
     def start(self) -> WorkerPool:
@@ -152,18 +167,18 @@ class WorkerPool:
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for every worker to exit, replacing dead ones meanwhile; True if all did."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while (
-            any(p.is_alive() for p in self.processes)
-            or self.supervise()
-            or self._awaiting_replacement()
-        ):
+        while True:
+            # Every turn, not only once all are dead: while one worker lives, a dead peer
+            # must still be replaced (``serve`` relies on this loop alone).
+            self.supervise()
+            if not any(p.is_alive() for p in self.processes) and not self._awaiting_replacement():
+                return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             for proc in self.processes:
                 proc.join(0.1)
             if not any(p.is_alive() for p in self.processes):
                 time.sleep(0.1)  # every slot waits for the rate: do not spin
-        return True
 
     def stop(self, timeout: float = 30.0) -> None:
         """Ask workers to finish their current execution and exit; kill stragglers."""

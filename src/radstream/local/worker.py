@@ -7,6 +7,7 @@ import random
 import signal
 import sqlite3
 import time
+from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 
 from radstream.backoff import Backoff
@@ -15,6 +16,7 @@ from radstream.lake.parquet_sink import ParquetSink
 from radstream.local.database import connect
 from radstream.local.engine import LocalEngine
 from radstream.local.executor import Executor
+from radstream.local.reports import MeteredSink, ReportSender
 from radstream.local.runner import ExecutionRunner
 from radstream.logs import LogFormat, configure, get_logger, log_context
 from radstream.model.loading import load_model_client
@@ -36,20 +38,32 @@ def worker_main(
     until_idle: bool,
     parent_pid: int,
     log_setup: tuple[str, LogFormat] | None = None,
+    reports: Connection | None = None,
 ) -> None:
     """Entry point of a worker process (spawned by :class:`~radstream.local.pool.WorkerPool`).
 
     ``log_setup`` is the parent's ``(level, format)``: a spawned process starts with no
     logging configured, so it repeats the parent's :func:`radstream.logs.configure`.
+    ``reports``, when the parent serves metrics, is this worker's end of a pipe that takes
+    its :class:`~radstream.local.reports.WorkerReport` messages.
     """
     if log_setup is not None:
         configure(level=log_setup[0], fmt=log_setup[1])
-    with log_context(worker_id=worker_id):
-        _work(settings_json, worker_id, stop, until_idle, parent_pid)
+    sender = ReportSender(reports)
+    try:
+        with log_context(worker_id=worker_id):
+            _work(settings_json, worker_id, stop, until_idle, parent_pid, sender)
+    finally:
+        sender.close()
 
 
 def _work(
-    settings_json: str, worker_id: str, stop: Event, until_idle: bool, parent_pid: int
+    settings_json: str,
+    worker_id: str,
+    stop: Event,
+    until_idle: bool,
+    parent_pid: int,
+    sender: ReportSender,
 ) -> None:
     # The pool's parent decides when to stop; a Ctrl-C in the terminal or a service
     # manager's SIGTERM reaches every process of the group, and must not kill a worker
@@ -66,11 +80,13 @@ def _work(
             lease_s=settings.engine.lease_s,
             max_takeovers=settings.engine.max_takeovers,
         )
-        sink = ParquetSink(
-            settings.lake_dir,
-            writer_id=worker_id,
-            flush_rows=settings.telemetry.flush_rows,
-            flush_s=settings.telemetry.flush_s,
+        sink = MeteredSink(
+            ParquetSink(
+                settings.lake_dir,
+                writer_id=worker_id,
+                flush_rows=settings.telemetry.flush_rows,
+                flush_s=settings.telemetry.flush_s,
+            )
         )
         runner = ExecutionRunner(
             store=engine.store,
@@ -93,6 +109,7 @@ def _work(
                 until_idle,
                 settings.engine.poll_s,
                 parent_pid,
+                sender,
             )
         except Exception:
             # The pool replaces the worker and a peer takes its execution over; the
@@ -101,6 +118,7 @@ def _work(
             raise
         finally:
             sink.close()
+            sender.send(sink)  # the rows the last flush wrote (or dropped)
             heartbeat_conn.close()
             try:
                 engine.executor.unregister_worker(worker_id)
@@ -111,12 +129,13 @@ def _work(
 def _loop(
     engine: LocalEngine,
     runner: ExecutionRunner,
-    sink: ParquetSink,
+    sink: MeteredSink,
     worker_id: str,
     stop: Event,
     until_idle: bool,
     poll_s: float,
     parent_pid: int,
+    sender: ReportSender,
 ) -> None:
     last_reap = 0.0
     troubles = 0
@@ -124,6 +143,7 @@ def _loop(
     while not stop.is_set() and os.getppid() == parent_pid:
         try:
             busy = _step(engine, runner, sink, worker_id, until_idle, last_reap)
+            sender.send(sink)
         except (sqlite3.Error, DatabaseUnavailable) as exc:
             # The database cannot be written (disk full, read-only): wait for it. A lease
             # this worker held runs out meanwhile and a peer may take it over; the owner
@@ -144,7 +164,7 @@ def _loop(
 def _step(
     engine: LocalEngine,
     runner: ExecutionRunner,
-    sink: ParquetSink,
+    sink: MeteredSink,
     worker_id: str,
     until_idle: bool,
     last_reap: float,
