@@ -48,7 +48,14 @@ VARIANTS.append(
         "reserved_concurrency": {"infer": 10},
     }
 )
-# Two variants differ in every option; the lint test covers all 17.
+# The dashboard left out, and the alarm e-mail topic with and without the stack key.
+VARIANTS += [
+    {**VARIANTS[0], "dashboard": False},
+    {**VARIANTS[0], "alarm_email": "ops@example.com"},
+    {**VARIANTS[0], "kms": True, "alarm_email": "ops@example.com",
+     "alarm_topic": "arn:aws:sns:us-east-1:123456789012:ops"},
+]  # fmt: skip
+# Two variants differ in every option; the lint test covers all 20.
 DEFAULT = build_template(STACK)
 FULL = build_template(
     STACK,
@@ -76,6 +83,8 @@ def _id(variant: dict[str, Any]) -> str:
             "kms" if variant["kms"] else "sse-s3",
             "express" if variant["express_artifacts"] else "standard-s3",
             *([variant["architecture"]] if "architecture" in variant else []),
+            *(["no-dashboard"] if variant.get("dashboard") is False else []),
+            *(["alarm-email"] if "alarm_email" in variant else []),
         ]
     )
 

@@ -246,3 +246,22 @@ def test_a_region_that_is_no_aws_region_is_a_config_error(tmp_path: Path) -> Non
     options = DeployOptions(package=_manifest(tmp_path), model_path=None, model_preprocessing={})
     with pytest.raises(ConfigInvalid, match="not an AWS region"):
         deploy(StackRef("rs", target), options, report=lambda _: None)
+
+
+@pytest.mark.parametrize("endpoint_url", [None, "http://emulator:4566"])
+def test_the_rate_alarms_go_to_aws_and_not_to_an_emulator(
+    tmp_path: Path, endpoint_url: str | None
+) -> None:
+    """ministack's CloudFormation refuses alarms on metric math: an emulator's stack gets
+    the dashboard and every other alarm."""
+    target = _FakeTarget(region="us-east-1", endpoint_url=endpoint_url)
+    _emulator_runs(target, "3.12")
+    options = DeployOptions(package=_manifest(tmp_path), model_path=None, model_preprocessing={})
+    deploy(StackRef("rs", target), options, report=lambda _: None)
+    sent = {p["ParameterKey"]: p["ParameterValue"] for p in _sent_parameters(target)}
+    assert sent["RateAlarms"] == ("true" if endpoint_url is None else "false")
+    target = _FakeTarget(region="us-east-1", endpoint_url=endpoint_url)
+    _emulator_runs(target, "3.12")
+    quiet = replace(options, template=TemplateOptions(dashboard=False))
+    deploy(StackRef("rs", target), quiet, report=lambda _: None)
+    assert "RateAlarms" not in {p["ParameterKey"] for p in _sent_parameters(target)}

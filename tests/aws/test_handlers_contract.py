@@ -285,3 +285,55 @@ def test_every_declared_stage_has_the_entry_point_the_template_names() -> None:
         assert callable(getattr(importlib.import_module(module), name))
     with pytest.raises(AttributeError):
         _ = handlers.not_a_stage
+
+
+# --- stage latencies reach CloudWatch as EMF lines on stdout -----------------------------
+
+
+def _emf_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith('{"_aws"')]
+
+
+def test_each_successful_attempt_prints_its_latency_in_emf(
+    s3: tuple[MemoryS3, ListSink],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from radstream.aws.template.intrinsics import function_name
+    from support.emf_spec import spec_problems
+
+    # Lambda's own environment names the function; the logs keep this test's setup.
+    monkeypatch.setattr(handlers, "_configure_logs", lambda: None)
+    store, _ = s3
+    state = _upload(store, "s9")
+    capsys.readouterr()
+    for stage in PIPELINE.names:
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", function_name("rs-prod", stage))
+        state = getattr(handlers, stage)(_event(state, "ex-9"))
+    out = capsys.readouterr().out
+    assert all(spec_problems(line) == [] for line in out.splitlines() if '"_aws"' in line)
+    lines = _emf_lines(out)
+    assert [(d["Stack"], d["Stage"]) for d in lines] == [("rs-prod", s) for s in PIPELINE.names]
+    assert all(d["StageLatency"] >= 0 and d["execution_id"] == "ex-9" for d in lines)
+    # Only the stage that completes the execution has its end-to-end latency: from the
+    # sidecar's arrival (EventBridge's event time) to now, as the lake's e2e_ms.
+    assert [d["Stage"] for d in lines if "EndToEndLatency" in d] == ["store"]
+    assert lines[-1]["EndToEndLatency"] >= sum(d["StageLatency"] for d in lines)
+    assert "s9" not in out  # no study id (nor any sidecar field)
+
+
+def test_a_refused_study_prints_no_latency_until_record_failure_completes_it(
+    s3: tuple[MemoryS3, ListSink], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, _ = s3
+    state = _upload(store, "s4")
+    store.put("images", "incoming/s4/s4.json", b"{not json")
+    capsys.readouterr()
+    with pytest.raises(Exception, match="SIDECAR_INVALID") as raised:
+        handlers.validate(_event(state, "ex-r"))
+    assert _emf_lines(capsys.readouterr().out) == []  # a failed attempt is no latency
+    caught = {**state, "error": {"Error": type(raised.value).__name__, "Cause": str(raised.value)}}
+    handlers.record_failure(_event(caught, "ex-r"))
+    [line] = _emf_lines(capsys.readouterr().out)
+    assert (line["Stack"], line["Stage"]) == ("local", "record_failure")
+    assert line["EndToEndLatency"] > 0

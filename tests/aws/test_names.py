@@ -32,6 +32,8 @@ SCOPED: set[tuple[str, tuple[str, ...]]] = {
     # Not names of anything the stack creates: the metric an alarm watches.
     ("AWS::CloudWatch::Alarm", ("MetricName",)),
     ("AWS::CloudWatch::Alarm", ("Dimensions", "Name")),
+    ("AWS::CloudWatch::Alarm", ("Metrics", "MetricStat", "Metric", "MetricName")),
+    ("AWS::CloudWatch::Alarm", ("Metrics", "MetricStat", "Metric", "Dimensions", "Name")),
 }
 
 
@@ -66,6 +68,7 @@ def test_two_stacks_share_no_name_that_must_be_unique(options: dict[str, Any]) -
     names = _unique_names(prod)
     assert names, "the walker found no names: it would pass for any template"
     assert {"radstream_prod", "prod-radstream", "prod-validate"} <= names
+    assert "prod-radstream-dashboard" in names
     assert not names & _unique_names(staging)
 
 

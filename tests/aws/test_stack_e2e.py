@@ -32,12 +32,14 @@ from radstream.cli import app
 from radstream.loadgen.bad_inputs import BAD_KINDS
 from radstream.loadgen.synthetic import make_studies
 from radstream.loadgen.uploader import upload_generated
+from support.emf_spec import spec_problems
 from support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
 STACK = "rse2e"
 VALID, INVALID = 5, 2
+ALARM_EMAIL = "ops@example.com"
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,7 @@ def deployed(
     result = _cli(
         "aws", "deploy", "--stack", STACK, "--endpoint-url", emulator.url,
         "--package", str(package_dir), "--python-version", "3.11", "--memory-mb", "2048", "--data-dir", str(data_dir),
+        "--alarm-email", ALARM_EMAIL,
     )  # fmt: skip
     stack = StackRef(STACK, AwsTarget(endpoint_url=emulator.url))
     yield stack, data_dir, result.output
@@ -184,6 +187,54 @@ def test_telemetry_reaches_the_lake_and_a_named_query_answers_on_athena(
     assert {row["error_code"] for row in rows} >= expected_codes, rows
 
 
+def test_the_dashboard_alarms_and_alarm_topic_are_deployed(
+    deployed: tuple[StackRef, Path, str],
+) -> None:
+    """What the emulator supports of the operations resources: the dashboard, the plain
+    alarms and the e-mail topic. Its CloudFormation refuses alarms on metric math, so
+    `deploy` leaves the rate alarms out there (tests/aws/test_deploy.py)."""
+    stack, _, _ = deployed
+    machine = stack.outputs()["StateMachineArn"]
+    cloudwatch = stack.target.client("cloudwatch")
+    body = cloudwatch.get_dashboard(DashboardName=f"{STACK}-radstream-dashboard")["DashboardBody"]
+    assert "${" not in body and machine in body  # Fn::Sub resolved
+    widgets = json.loads(body)["widgets"]
+    assert any(line[1] == "EndToEndLatency" for w in widgets for line in w["properties"]["metrics"])
+    alarms = [
+        a
+        for a in cloudwatch.describe_alarms()["MetricAlarms"]
+        if a["AlarmName"].startswith(f"{STACK}-")
+    ]
+    names = " ".join(a["AlarmName"] for a in alarms)
+    assert "LatencyObjectiveAlarm" in names and "InferThrottlesAlarm" in names, names
+    assert "ExecutionsFailingAlarm" not in names and "InferErrorsAlarm" not in names
+    [latency] = [a for a in alarms if "LatencyObjectiveAlarm" in a["AlarmName"]]
+    assert latency["ExtendedStatistic"] == "p95" and latency["Threshold"] == 5000
+    sns = stack.target.client("sns")
+    [topic] = [
+        t["TopicArn"]
+        for t in sns.list_topics()["Topics"]
+        if t["TopicArn"].endswith(f":{STACK}-alarms")
+    ]
+    assert all(a["AlarmActions"] == [topic] for a in alarms)
+    subscriptions = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+    assert [(s["Protocol"], s["Endpoint"]) for s in subscriptions] == [("email", ALARM_EMAIL)]
+
+
+def test_the_handlers_write_their_latencies_in_emf_to_their_log_groups(
+    deployed: tuple[StackRef, Path, str], processed: dict[str, Any]
+) -> None:
+    stack, _, _ = deployed
+    logs = stack.target.client("logs")
+    events = logs.filter_log_events(logGroupName=f"/aws/lambda/{STACK}-store")["events"]
+    lines = [e["message"] for e in events if e["message"].startswith('{"_aws"')]
+    assert len(lines) >= VALID, [e["message"][:120] for e in events[:20]]
+    assert all(spec_problems(line) == [] for line in lines)
+    documents = [json.loads(line) for line in lines]
+    assert {(d["Stack"], d["Stage"]) for d in documents} == {(STACK, "store")}
+    assert all(d["EndToEndLatency"] >= d["StageLatency"] for d in documents)
+
+
 def test_the_upload_command_sends_files_to_the_stack_and_reports_outcomes(
     deployed: tuple[StackRef, Path, str], processed: dict[str, Any], emulator: Any, tmp_path: Path
 ) -> None:
@@ -206,7 +257,9 @@ def test_the_upload_command_sends_files_to_the_stack_and_reports_outcomes(
     )  # fmt: skip
     rows = json.loads(listed.stdout)
     assert [(r["study_id"], r["outcome"]) for r in rows] == [("cli-upload-1", "succeeded")]
-    shown = _cli("results", "show", "cli-upload-1", "--stack", STACK, "--endpoint-url", emulator.url)
+    shown = _cli(
+        "results", "show", "cli-upload-1", "--stack", STACK, "--endpoint-url", emulator.url
+    )
     assert "Pleural Effusion" in shown.output
     exported = tmp_path / "results.csv"
     _cli(
@@ -382,12 +435,14 @@ def test_update_goes_through_a_change_set(
     result = _cli(
         "aws", "deploy", "--stack", STACK, "--endpoint-url", emulator.url,
         "--package", str(package_dir), "--python-version", "3.11", "--memory-mb", "1024", "--data-dir", str(data_dir),
+        "--alarm-email", ALARM_EMAIL,
     )  # fmt: skip
     assert "Modify" in result.output
     assert lam.get_function_configuration(FunctionName=f"{STACK}-infer")["MemorySize"] == 1024
     again = _cli(
         "aws", "deploy", "--stack", STACK, "--endpoint-url", emulator.url,
         "--package", str(package_dir), "--python-version", "3.11", "--memory-mb", "1024", "--data-dir", str(data_dir),
+        "--alarm-email", ALARM_EMAIL,
     )  # fmt: skip
     assert "no changes" in again.output
     status = _cli("aws", "status", "--stack", STACK, "--endpoint-url", emulator.url, "--json")
@@ -423,3 +478,10 @@ def test_destroy_leaves_nothing_behind(
     assert not [f for f in functions if f["FunctionName"].startswith(f"{STACK}-")]
     machines = stack.target.client("stepfunctions").list_state_machines()["stateMachines"]
     assert not [m for m in machines if m["name"].startswith(f"{STACK}-")]
+    cloudwatch = stack.target.client("cloudwatch")
+    dashboards = cloudwatch.list_dashboards()["DashboardEntries"]
+    assert not [d for d in dashboards if d["DashboardName"].startswith(f"{STACK}-")]
+    alarms = cloudwatch.describe_alarms()["MetricAlarms"]
+    assert not [a for a in alarms if a["AlarmName"].startswith(f"{STACK}-")]
+    topics = stack.target.client("sns").list_topics()["Topics"]
+    assert not [t for t in topics if t["TopicArn"].endswith(f":{STACK}-alarms")]

@@ -210,7 +210,9 @@ def test_secrets_live_in_secrets_manager_read_only_by_their_functions() -> None:
 
 def test_loss_has_alarms_and_failure_does_not() -> None:
     topic = "arn:aws:sns:eu-west-1:123456789012:radstream-ops"
-    resources = build_template(STACK, alarm_topic=topic)["Resources"]
+    # The loss alarms alone: the operational ones come with the dashboard
+    # (tests/aws/test_template_operations.py).
+    resources = build_template(STACK, alarm_topic=topic, dashboard=False)["Resources"]
     alarms = {
         k: r["Properties"] for k, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"
     }

@@ -30,6 +30,7 @@ from radstream.aws.session import StackRef
 from radstream.aws.template import (
     LAYER_KEY_PARAMETERS,
     NAMED_QUERIES_PARAMETER,
+    RATE_ALARMS_PARAMETER,
     SECRET_PARAMETERS,
     TemplateOptions,
     names,
@@ -85,6 +86,8 @@ def template_options_from(
     kms: bool = False,
     reserved_concurrency: Mapping[str, int] | None = None,
     alarm_topic: str | None = None,
+    alarm_email: str | None = None,
+    dashboard: bool = True,
 ) -> TemplateOptions:
     """The template's options from explicit choices (the CLI's flags), else the settings:
     `aws template` prints exactly what `aws deploy` sends."""
@@ -105,6 +108,8 @@ def template_options_from(
         image_wait_s=settings.engine.image_wait_s,
         reserved_concurrency=dict(reserved_concurrency or {}),
         alarm_topic=alarm_topic,
+        alarm_email=alarm_email,
+        dashboard=dashboard,
     )
 
 
@@ -200,6 +205,10 @@ def deploy(
             if parameter in template["Parameters"]
         },
     }
+    if RATE_ALARMS_PARAMETER in template["Parameters"]:
+        # ministack's CloudFormation refuses alarms on metric math: an emulator's stack
+        # has the dashboard and every other alarm, not the rate alarms.
+        parameters[RATE_ALARMS_PARAMETER] = "false" if stack.target.endpoint_url else "true"
     if model_key and "ModelKey" in template["Parameters"]:
         parameters["ModelKey"] = model_key
     sent: list[dict[str, str | bool]] = [

@@ -15,6 +15,9 @@ Contract with the state machine (:mod:`radstream.aws.asl`):
   tensor bucket and ``infer`` reads it (Step Functions limits a state to 256 KB).
 * Every attempt emits one telemetry record to Kinesis, flushed before the handler returns,
   and logs as JSON lines (execution id, stage, attempt, code) to CloudWatch.
+* Every successful attempt writes its latency (and, where it completes the execution, the
+  end-to-end latency) to stdout in Embedded Metric Format: CloudWatch metrics for the
+  stack's dashboard and alarms (:mod:`radstream.aws.emf`).
 
 Each handler runs the function its ``StageDef`` declares, the one the local runner runs:
 this module only adapts the wire (the state as an :class:`ExecutionContext`, errors as
@@ -42,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from radstream.aws import emf
 from radstream.aws.kinesis_sink import KinesisTelemetrySink
 from radstream.aws.s3_store import S3ObjectStore
 from radstream.aws.secrets import load_secrets
@@ -368,6 +372,8 @@ def invoke(stage: StageDef, event: Mapping[str, Any]) -> JsonObject:
         failed = stage.name == PIPELINE.failure_stage
         code = done.failure.code if failed and done.failure else None
         _emit(box, stage.name, StageStatus.OK, start, done, attempt, code)
+        completes = (stage.next is None or failed) and not done.duplicate
+        _publish_latency(stage.name, start, done, completes=completes)
         if stage.next is None or done.duplicate:
             with log_context(code=code):
                 outcome = "a duplicate, ignored" if done.duplicate else "failed" if failed else ""
@@ -422,6 +428,32 @@ def _emit(
     box.sink.emit([record])
     # Before returning: a frozen container may never run again to send it.
     box.sink.flush()
+
+
+def _publish_latency(
+    stage: str, start: float, context: ExecutionContext, *, completes: bool
+) -> None:
+    """The attempt's latency, and the execution's end to end if it ``completes`` and its
+    sidecar's arrival is known, as an EMF line on stdout. Never fails the study."""
+    end = time.time()
+    end_to_end = None
+    if completes and context.arrived_at is not None:
+        end_to_end = max(0.0, end - context.arrived_at) * 1000.0
+    # Inside Lambda the function's name is {stack}-{stage}: the stack, without a setting.
+    function = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
+    try:
+        emf.emit(
+            emf.latency_document(
+                stack=emf.stack_of(function, stage),
+                stage=stage,
+                stage_ms=max(0.0, end - start) * 1000.0,
+                end_to_end_ms=end_to_end,
+                execution_id=context.execution_id,
+                now_s=end,
+            )
+        )
+    except (ValueError, OSError):
+        logger.warning("the latency metric of stage %s was not written", stage, exc_info=True)
 
 
 def _epoch(iso: str) -> float:

@@ -41,7 +41,21 @@ EndpointModelOpt = Annotated[
 KmsOpt = Annotated[bool, typer.Option("--kms", help="SSE-KMS with a key from the stack")]
 AlarmTopicOpt = Annotated[
     str | None,
-    typer.Option(help="SNS topic ARN the loss alarms notify [default: console only]"),
+    typer.Option(help="SNS topic ARN every alarm notifies [default: console only]"),
+]
+AlarmEmailOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="e-mail address subscribed to an alarm topic of the stack (confirm the mail "
+        "SNS sends) [default: none]"
+    ),
+]
+DashboardOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dashboard/--no-dashboard",
+        help="CloudWatch dashboard and operational alarms (the loss alarms stay)",
+    ),
 ]
 ReservedOpt = Annotated[
     list[str] | None,
@@ -73,6 +87,8 @@ class TemplateFlags:
     reserved_concurrency: tuple[str, ...] = ()
     """``STAGE=N`` pairs."""
     alarm_topic: str | None = None
+    alarm_email: str | None = None
+    dashboard: bool = True
 
     def options(self, settings: Settings) -> TemplateOptions:
         """The flags, else the settings: `aws template` prints exactly what `aws deploy`
@@ -108,6 +124,8 @@ def aws_template(
     kms: KmsOpt = False,
     reserved_concurrency: ReservedOpt = None,
     alarm_topic: AlarmTopicOpt = None,
+    alarm_email: AlarmEmailOpt = None,
+    dashboard: DashboardOpt = True,
     data_dir: DataDir = None,
 ) -> None:
     """Print the CloudFormation template of the whole stack (JSON), as `aws deploy` sends it."""
@@ -122,6 +140,8 @@ def aws_template(
         kms,
         tuple(reserved_concurrency or ()),
         alarm_topic,
+        alarm_email,
+        dashboard,
     )
     options = flags.options(settings_for(data_dir))
     sys.stdout.write(template_json(stack, options) + "\n")
@@ -172,6 +192,8 @@ def aws_deploy(
     kms: KmsOpt = False,
     reserved_concurrency: ReservedOpt = None,
     alarm_topic: AlarmTopicOpt = None,
+    alarm_email: AlarmEmailOpt = None,
+    dashboard: DashboardOpt = True,
     express_zone: Annotated[
         str | None,
         typer.Option(
@@ -208,6 +230,8 @@ def aws_deploy(
         kms,
         tuple(reserved_concurrency or ()),
         alarm_topic,
+        alarm_email,
+        dashboard,
     )
     options = flags.options(settings)
     # Credentials and target first: a missing profile must not cost a 145 MB build.

@@ -14,7 +14,9 @@ The builders, one per concern:
 * :mod:`.compute`: one Lambda function per declared stage with the layers its package
   groups name, the state machine rendered from the pipeline, the one EventBridge rule;
 * :mod:`.telemetry`: Kinesis, and Firehose converting to Parquet into the lake;
-* :mod:`.analytics`: the Glue database and table, the Athena workgroup and named queries.
+* :mod:`.analytics`: the Glue database and table, the Athena workgroup and named queries;
+* :mod:`.alarms` and :mod:`.dashboard`: the loss alarms, and (unless ``--no-dashboard``)
+  the CloudWatch dashboard and operational alarms; the ``--alarm-email`` topic.
 
 This module assembles them with the parameters and outputs.
 """
@@ -30,7 +32,15 @@ from radstream.aws.package import DEFAULT_PYTHON
 from radstream.layout import MODELS, Bucket, model_key
 from radstream.pipeline.definition import PIPELINE, Pipeline
 
-from .alarms import alarm_resources
+from .alarms import (
+    RATE_ALARMS_CONDITION,
+    RATE_ALARMS_PARAMETER,
+    alarm_actions,
+    alarm_key_statement,
+    alarm_resources,
+    notification_resources,
+    operations_alarm_resources,
+)
 from .analytics import NAMED_QUERIES_CONDITION, NAMED_QUERIES_PARAMETER, analytics_resources
 from .compute import (
     EXPRESS_OUTAGE_BUDGET_S,
@@ -45,6 +55,7 @@ from .compute import (
     upload_rule_resources,
     used_layers,
 )
+from .dashboard import dashboard_resources
 from .iam import STEP_FUNCTIONS_LOG_DELIVERY_ACTIONS, stage_statements
 from .intrinsics import (
     BUCKETS,
@@ -76,6 +87,7 @@ __all__ = [
     "LOG_RETENTION_DAYS",
     "NAMED_QUERIES_CONDITION",
     "NAMED_QUERIES_PARAMETER",
+    "RATE_ALARMS_PARAMETER",
     "SECRET_PARAMETERS",
     "SIDECAR_PATTERN",
     "STAGES",
@@ -143,6 +155,13 @@ def _parameters(options: TemplateOptions) -> Json:
             "Description": "create the Athena named queries (emulators may lack the type)",
         },
     }
+    if options.dashboard:
+        parameters[RATE_ALARMS_PARAMETER] = {
+            "Type": "String",
+            "Default": "true",
+            "AllowedValues": ["true", "false"],
+            "Description": "create the rate alarms, which use metric math (emulators may lack it)",
+        }
     if options.in_process_model:
         parameters["ModelKey"] = {
             "Type": "String",
@@ -213,16 +232,28 @@ def render_template(stack: str, options: TemplateOptions) -> Json:
         **upload_rule_resources(),
         **telemetry_resources(stack, options.kms),
         **analytics_resources(stack, options.kms),
-        **alarm_resources(stack, options.pipeline, UPLOAD_DEAD_LETTERS, options.alarm_topic),
+        **alarm_resources(stack, options.pipeline, UPLOAD_DEAD_LETTERS, alarm_actions(options)),
+        **notification_resources(stack, options),
     }
+    if options.dashboard:
+        resources.update(dashboard_resources(stack, options.pipeline))
+        resources.update(
+            operations_alarm_resources(stack, options.pipeline, alarm_actions(options))
+        )
+    if options.alarm_email and options.kms:
+        # The alarm topic is under the stack key: CloudWatch must be able to use it.
+        resources[KMS_KEY]["Properties"]["KeyPolicy"]["Statement"].append(alarm_key_statement())
+    conditions: Json = {
+        NAMED_QUERIES_CONDITION: {"Fn::Equals": [ref(NAMED_QUERIES_PARAMETER), "true"]},
+        **secret_conditions(),
+    }
+    if options.dashboard:
+        conditions[RATE_ALARMS_CONDITION] = {"Fn::Equals": [ref(RATE_ALARMS_PARAMETER), "true"]}
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"RadStream {stack}: chest X-ray inference pipeline (generated; do not edit)",
         "Parameters": _parameters(options),
-        "Conditions": {
-            NAMED_QUERIES_CONDITION: {"Fn::Equals": [ref(NAMED_QUERIES_PARAMETER), "true"]},
-            **secret_conditions(),
-        },
+        "Conditions": conditions,
         "Resources": resources,
         "Outputs": _outputs(options),
     }
@@ -242,6 +273,8 @@ def build_template(
     pipeline: Pipeline = PIPELINE,
     reserved_concurrency: Mapping[str, int] | None = None,
     alarm_topic: str | None = None,
+    alarm_email: str | None = None,
+    dashboard: bool = True,
 ) -> Json:
     """The CloudFormation template of stack ``stack``: :func:`render_template` with the
     :class:`TemplateOptions` given as keywords."""
@@ -259,6 +292,8 @@ def build_template(
             pipeline=pipeline,
             reserved_concurrency=dict(reserved_concurrency or {}),
             alarm_topic=alarm_topic,
+            alarm_email=alarm_email,
+            dashboard=dashboard,
         ),
     )
 

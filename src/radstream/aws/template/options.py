@@ -17,6 +17,9 @@ MAX_RESERVED_CONCURRENCY = 10000
 """No more than an account's largest Lambda concurrency quota could give one function."""
 _TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}")
 _STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,39}")
+# A bare address (no display name, no spaces): what an SNS e-mail subscription takes.
+_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+MAX_EMAIL_LENGTH = 254
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,12 @@ class TemplateOptions:
     """Stage → reserved concurrency of its function (``--reserved-concurrency infer=20``);
     a stage not named here shares the account's unreserved pool."""
     alarm_topic: str | None = None
-    """An SNS topic ARN the loss alarms notify (``--alarm-topic``); None: console only."""
+    """An SNS topic ARN every alarm notifies (``--alarm-topic``); None: console only."""
+    alarm_email: str | None = None
+    """An e-mail address subscribed to an alarm topic of the stack (``--alarm-email``)."""
+    dashboard: bool = True
+    """The CloudWatch dashboard and the operational alarms (``--no-dashboard``: neither;
+    the loss alarms stay)."""
 
     @property
     def in_process_model(self) -> bool:
@@ -98,9 +106,19 @@ class TemplateOptions:
                 )
         if self.alarm_topic is not None and not _TOPIC_ARN.fullmatch(self.alarm_topic):
             raise ConfigInvalid(f"alarm topic {self.alarm_topic!r} is not an SNS topic ARN")
+        if self.alarm_email is not None and not valid_email(self.alarm_email):
+            raise ConfigInvalid(
+                f"alarm e-mail {self.alarm_email!r} is not an e-mail address "
+                "(give a bare address such as ops@example.com)"
+            )
         if not self.outage_budget_s > 0:
             raise ConfigInvalid(f"outage budget {self.outage_budget_s} s must be > 0")
         if self.python_version not in SUPPORTED_PYTHON:
             raise ConfigInvalid(
                 f"Python {self.python_version} is not one of {', '.join(SUPPORTED_PYTHON)}"
             )
+
+
+def valid_email(address: str) -> bool:
+    """Whether ``address`` is a bare e-mail address SNS can subscribe (no display name)."""
+    return len(address) <= MAX_EMAIL_LENGTH and _EMAIL.fullmatch(address) is not None
