@@ -389,7 +389,7 @@ def test_every_named_query_matches_the_local_runner(
         ("stage_latency", {"start_date": "2020-01-01", "end_date": "2020-01-02"}),
         ("failures_by_code", "day"),
         ("success_rate", {"start_date": "2020-01-01", "end_date": "2020-01-02"}),
-        ("variant_comparison", {"variant_a": "A' OR 1=1 --", "variant_b": "B"}),
+        ("success_rate", {"variant": "A' OR 1=1 --", "bucket_s": "60"}),
     ],
 )
 def test_parameters_mean_the_same_on_both_engines(
