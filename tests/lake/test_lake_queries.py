@@ -143,12 +143,14 @@ def test_success_failures_throughput_match(demo_lake: Path) -> None:
     }
 
 
-def test_slowest_executions_breakdown(demo_lake: Path) -> None:
+def test_execution_latency_keeps_the_top_slowest_with_their_breakdown(demo_lake: Path) -> None:
     rows = _rows(demo_lake)
     expected = _e2e_by_execution(rows)
     with LocalQueryRunner(demo_lake) as runner:
         slowest = runner.run_named("execution_latency").records()
+        three = runner.run_named("execution_latency", {"top": "3"}).records()
     assert len(slowest) == min(20, len(expected))
+    assert three == slowest[:3]
     assert [r["e2e_ms"] for r in slowest] == sorted((r["e2e_ms"] for r in slowest), reverse=True)
     top = slowest[0]
     assert top["e2e_ms"] == pytest.approx(max(v for v, _ in expected.values()))
