@@ -48,8 +48,11 @@ def dashboard(
         Path | None, typer.Option(help="Read the token from this file (kept off the command line)")
     ] = None,
     refresh_s: Annotated[
-        float, typer.Option(min=1.0, help="Seconds between the page's refreshes")
-    ] = 5.0,
+        float | None,
+        typer.Option(
+            min=1.0, help="Seconds between the page's refreshes [default: 5; 60 with --stack]"
+        ),
+    ] = None,
     stack: Annotated[
         str | None,
         typer.Option("--stack", help="Show this deployed stack: its queries run on its Athena"),
@@ -60,17 +63,19 @@ def dashboard(
     """Serve a live dashboard of the lake's named queries (offline: nothing from a CDN)."""
     import uvicorn
 
-    from radstream.dashboard.app import create_app
+    from radstream.dashboard.app import REFRESH_S, create_app
     from radstream.dashboard.engine import LocalEngineWatch
 
     secret = dashboard_token(token, token_file)
     settings = settings_for(data_dir)
     if stack:
-        from radstream.dashboard.stack import stack_dashboard
+        from radstream.dashboard.stack import STACK_REFRESH_S, stack_dashboard
 
         # Fails here, before serving, when the stack or its workgroup is not there.
         served = stack_dashboard(
-            stack_ref(settings, stack, region, endpoint_url), token=secret, refresh_s=refresh_s
+            stack_ref(settings, stack, region, endpoint_url),
+            token=secret,
+            refresh_s=refresh_s or STACK_REFRESH_S,
         )
         what = f"stack {stack}"
     else:
@@ -78,7 +83,7 @@ def dashboard(
             settings.lake_dir,
             engine=LocalEngineWatch(settings.db_path),
             token=secret,
-            refresh_s=refresh_s,
+            refresh_s=refresh_s or REFRESH_S,
         )
         what = str(settings.lake_dir)
     if secret is None and not is_loopback(host):

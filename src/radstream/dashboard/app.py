@@ -102,12 +102,15 @@ def create_app(
     source: Path | QuerySource,
     *,
     engine: EngineWatch | None = None,
+    parallel: int = 1,
     token: str | None = None,
     refresh_s: float = REFRESH_S,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Starlette:
     """The dashboard over ``source``: a lake directory (locally), or what opens a runner of
     the named queries (a stack's Athena). ``engine`` reads the engine panel (None: no panel).
+    ``parallel``: how many of a refresh's queries may run at once (only where the runner
+    allows it: Athena does, the local DuckDB connection does not).
     """
     queries = local_source(source) if isinstance(source, Path) else source
 
@@ -125,7 +128,14 @@ def create_app(
         variant = request.query_params.get("variant", "")
         try:
             panel = engine() if engine is not None else None
-            data = collect(queries, range_key=range_key, variant=variant, now=clock(), engine=panel)
+            data = collect(
+                queries,
+                range_key=range_key,
+                variant=variant,
+                now=clock(),
+                engine=panel,
+                parallel=parallel,
+            )
         except RadStreamError as exc:
             return JSONResponse({"error": str(exc), "code": exc.code}, status_code=500)
         return JSONResponse(data)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -235,27 +236,37 @@ def collect(
     variant: str = "",
     now: datetime,
     engine: EnginePanel | None = None,
+    parallel: int = 1,
 ) -> Dashboard:
     """Run every figure's query, and the objectives' over the burn windows, now.
 
     ``source`` opens a runner for this refresh alone (locally a fresh DuckDB: it lists the
     lake's files as they are, so a study that finished since the last refresh is in).
     ``engine`` is the engine panel, read by the caller (None where there is none).
+    ``parallel`` figures' queries run at once: Athena answers each in seconds, and runs many
+    side by side; DuckDB (one connection) takes them one at a time.
     """
     window = Window.ending(now, RANGES[range_key])
     bucket_s = BUCKETS_S[range_key]
     with source() as runner:
-        figures: dict[str, Figure] = {}
-        for spec in FIGURES:
+
+        def run(spec: FigureSpec) -> Figure:
             params = figure_params(spec, window, variant, bucket_s)
             result = runner.run_named(spec.query, params)
-            figures[spec.key] = Figure(
+            return Figure(
                 title=spec.title,
                 query=spec.query,
                 params=params,
                 columns=result.columns,
                 rows=json_rows(result),
             )
+
+        if parallel > 1:
+            with ThreadPoolExecutor(max_workers=parallel) as pool:
+                drawn = list(pool.map(run, FIGURES))
+        else:
+            drawn = [run(spec) for spec in FIGURES]
+        figures = {spec.key: figure for spec, figure in zip(FIGURES, drawn, strict=True)}
         tiles = objective_tiles(
             runner,
             {name: Window.ending(now, length).params() for name, length in BURN_WINDOWS.items()},

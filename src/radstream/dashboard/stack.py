@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 
 from radstream.aws.athena_runner import AthenaQueryRunner
 from radstream.aws.session import StackRef
-from radstream.dashboard.app import REFRESH_S, create_app
+from radstream.dashboard.app import create_app
 from radstream.dashboard.engine import StackEngineWatch
 from radstream.dashboard.figures import QuerySource
 
@@ -25,11 +25,20 @@ def athena_source(runner: AthenaQueryRunner) -> QuerySource:
     return lambda: nullcontext(runner)
 
 
+STACK_REFRESH_S = 60.0
+"""A stack's page refreshes every minute by default: each refresh runs about fifteen Athena
+queries, each billed (10 MB at least) and each taking seconds."""
+
+PARALLEL_QUERIES = 8
+"""A refresh's figure queries run this many at once (Athena runs them side by side; the
+account's limit on concurrent queries is far above)."""
+
+
 def stack_dashboard(
     stack: StackRef,
     *,
     token: str | None = None,
-    refresh_s: float = REFRESH_S,
+    refresh_s: float = STACK_REFRESH_S,
     poll_s: float = 0.5,
 ) -> Starlette:
     """The dashboard app over ``stack``. Raises
@@ -38,6 +47,7 @@ def stack_dashboard(
     return create_app(
         athena_source(runner),
         engine=StackEngineWatch(stack),
+        parallel=PARALLEL_QUERIES,
         token=token,
         refresh_s=refresh_s,
     )
