@@ -25,6 +25,7 @@ from radstream.bench.slo import DEFAULT_TARGETS
 from radstream.cli import app as cli_app
 from radstream.cli.dashboard import dashboard_token, is_loopback
 from radstream.dashboard.app import COOKIE, CSP, create_app
+from radstream.dashboard.engine import LocalEngineWatch
 from radstream.dashboard.figures import (
     BUCKETS_S,
     DEFAULT_RANGE,
@@ -38,6 +39,9 @@ from radstream.dashboard.figures import (
 from radstream.dashboard.objectives import OBJECTIVES, burn, objective_tiles
 from radstream.lake.duckdb_runner import LocalQueryRunner, QueryResult
 from radstream.lake.queries import named_queries
+from radstream.local.database import connect
+from radstream.local.executor import Executor
+from radstream.stages.ports import ObjectInfo
 
 NOW = datetime(2026, 3, 4, 0, 30, 15, tzinfo=UTC)
 STATIC = resources.files("radstream.dashboard").joinpath("static")
@@ -411,3 +415,34 @@ def test_a_refresh_runs_named_queries_only(empty_lake: Path) -> None:
     assert set(spy.names) <= set(named_queries())
     assert {spec.query for spec in FIGURES} | {o.query for o in OBJECTIVES} == set(spy.names)
     assert {f["query"] for f in data["figures"].values()} <= set(named_queries())
+
+
+# --------------------------------------------------------------------------- engine panel
+
+
+def test_the_engine_panel_reads_the_executor_and_keeps_the_queue_history(tmp_path: Path) -> None:
+    db = tmp_path / "engine.db"
+    times = iter([100.0, 105.0, 110.0])
+    watch = LocalEngineWatch(db, clock=lambda: next(times))
+    assert watch() is None and not db.exists()  # no engine ran here: no panel, no file made
+    executor = Executor(connect(db), clock=lambda: 90.0)
+    executor.object_created(ObjectInfo("images", "incoming/s1/a.json", "e1", 2, 0.0))
+    assert executor.route() == 1
+    first = watch()
+    assert first is not None
+    assert (
+        first["counts"]
+        == executor.counts()
+        == {
+            "pending": 1,
+            "running": 0,
+            "succeeded": 0,
+            "failed": 0,
+        }
+    )
+    assert (first["queue_depth"], first["oldest_pending_age_s"]) == (1, 15.0)
+    claim = executor.claim("w")
+    assert claim is not None
+    second = watch()
+    assert second is not None and second["counts"]["running"] == 1
+    assert second["history"] == [[105.0, 1.0, 0.0], [110.0, 0.0, 1.0]]

@@ -89,7 +89,7 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec(
         "latency",
         "execution_latency_percentiles",
-        "End-to-end latency of finished executions (ms)",
+        "End-to-end latency of successful executions (ms)",
         bucketed=True,
     ),
     FigureSpec("throughput", "success_rate", "Executions finished", bucketed=True),
@@ -102,7 +102,7 @@ FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec(
         "variant_latency",
         "execution_latency_percentiles",
-        "A/B variants side by side: end-to-end latency (ms)",
+        "A/B variants side by side: end-to-end latency of successful executions (ms)",
         by_variant=True,
         fixed=WHOLE_WINDOW,
     ),
