@@ -3,10 +3,12 @@ its offline page, and the CLI that serves it."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import math
 import re
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
@@ -23,17 +25,23 @@ from radstream.bench.slo import DEFAULT_TARGETS
 from radstream.cli import app as cli_app
 from radstream.cli.dashboard import dashboard_token, is_loopback
 from radstream.dashboard.app import COOKIE, CSP, create_app
+from radstream.dashboard.engine import LocalEngineWatch
 from radstream.dashboard.figures import (
+    BUCKETS_S,
     DEFAULT_RANGE,
     FIGURES,
     RANGES,
     Window,
+    collect,
     figure_params,
     json_value,
 )
-from radstream.dashboard.objectives import OBJECTIVES, OBJECTIVES_QUERY, burn, objective_tiles
-from radstream.lake.duckdb_runner import QueryResult
+from radstream.dashboard.objectives import OBJECTIVES, burn, objective_tiles
+from radstream.lake.duckdb_runner import LocalQueryRunner, QueryResult
 from radstream.lake.queries import named_queries
+from radstream.local.database import connect
+from radstream.local.executor import Executor
+from radstream.stages.ports import ObjectInfo
 
 NOW = datetime(2026, 3, 4, 0, 30, 15, tzinfo=UTC)
 STATIC = resources.files("radstream.dashboard").joinpath("static")
@@ -60,22 +68,38 @@ def test_the_unbounded_window_starts_at_the_epoch() -> None:
     assert params["start_date"] == "1970-01-01"
     assert params["from_ts"] == "1970-01-01 00:00:00 UTC"
     assert Window.ending(NOW, None).seconds()[0] == 0
-    assert Window.ending(NOW, None).params(windowed=False) == {
-        "start_date": "1970-01-01",
-        "end_date": "2026-03-04",
-    }
+    assert Window.ending(NOW, None).params()["to_ts"] == "2026-03-04 00:30:16 UTC"
 
 
 @pytest.mark.parametrize("spec", FIGURES, ids=lambda s: s.key)
-def test_every_figure_names_a_query_that_takes_exactly_its_parameters(spec: Any) -> None:
+def test_every_figure_names_a_query_that_takes_its_parameters(spec: Any) -> None:
     query = named_queries()[spec.query]
-    given = figure_params(spec, Window.ending(NOW, timedelta(days=1)), "A")
-    assert query.bind(given) == given  # nothing unknown, nothing missing, dates well formed
-    assert ("variant" in given) == spec.by_variant
+    given = figure_params(spec, Window.ending(NOW, timedelta(days=1)), "A", 300)
+    assert query.bind(given) == {**query.defaults, **given}  # nothing unknown, dates well formed
+    # The A/B figures show every variant side by side; the others follow the filter.
+    assert ("variant" in given) != spec.by_variant
+    assert given.get("by_variant", "false") == ("true" if spec.by_variant else "false")
+    if spec.bucketed:
+        assert given["bucket_s"] == "300"
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES, ids=lambda o: o.target.name)
+def test_every_tile_names_a_query_that_takes_its_parameters(objective: Any) -> None:
+    query = named_queries()[objective.query]
+    given = objective.params(Window.ending(NOW, timedelta(hours=1)).params(), "B")
+    assert query.bind(given) == {**query.defaults, **given}
+    assert given["bucket_s"] == "0" and given["variant"] == "B"
+
+
+def test_each_range_has_a_bucket_of_a_few_hundred_points_at_most() -> None:
+    assert set(BUCKETS_S) == set(RANGES)
+    for key, span in RANGES.items():
+        if span is not None:
+            assert span.total_seconds() / BUCKETS_S[key] <= 400, key
 
 
 def test_the_dashboard_queries_are_athena_sql_over_the_telemetry_table() -> None:
-    names = [spec.query for spec in FIGURES] + [OBJECTIVES_QUERY]
+    names = [spec.query for spec in FIGURES] + [o.query for o in OBJECTIVES]
     for name in names:
         tree = sqlglot.parse_one(named_queries()[name].sql, read="athena")
         assert "radstream.telemetry" in {t.sql() for t in tree.find_all(sqlglot.exp.Table)}
@@ -89,6 +113,10 @@ def test_query_values_become_json() -> None:
     assert json_value(Decimal("1.5")) == 1.5
     assert json_value(math.nan) is None and json_value(math.inf) is None
     assert json_value(7) == 7 and json_value("x") == "x" and json_value(None) is None
+    # Athena's text for a timestamp, and an emulator's: the same instant as ISO 8601.
+    assert json_value("2026-01-02 03:04:00.000 UTC") == "2026-01-02T03:04:00+00:00"
+    assert json_value("2026-01-02 03:04:00+00:00") == "2026-01-02T03:04:00+00:00"
+    assert json_value("IMAGE_TRUNCATED") == "IMAGE_TRUNCATED"
 
 
 # --------------------------------------------------------------------------- burn
@@ -128,38 +156,51 @@ def test_burn_is_one_exactly_at_the_objective(
 
 
 class FakeRunner:
-    """Answers ``dashboard_objectives`` with one row; records what it was asked."""
+    """Answers each named query with its rows; records what it was asked."""
 
-    def __init__(self, row: dict[str, object]) -> None:
-        self.row = row
+    def __init__(self, rows: dict[str, list[dict[str, object]]]) -> None:
+        self.rows = rows
         self.asked: list[tuple[str, dict[str, str]]] = []
 
     def run_named(self, name: str, params: dict[str, str] | None = None) -> QueryResult:
         self.asked.append((name, dict(params or {})))
-        return QueryResult(columns=list(self.row), rows=[tuple(self.row.values())])
+        records = self.rows[name]
+        return QueryResult(columns=list(records[0]), rows=[tuple(r.values()) for r in records])
 
 
-def test_tiles_run_the_objectives_query_per_window_with_the_variant_and_the_p95_limit() -> None:
-    row = {
-        "executions": 200,
-        "succeeded": 199,
-        "failed": 1,
-        "success_rate": 0.995,
-        "p95_ms": 1200.0,
-        "slow_share": 0.01,
-        "throughput_per_min": 12.5,
-        "cost_per_image_usd": 0.0004,
-    }
-    runner = FakeRunner(row)
+def test_tiles_read_each_objectives_query_per_window_with_the_variant() -> None:
+    latency = {"bucket": None, "variant": None, "outcome": "succeeded", "n": 199}
+    runner = FakeRunner(
+        {
+            "execution_latency_percentiles": [
+                {**latency, "outcome": "failed", "n": 1, "p95_ms": 5.0, "slow_share": 0.0},
+                {**latency, "p95_ms": 1200.0, "slow_share": 0.01},
+            ],
+            "success_rate": [{"finished": 200, "success_rate": 0.995, "throughput_per_min": 12.5}],
+            "cost_per_image": [{"images": 199, "cost_per_image_usd": 0.0004}],
+        }
+    )
     windows = {"1h": {"start_date": "2026-03-03", "end_date": "2026-03-04"}, "24h": {}}
     tiles = objective_tiles(runner, windows, "B")
-    assert [name for name, _ in runner.asked] == [OBJECTIVES_QUERY] * 2
-    assert runner.asked[0][1] == {**windows["1h"], "variant": "B", "slow_ms": "5000"}
+    # success_rate feeds two tiles but runs once per window.
+    assert sorted(name for name, _ in runner.asked) == sorted(
+        ["execution_latency_percentiles", "success_rate", "cost_per_image"] * 2
+    )
+    assert runner.asked[0][1] == {
+        **windows["1h"],
+        "variant": "B",
+        "bucket_s": "0",
+        "slow_ms": "5000",
+    }
     by_name = {t["name"]: t for t in tiles}
     assert by_name["success_rate"]["windows"]["1h"]["burn"] == pytest.approx(0.5)
+    # The p95 tile reads the successful executions' row.
     assert by_name["p95_ms"]["windows"]["24h"]["value"] == 1200.0
     assert by_name["p95_ms"]["windows"]["24h"]["burn"] == pytest.approx(0.2)
-    assert all(t["windows"]["1h"]["executions"] == 200 for t in tiles)
+    assert by_name["p95_ms"]["windows"]["1h"]["executions"] == 199
+    assert by_name["throughput_per_min"]["windows"]["1h"]["value"] == 12.5
+    assert by_name["success_rate"]["windows"]["1h"]["executions"] == 200
+    assert by_name["cost_per_image_usd"]["windows"]["1h"]["executions"] == 199
 
 
 # --------------------------------------------------------------------------- app
@@ -320,3 +361,88 @@ def test_the_command_serves_the_data_dirs_lake_on_loopback_by_default(
     client = client_for(served["app"])
     assert client.get("/api/dashboard").status_code == 401
     assert client.get("/", headers={"Authorization": "Bearer tok-9"}).status_code == 200
+
+
+# --------------------------------------------------------------------------- no SQL here
+
+PACKAGE = Path(__file__).parents[2] / "src" / "radstream" / "dashboard"
+SQL_TEXT = [
+    re.compile(r"\bselect\b.*\bfrom\b", re.IGNORECASE | re.DOTALL),
+    re.compile(r"\bgroup\s+by\b|\border\s+by\b|\bwhere\s+\w+\s*(=|<|>|in\b)", re.IGNORECASE),
+    re.compile(r"radstream\.telemetry|approx_percentile|count\s*\(", re.IGNORECASE),
+]
+
+
+def python_strings(path: Path) -> list[str]:
+    """Every string literal of a module, docstrings included."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    ]
+
+
+def sql_in(texts: list[str]) -> list[str]:
+    return [text for text in texts for pattern in SQL_TEXT if pattern.search(text)]
+
+
+def test_the_dashboard_holds_no_sql_only_query_names() -> None:
+    sources = sorted(PACKAGE.rglob("*.py"))
+    assert len(sources) >= 5
+    for path in sources:
+        assert sql_in(python_strings(path)) == [], path
+    for name in ("dashboard.js", "index.html"):  # the page's own (uPlot is vendored as is)
+        assert sql_in(STATIC.joinpath(name).read_text(encoding="utf-8").splitlines()) == [], name
+    # The check can fail: a query written out is found.
+    assert sql_in(["SELECT stage, count(*) FROM radstream.telemetry GROUP BY stage"])
+
+
+class OnlyNamed:
+    """A runner that can run named queries and nothing else; records the names."""
+
+    def __init__(self, runner: LocalQueryRunner) -> None:
+        self._runner = runner
+        self.names: list[str] = []
+
+    def run_named(self, name: str, params: dict[str, str] | None = None) -> QueryResult:
+        self.names.append(name)
+        return self._runner.run_named(name, params)
+
+
+def test_a_refresh_runs_named_queries_only(empty_lake: Path) -> None:
+    with LocalQueryRunner(empty_lake) as local:
+        spy = OnlyNamed(local)
+        data = collect(lambda: nullcontext(spy), range_key="1h", now=NOW)
+    assert set(spy.names) <= set(named_queries())
+    assert {spec.query for spec in FIGURES} | {o.query for o in OBJECTIVES} == set(spy.names)
+    assert {f["query"] for f in data["figures"].values()} <= set(named_queries())
+
+
+# --------------------------------------------------------------------------- engine panel
+
+
+def test_the_engine_panel_reads_the_executor_and_keeps_the_queue_history(tmp_path: Path) -> None:
+    db = tmp_path / "engine.db"
+    times = iter([100.0, 105.0, 110.0])
+    watch = LocalEngineWatch(db, clock=lambda: next(times))
+    assert watch() is None and not db.exists()  # no engine ran here: no panel, no file made
+    executor = Executor(connect(db), clock=lambda: 90.0)
+    executor.object_created(ObjectInfo("images", "incoming/s1/a.json", "e1", 2, 0.0))
+    assert executor.route() == 1
+    first = watch()
+    assert first is not None
+    assert (
+        first["counts"]
+        == executor.counts()
+        == {
+            "pending": 1,
+            "running": 0,
+            "succeeded": 0,
+            "failed": 0,
+        }
+    )
+    assert (first["queue_depth"], first["oldest_pending_age_s"]) == (1, 15.0)
+    claim = executor.claim("w")
+    assert claim is not None
+    second = watch()
+    assert second is not None and second["counts"]["running"] == 1
+    assert second["history"] == [[105.0, 1.0, 0.0], [110.0, 0.0, 1.0]]

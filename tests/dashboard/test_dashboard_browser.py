@@ -1,5 +1,5 @@
-"""The dashboard in headless Chromium: loads clean, draws the named queries' figures, follows
-the lake as studies arrive, and filters by variant.
+"""The dashboard in headless Chromium: loads clean, draws the named queries' figures and the
+engine's own counts, follows the lake as studies arrive, and filters by variant.
 
 Each test serves the real app on 127.0.0.1 and drives a real browser (see
 ``dashboard_browser.py``); the figures the page drew are read back from the page and compared
@@ -9,7 +9,7 @@ with the named queries run directly on the same lake.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,13 @@ from dashboard_browser import Browser
 from dashboard_support import ChromiumKit, DemoLake, serving
 
 from radstream.dashboard.app import create_app
+from radstream.dashboard.engine import LocalEngineWatch
 from radstream.dashboard.figures import json_rows
+from radstream.dashboard.objectives import OBJECTIVES, pick_row
 from radstream.lake.duckdb_runner import LocalQueryRunner
+from radstream.local.database import connect
+from radstream.local.executor import Executor
+from radstream.stages.ports import ObjectInfo
 from support.demo import run_demo_lake
 
 pytestmark = pytest.mark.slow  # a server, a browser, and demo runs with worker processes
@@ -43,13 +48,14 @@ def epoch(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-def day_epoch(dt: str) -> float:
-    return datetime.fromisoformat(dt).replace(tzinfo=UTC).timestamp()
-
-
 def column(figure: dict[str, Any], name: str) -> list[Any]:
     i = figure["columns"].index(name)
     return [row[i] for row in figure["rows"]]
+
+
+def only(figure: dict[str, Any], name: str, value: Any) -> dict[str, Any]:
+    i = figure["columns"].index(name)
+    return {**figure, "rows": [row for row in figure["rows"] if row[i] == value]}
 
 
 def same(shown: Any, computed: Any) -> bool:
@@ -68,50 +74,63 @@ def assert_figures_are_the_queries(lake: Path, data: dict[str, Any]) -> None:
             result = runner.run_named(figure["query"], figure["params"])
             assert figure["columns"] == result.columns, key
             assert same(figure["rows"], json_rows(result)), (key, figure["rows"])
+        objectives = {o.target.name: o for o in OBJECTIVES}
         for tile in data["objectives"]:
+            objective = objectives[tile["name"]]
+            assert tile["query"] == objective.query
             for window, shown in tile["windows"].items():
-                record = runner.run_named(tile["query"], shown["params"]).records()[0]
-                column_name = tile["name"]
-                assert same(shown["value"], record[column_name]), (tile["name"], window)
-                assert shown["executions"] == record["executions"]
+                record = pick_row(objective, runner.run_named(tile["query"], shown["params"]))
+                assert same(shown["value"], record[objective.column]), (tile["name"], window)
+                assert shown["executions"] == record[objective.count_column]
 
 
 def assert_charts_are_the_figures(data: dict[str, Any], plotted: dict[str, Any]) -> None:
     """What each chart drew is its figure's rows (reshaped, never recomputed)."""
     figures = data["figures"]
-    latency = figures["latency"]
-    assert plotted["latency"]["x"] == [epoch(m) for m in column(latency, "minute")]
+    latency = only(figures["latency"], "outcome", "succeeded")
+    assert plotted["latency"]["x"] == [epoch(m) for m in column(latency, "bucket")]
     for name in ("p50_ms", "p95_ms", "p99_ms"):
         assert plotted["latency"]["series"][name] == column(latency, name)
     throughput = figures["throughput"]
-    assert plotted["throughput"]["x"] == [epoch(m) for m in column(throughput, "minute")]
+    assert plotted["throughput"]["x"] == [epoch(m) for m in column(throughput, "bucket")]
     for name in ("succeeded", "failed"):
         assert plotted["throughput"]["series"][name] == column(throughput, name)
     failures = figures["failures"]
     drawn = plotted["failures"]
     assert sorted(drawn["series"]) == sorted(set(column(failures, "error_code")))
-    for minute, code, count in failures["rows"]:
-        assert drawn["series"][code][drawn["x"].index(epoch(minute))] == count
+    for bucket, code, count in failures["rows"]:
+        assert drawn["series"][code][drawn["x"].index(epoch(bucket))] == count
     stages = figures["stages"]
     assert plotted["stages"]["x"] == column(stages, "stage")
     for name in ("p50_ms", "p95_ms", "p99_ms"):
         assert plotted["stages"]["series"][name] == column(stages, name)
     cost = figures["cost"]
-    assert plotted["cost"]["x"] == [day_epoch(d) for d in column(cost, "dt")]
+    assert plotted["cost"]["x"] == [epoch(d) for d in column(cost, "bucket")]
     assert plotted["cost"]["series"]["cost_per_image_usd"] == column(cost, "cost_per_image_usd")
     batches = figures["batches"]
     assert plotted["batches"]["x"] == column(batches, "batch_size")
     assert plotted["batches"]["series"]["calls"] == column(batches, "calls")
-    variants = figures["variants"]
+    variants = only(figures["variant_latency"], "outcome", "succeeded")
+    variants = {**variants, "rows": [r for r in variants["rows"] if r[1] is not None]}
     assert plotted["variants"]["x"] == column(variants, "variant")
     for name in ("p50_ms", "p95_ms"):
         assert plotted["variants"]["series"][name] == column(variants, name)
 
 
+def assert_engine_is_the_executors(data: dict[str, Any], plotted: dict[str, Any], db: Path) -> None:
+    """The engine panel holds, and its chart drew, the executor's own counts."""
+    counts = Executor(connect(db)).counts()
+    assert data["engine"]["counts"] == counts
+    assert plotted["engine"]["x"] == list(counts)
+    assert plotted["engine"]["series"]["executions"] == list(counts.values())
+    assert plotted["engine"]["queue_depth"] == counts["pending"]
+
+
 def test_the_page_draws_the_named_queries_and_filters_by_variant(
     chromium_kit: ChromiumKit, ab_lake: DemoLake
 ) -> None:
-    app = create_app(ab_lake.lake_dir, refresh_s=1.0)
+    db = ab_lake.data_dir / "engine.db"
+    app = create_app(ab_lake.lake_dir, engine=LocalEngineWatch(db), refresh_s=1.0)
     with serving(app) as url, Browser(chromium_kit.binary, chromium_kit.flags) as browser:
         browser.open(url + "/")
         browser.wait_for(LOADED, "the dashboard's first refresh")
@@ -119,11 +138,18 @@ def test_the_page_draws_the_named_queries_and_filters_by_variant(
         data, plotted = seen["data"], seen["plotted"]
         assert seen["errors"] == 0
         # The demo's figures are there, not an empty page that would compare equal.
-        assert sum(column(data["figures"]["latency"], "executions")) == 10
-        assert column(data["figures"]["variants"], "variant") == ["A", "B"]
+        assert sum(column(data["figures"]["latency"], "n")) == 10
+        assert column(data["figures"]["variant_success"], "variant") == ["A", "B"]
         assert data["figures"]["failures"]["rows"]
         assert_figures_are_the_queries(ab_lake.lake_dir, data)
         assert_charts_are_the_figures(data, plotted)
+        assert_engine_is_the_executors(data, plotted, db)
+        assert data["engine"]["counts"] == {
+            "pending": 0,
+            "running": 0,
+            "succeeded": 7,
+            "failed": 3,
+        }
         # Drawn, not only held: uPlot's canvases and the bars' rectangles are in the DOM.
         for key in ("latency", "throughput", "failures", "cost"):
             assert browser.evaluate(f"document.querySelectorAll('#chart-{key} canvas').length")
@@ -148,9 +174,26 @@ def test_the_page_draws_the_named_queries_and_filters_by_variant(
             "window.radstreamDashboard.data.variant === 'A'", "the page to show variant A"
         )
         seen = snapshot(browser)
-        assert sum(column(seen["data"]["figures"]["latency"], "executions")) == 6
+        assert sum(column(seen["data"]["figures"]["latency"], "n")) == 6
         assert_figures_are_the_queries(ab_lake.lake_dir, seen["data"])
         assert_charts_are_the_figures(seen["data"], seen["plotted"])
+
+        # An upload the engine has not run yet (no engine runs here): the panel shows it
+        # pending at the next refresh, as the executor counts it, and its age.
+        executor = Executor(connect(db))
+        executor.object_created(ObjectInfo("images", "incoming/waiting/a.json", "e1", 2, 0.0))
+        assert executor.route() == 1
+        browser.wait_for(
+            "window.radstreamDashboard.data.engine.counts.pending === 1",
+            "the engine panel to show the pending upload",
+        )
+        seen = snapshot(browser)
+        assert_engine_is_the_executors(seen["data"], seen["plotted"], db)
+        assert seen["data"]["engine"]["oldest_pending_age_s"] >= 0
+        facts = browser.evaluate(
+            "document.querySelector('#chart-engine .engine-facts').textContent"
+        )
+        assert "queue depth 1" in facts
         assert browser.problems() == []
     assert chromium_kit.console_errors(browser.log()) == []
 
@@ -172,8 +215,8 @@ def test_a_study_uploaded_after_the_page_opened_appears_after_a_refresh(
         run_demo_lake(data_dir, standin_model, studies=1, invalid=0)
 
         browser.wait_for(
-            "window.radstreamDashboard.data.figures.throughput.rows"
-            ".reduce((n, r) => n + r[1], 0) === 3",
+            "(f => f.rows.reduce((n, r) => n + r[f.columns.indexOf('succeeded')], 0))"
+            "(window.radstreamDashboard.data.figures.throughput) === 3",
             "the page to show the third study",
         )
         after = snapshot(browser)["data"]

@@ -24,12 +24,9 @@ REQUIRED = {
     "stage_latency",
     "execution_latency",
     "execution_latency_percentiles",
-    "throughput_per_minute",
     "success_rate",
     "failures_by_code",
-    "slowest_executions",
-    "cost_per_image_daily",
-    "variant_comparison",
+    "cost_per_image",
     "batch_sizes",
     "data_quality",
 }
@@ -94,7 +91,8 @@ def test_execution_latency_and_percentiles_match(demo_lake: Path) -> None:
     expected = _e2e_by_execution(_rows(demo_lake))
     with LocalQueryRunner(demo_lake) as runner:
         per_execution = {
-            r["execution_id"]: r for r in runner.run_named("execution_latency").records()
+            r["execution_id"]: r
+            for r in runner.run_named("execution_latency", {"top": "1000"}).records()
         }
         percentiles = {
             r["outcome"]: r for r in runner.run_named("execution_latency_percentiles").records()
@@ -107,6 +105,10 @@ def test_execution_latency_and_percentiles_match(demo_lake: Path) -> None:
     assert percentiles["succeeded"]["n"] == len(successes)
     assert percentiles["succeeded"]["p95_ms"] == pytest.approx(np.percentile(successes, 95))
     assert percentiles["succeeded"]["max_ms"] == pytest.approx(max(successes))
+    assert percentiles["succeeded"]["bucket"] is None  # bucket_s=0: the whole window
+    assert percentiles["succeeded"]["slow_share"] == sum(v > 5000 for v in successes) / len(
+        successes
+    )
 
 
 def test_success_failures_throughput_match(demo_lake: Path) -> None:
@@ -114,18 +116,24 @@ def test_success_failures_throughput_match(demo_lake: Path) -> None:
     succeeded = {r["execution_id"] for r in rows if r["stage"] == "store"}
     failed = {r["execution_id"] for r in rows if r["stage"] == "record_failure"}
     codes = Counter(r["error_code"] for r in rows if r["stage"] == "record_failure")
+    ends = sorted(r["end_ts"] for r in rows if r["stage"] in ("store", "record_failure"))
+    active_min = max((ends[-1] - ends[0]) / timedelta(minutes=1), 1.0)
     with LocalQueryRunner(demo_lake) as runner:
         [rate] = runner.run_named("success_rate").records()
         by_code = {
             r["error_code"]: r["executions"] for r in runner.run_named("failures_by_code").records()
         }
-        minutes = runner.run_named("throughput_per_minute").records()
+        minutes = runner.run_named("success_rate", {"bucket_s": "60"}).records()
         [quality] = runner.run_named("data_quality").records()
     assert (rate["succeeded"], rate["failed"]) == (len(succeeded), len(failed)) == (9, 5)
+    assert rate["finished"] == 14 and rate["bucket"] is None
     assert rate["success_rate"] == pytest.approx(9 / 14)
+    assert rate["throughput_per_min"] == pytest.approx(14 / active_min)
     assert by_code == dict(codes)
     assert sum(m["succeeded"] for m in minutes) == 9
     assert sum(m["failed"] for m in minutes) == 5
+    for m in minutes:
+        assert m["bucket"].second == 0 and m["bucket"].microsecond == 0
     assert quality == {
         "total_rows": len(_rows(demo_lake)),
         "null_ids": 0,
@@ -135,12 +143,14 @@ def test_success_failures_throughput_match(demo_lake: Path) -> None:
     }
 
 
-def test_slowest_executions_breakdown(demo_lake: Path) -> None:
+def test_execution_latency_keeps_the_top_slowest_with_their_breakdown(demo_lake: Path) -> None:
     rows = _rows(demo_lake)
     expected = _e2e_by_execution(rows)
     with LocalQueryRunner(demo_lake) as runner:
-        slowest = runner.run_named("slowest_executions").records()
+        slowest = runner.run_named("execution_latency").records()
+        three = runner.run_named("execution_latency", {"top": "3"}).records()
     assert len(slowest) == min(20, len(expected))
+    assert three == slowest[:3]
     assert [r["e2e_ms"] for r in slowest] == sorted((r["e2e_ms"] for r in slowest), reverse=True)
     top = slowest[0]
     assert top["e2e_ms"] == pytest.approx(max(v for v, _ in expected.values()))
@@ -187,40 +197,46 @@ def test_variants_cost_and_batches_match(
     rows = _rows(lake)
     e2e = _e2e_by_execution(rows)
     variant_of = {r["execution_id"]: r["variant"] for r in rows}
+    by_variant = {"by_variant": "true"}
     with LocalQueryRunner(lake) as runner:
-        ab = {r["variant"]: r for r in runner.run_named("variant_comparison").records()}
-        cost = runner.run_named("cost_per_image_daily").records()
+        latency = runner.run_named("execution_latency_percentiles", by_variant).records()
+        rates = {r["variant"]: r for r in runner.run_named("success_rate", by_variant).records()}
+        only_a = runner.run_named("success_rate", {"variant": "A"}).records()
+        cost = runner.run_named("cost_per_image").records()
         batches = {r["batch_size"]: r["calls"] for r in runner.run_named("batch_sizes").records()}
         only_first_day = runner.run_named(
-            "cost_per_image_daily", {"start_date": "2026-03-01", "end_date": "2026-03-01"}
+            "cost_per_image", {"start_date": "2026-03-01", "end_date": "2026-03-01"}
         ).records()
+    ab = {r["variant"]: r for r in latency if r["outcome"] == "succeeded"}
     for variant in ("A", "B"):
-        values = [v for eid, (v, _) in e2e.items() if variant_of[eid] == variant]
+        values = [v for eid, (v, ok) in e2e.items() if variant_of[eid] == variant and ok]
         oks = [ok for eid, (_, ok) in e2e.items() if variant_of[eid] == variant]
-        assert ab[variant]["executions"] == len(values) == 20
+        assert ab[variant]["n"] == len(values) > 0
         assert ab[variant]["p50_ms"] == pytest.approx(np.percentile(values, 50))
         assert ab[variant]["p95_ms"] == pytest.approx(np.percentile(values, 95))
-        assert ab[variant]["success_rate"] == pytest.approx(sum(oks) / len(oks))
+        assert rates[variant]["finished"] == len(oks) == 20
+        assert rates[variant]["success_rate"] == pytest.approx(sum(oks) / len(oks))
     assert ab["B"]["p50_ms"] > ab["A"]["p50_ms"]
+    assert [(r["variant"], r["finished"]) for r in only_a] == [(None, 20)]
     for day in cost:
-        day_rows = [r for r in rows if r["start_ts"].strftime("%Y-%m-%d") == day["dt"]]
+        day_rows = [r for r in rows if r["end_ts"].date() == day["bucket"].date()]
         images = {r["execution_id"] for r in day_rows if r["stage"] == "store"}
         total = sum(r["cost_usd"] for r in day_rows)
         assert day["cost_usd"] == pytest.approx(total)
         assert day["cost_per_image_usd"] == pytest.approx(total / len(images))
-    assert [d["dt"] for d in only_first_day] == ["2026-03-01"]
+    assert [d["bucket"].date().isoformat() for d in only_first_day] == ["2026-03-01"]
     assert batches == dict(Counter(r.batch_size for r in records if r.stage == "infer"))
 
 
 def test_parameters_are_values_not_sql(write_lake: Callable[[list[TelemetryRecord]], Path]) -> None:
     lake = write_lake(_ab_records())
     with LocalQueryRunner(lake) as runner:
-        sneaky = runner.run_named("variant_comparison", {"variant_a": "A' OR '1'='1"}).records()
+        sneaky = runner.run_named("success_rate", {"variant": "A' OR '1'='1"}).records()
         with pytest.raises(QueryParamInvalid):
             runner.run_named("stage_latency", {"start_date": "yesterday"})
         with pytest.raises(QueryParamInvalid):
             runner.run_named("stage_latency", {"nope": "1"})
-    assert [r["variant"] for r in sneaky] == ["B"]
+    assert sneaky == []  # no variant has that name: the value stayed a value
 
 
 def test_athena_only_syntax_is_refused_with_a_typed_error() -> None:
@@ -244,7 +260,7 @@ def test_cost_column_is_filled_by_the_pipeline(demo_lake: Path) -> None:
     assert all(r["cost_usd"] and r["cost_usd"] > 0 for r in rows)
     assert all(r["memory_mb"] == 2048 for r in rows)
     with LocalQueryRunner(demo_lake) as runner:
-        [day] = runner.run_named("cost_per_image_daily").records()
+        [day] = runner.run_named("cost_per_image").records()
     assert day["cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in rows))
     assert day["images"] == 9
     assert day["cost_per_image_usd"] == pytest.approx(day["cost_usd"] / 9)

@@ -1,4 +1,4 @@
-"""``radstream dashboard``: the live dashboard over the local telemetry lake."""
+"""``radstream dashboard``: the live dashboard over the local telemetry lake, or a stack's."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from radstream.cli.app import DataDir, app, console, settings_for
+from radstream.cli.app import (
+    AwsEndpointOpt,
+    DataDir,
+    RegionOpt,
+    app,
+    console,
+    settings_for,
+    stack_ref,
+)
 from radstream.cli.tokens import read_token
 
 
@@ -40,16 +48,44 @@ def dashboard(
         Path | None, typer.Option(help="Read the token from this file (kept off the command line)")
     ] = None,
     refresh_s: Annotated[
-        float, typer.Option(min=1.0, help="Seconds between the page's refreshes")
-    ] = 5.0,
+        float | None,
+        typer.Option(
+            min=1.0, help="Seconds between the page's refreshes [default: 5; 60 with --stack]"
+        ),
+    ] = None,
+    stack: Annotated[
+        str | None,
+        typer.Option("--stack", help="Show this deployed stack: its queries run on its Athena"),
+    ] = None,
+    region: RegionOpt = None,
+    endpoint_url: AwsEndpointOpt = None,
 ) -> None:
     """Serve a live dashboard of the lake's named queries (offline: nothing from a CDN)."""
     import uvicorn
 
-    from radstream.dashboard.app import create_app
+    from radstream.dashboard.app import REFRESH_S, create_app
+    from radstream.dashboard.engine import LocalEngineWatch
 
     secret = dashboard_token(token, token_file)
     settings = settings_for(data_dir)
+    if stack:
+        from radstream.dashboard.stack import STACK_REFRESH_S, stack_dashboard
+
+        # Fails here, before serving, when the stack or its workgroup is not there.
+        served = stack_dashboard(
+            stack_ref(settings, stack, region, endpoint_url),
+            token=secret,
+            refresh_s=refresh_s or STACK_REFRESH_S,
+        )
+        what = f"stack {stack}"
+    else:
+        served = create_app(
+            settings.lake_dir,
+            engine=LocalEngineWatch(settings.db_path),
+            token=secret,
+            refresh_s=refresh_s or REFRESH_S,
+        )
+        what = str(settings.lake_dir)
     if secret is None and not is_loopback(host):
         console.print(
             f"[yellow]warning[/yellow]: listening on {escape(host)} without a token: anyone who "
@@ -57,12 +93,7 @@ def dashboard(
         )
     shown = f"[{host}]" if ":" in host else host
     console.print(
-        f"dashboard of {escape(str(settings.lake_dir))} on http://{escape(shown)}:{port}/"
+        f"dashboard of {escape(what)} on http://{escape(shown)}:{port}/"
         + ("?token=…" if secret else "")
     )
-    uvicorn.run(
-        create_app(settings.lake_dir, token=secret, refresh_s=refresh_s),
-        host=host,
-        port=port,
-        log_level="warning",
-    )
+    uvicorn.run(served, host=host, port=port, log_level="warning")

@@ -28,8 +28,10 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from radstream.dashboard.figures import DEFAULT_RANGE, RANGES, collect
+from radstream.dashboard.engine import EngineWatch
+from radstream.dashboard.figures import DEFAULT_RANGE, RANGES, QuerySource, collect
 from radstream.errors import RadStreamError
+from radstream.lake.duckdb_runner import LocalQueryRunner
 
 COOKIE = "radstream_dashboard_token"
 REFRESH_S = 5.0
@@ -90,14 +92,27 @@ class SecurityHeaders(BaseHTTPMiddleware):
         return response
 
 
+def local_source(lake_dir: Path) -> QuerySource:
+    """The named queries on DuckDB over the Parquet lake in ``lake_dir``, a fresh runner at
+    each refresh (it lists the lake's files as they are then)."""
+    return lambda: LocalQueryRunner(lake_dir, threads=1)
+
+
 def create_app(
-    lake_dir: Path,
+    source: Path | QuerySource,
     *,
+    engine: EngineWatch | None = None,
+    parallel: int = 1,
     token: str | None = None,
     refresh_s: float = REFRESH_S,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Starlette:
-    """The dashboard over the Parquet lake in ``lake_dir``."""
+    """The dashboard over ``source``: a lake directory (locally), or what opens a runner of
+    the named queries (a stack's Athena). ``engine`` reads the engine panel (None: no panel).
+    ``parallel``: how many of a refresh's queries may run at once (only where the runner
+    allows it: Athena does, the local DuckDB connection does not).
+    """
+    queries = local_source(source) if isinstance(source, Path) else source
 
     async def index(request: Request) -> Response:
         return HTMLResponse(page_html(refresh_s))
@@ -112,7 +127,15 @@ def create_app(
             )
         variant = request.query_params.get("variant", "")
         try:
-            data = collect(lake_dir, range_key=range_key, variant=variant, now=clock())
+            panel = engine() if engine is not None else None
+            data = collect(
+                queries,
+                range_key=range_key,
+                variant=variant,
+                now=clock(),
+                engine=panel,
+                parallel=parallel,
+            )
         except RadStreamError as exc:
             return JSONResponse({"error": str(exc), "code": exc.code}, status_code=500)
         return JSONResponse(data)

@@ -8,10 +8,27 @@
 -- Latency figures use successful stage attempts (status = 'ok') only. The first claim's
 -- queue wait is the one on its attempt-1 row; max() picks it the same way on both engines
 -- (min_by would not: Trino keeps a NULL that DuckDB's arg_min skips).
+--
+-- Each metric has exactly one query here; the dashboard (`radstream dashboard`) runs these
+-- same queries with parameters, and so does `radstream query`. The common parameters:
+--   start_date, end_date  the dt partitions read (YYYY-MM-DD), so Athena scans only those days;
+--   from_ts, to_ts        a window of finish times [from_ts, to_ts), written
+--                         'YYYY-MM-DD HH:MM:SS UTC' (the zone in the text, so that neither
+--                         engine reads it in a session time zone). An execution belongs to
+--                         the window its last stage ended in; a stage attempt to the window
+--                         it ended in. The defaults take everything;
+--   variant               one A/B variant, or all of them (empty, the default);
+--   by_variant            'true': one row per variant (the A/B comparison); the default,
+--                         'false', leaves the variant column empty;
+--   bucket_s              time buckets of that many seconds, aligned on the epoch (UTC): 60
+--                         gives one row a minute, 86400 one a UTC day; 0 gives one row for
+--                         the whole window, with an empty bucket. The bucket is written with
+--                         date_diff and an interval, which Trino and DuckDB share, so the text
+--                         also runs on an emulator that hands it to DuckDB untranslated.
 
 -- name: stage_latency
--- description: Per-stage latency p50/p95/p99 and count of successful stage attempts.
--- params: start_date=1970-01-01, end_date=9999-12-31
+-- description: Per-stage latency p50/p95/p99 and mean of the successful stage attempts that ended in the window.
+-- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC, variant=
 SELECT
   stage,
   count(*) AS n,
@@ -22,115 +39,157 @@ SELECT
 FROM radstream.telemetry
 WHERE dt BETWEEN :start_date AND :end_date
   AND status = 'ok'
+  AND end_ts >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
+  AND end_ts < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
+  AND (:variant = '' OR variant = :variant)
 GROUP BY stage
 ORDER BY stage;
 
 -- name: execution_latency
--- description: End-to-end latency of each finished execution: first queue wait plus first start to last end.
--- params: start_date=1970-01-01, end_date=9999-12-31
-SELECT
-  execution_id,
-  arbitrary(study_id) AS study_id,
-  max(CASE WHEN stage = 'store' AND status = 'ok' THEN 1 ELSE 0 END) AS succeeded,
-  coalesce(max(CASE WHEN attempt = 1 THEN queue_wait_ms END), 0)
-    + date_diff('millisecond', min(start_ts), max(end_ts)) AS e2e_ms
-FROM radstream.telemetry
-WHERE dt BETWEEN :start_date AND :end_date
-GROUP BY execution_id
-HAVING max(CASE WHEN stage IN ('store', 'record_failure') AND status = 'ok' THEN 1 ELSE 0 END) = 1
-ORDER BY e2e_ms DESC;
-
--- name: execution_latency_percentiles
--- description: Percentiles of end-to-end latency over finished executions, successes and all.
--- params: start_date=1970-01-01, end_date=9999-12-31
+-- description: The top slowest finished executions (all of them with a large top): end-to-end latency (first queue wait plus first start to last end) and its per-stage breakdown (ms).
+-- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC, variant=, top=20
 WITH per_execution AS (
   SELECT
     execution_id,
+    arbitrary(study_id) AS study_id,
+    arbitrary(variant) AS variant,
     max(CASE WHEN stage = 'store' AND status = 'ok' THEN 1 ELSE 0 END) AS succeeded,
     coalesce(max(CASE WHEN attempt = 1 THEN queue_wait_ms END), 0)
-      + date_diff('millisecond', min(start_ts), max(end_ts)) AS e2e_ms
+      + date_diff('millisecond', min(start_ts), max(end_ts)) AS e2e_ms,
+    coalesce(max(CASE WHEN attempt = 1 THEN queue_wait_ms END), 0) AS queue_wait_ms,
+    sum(CASE WHEN stage = 'validate' THEN duration_ms ELSE 0 END) AS validate_ms,
+    sum(CASE WHEN stage = 'prepare' THEN duration_ms ELSE 0 END) AS prepare_ms,
+    sum(CASE WHEN stage = 'infer' THEN duration_ms ELSE 0 END) AS infer_ms,
+    sum(CASE WHEN stage = 'store' THEN duration_ms ELSE 0 END) AS store_ms,
+    sum(CASE WHEN stage = 'record_failure' THEN duration_ms ELSE 0 END) AS record_failure_ms,
+    max(attempt) AS attempts
   FROM radstream.telemetry
   WHERE dt BETWEEN :start_date AND :end_date
+    AND (:variant = '' OR variant = :variant)
   GROUP BY execution_id
   HAVING max(CASE WHEN stage IN ('store', 'record_failure') AND status = 'ok' THEN 1 ELSE 0 END) = 1
+    AND max(end_ts) >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
+    AND max(end_ts) < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
+),
+ranked AS (
+  SELECT
+    per_execution.*,
+    row_number() OVER (ORDER BY e2e_ms DESC, execution_id) AS slowness
+  FROM per_execution
 )
 SELECT
+  execution_id,
+  study_id,
+  variant,
+  succeeded,
+  e2e_ms,
+  queue_wait_ms,
+  validate_ms,
+  prepare_ms,
+  infer_ms,
+  store_ms,
+  record_failure_ms,
+  attempts
+FROM ranked
+WHERE slowness <= CAST(:top AS BIGINT)
+ORDER BY slowness;
+
+-- name: execution_latency_percentiles
+-- description: End-to-end latency p50/p95/p99/max of finished executions by outcome, and the share slower than slow_ms; over the window or per bucket, per variant with by_variant=true.
+-- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC, variant=, by_variant=false, bucket_s=0, slow_ms=5000
+WITH per_execution AS (
+  SELECT
+    execution_id,
+    CASE WHEN :by_variant = 'true' THEN arbitrary(variant) END AS variant,
+    max(CASE WHEN stage = 'store' AND status = 'ok' THEN 1 ELSE 0 END) AS succeeded,
+    coalesce(max(CASE WHEN attempt = 1 THEN queue_wait_ms END), 0)
+      + date_diff('millisecond', min(start_ts), max(end_ts)) AS e2e_ms,
+    max(end_ts) AS finished_at
+  FROM radstream.telemetry
+  WHERE dt BETWEEN :start_date AND :end_date
+    AND (:variant = '' OR variant = :variant)
+  GROUP BY execution_id
+  HAVING max(CASE WHEN stage IN ('store', 'record_failure') AND status = 'ok' THEN 1 ELSE 0 END) = 1
+    AND max(end_ts) >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
+    AND max(end_ts) < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
+)
+SELECT
+  CAST('1970-01-01 00:00:00 UTC' AS TIMESTAMP WITH TIME ZONE)
+    + CAST(
+      floor(date_diff('second', CAST('1970-01-01 00:00:00 UTC' AS TIMESTAMP WITH TIME ZONE), finished_at)
+        / nullif(CAST(:bucket_s AS BIGINT), 0)) * CAST(:bucket_s AS BIGINT)
+      AS BIGINT) * INTERVAL '1' SECOND AS bucket,
+  variant,
   CASE WHEN succeeded = 1 THEN 'succeeded' ELSE 'failed' END AS outcome,
   count(*) AS n,
   approx_percentile(e2e_ms, 0.5) AS p50_ms,
   approx_percentile(e2e_ms, 0.95) AS p95_ms,
   approx_percentile(e2e_ms, 0.99) AS p99_ms,
-  max(e2e_ms) AS max_ms
+  max(e2e_ms) AS max_ms,
+  CAST(count_if(e2e_ms > CAST(:slow_ms AS DOUBLE)) AS DOUBLE) / count(*) AS slow_share
 FROM per_execution
-GROUP BY 1
-ORDER BY 1;
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3;
 
--- name: throughput_per_minute
--- description: Executions finished per minute (by the end of their last stage), split by outcome.
--- params: start_date=1970-01-01, end_date=9999-12-31
+-- name: success_rate
+-- description: Finished executions, successes, failures, success rate, and throughput (executions finished per minute between the first and the last finish, one minute at least); over the window or per bucket, per variant with by_variant=true. A re-run after a failure is its own execution.
+-- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC, variant=, by_variant=false, bucket_s=0
 SELECT
-  date_trunc('minute', end_ts) AS minute,
-  count_if(stage = 'store') AS succeeded,
-  count_if(stage = 'record_failure') AS failed
+  CAST('1970-01-01 00:00:00 UTC' AS TIMESTAMP WITH TIME ZONE)
+    + CAST(
+      floor(date_diff('second', CAST('1970-01-01 00:00:00 UTC' AS TIMESTAMP WITH TIME ZONE), end_ts)
+        / nullif(CAST(:bucket_s AS BIGINT), 0)) * CAST(:bucket_s AS BIGINT)
+      AS BIGINT) * INTERVAL '1' SECOND AS bucket,
+  CASE WHEN :by_variant = 'true' THEN variant END AS variant,
+  count(DISTINCT execution_id) AS finished,
+  count(DISTINCT CASE WHEN stage = 'store' THEN execution_id END) AS succeeded,
+  count(DISTINCT CASE WHEN stage = 'record_failure' THEN execution_id END) AS failed,
+  CAST(count(DISTINCT CASE WHEN stage = 'store' THEN execution_id END) AS DOUBLE)
+    / nullif(count(DISTINCT execution_id), 0) AS success_rate,
+  CAST(count(DISTINCT execution_id) AS DOUBLE)
+    / greatest(CAST(date_diff('millisecond', min(end_ts), max(end_ts)) AS DOUBLE) / 60000, 1)
+    AS throughput_per_min
 FROM radstream.telemetry
 WHERE dt BETWEEN :start_date AND :end_date
   AND status = 'ok'
   AND stage IN ('store', 'record_failure')
-GROUP BY 1
-ORDER BY 1;
-
--- name: success_rate
--- description: Finished executions, successes, failures and the success rate (a re-run after a failure is its own execution).
--- params: start_date=1970-01-01, end_date=9999-12-31
-SELECT
-  count(DISTINCT CASE WHEN stage = 'store' THEN execution_id END) AS succeeded,
-  count(DISTINCT CASE WHEN stage = 'record_failure' THEN execution_id END) AS failed,
-  CAST(count(DISTINCT CASE WHEN stage = 'store' THEN execution_id END) AS DOUBLE)
-    / nullif(count(DISTINCT execution_id), 0) AS success_rate
-FROM radstream.telemetry
-WHERE dt BETWEEN :start_date AND :end_date
-  AND status = 'ok'
-  AND stage IN ('store', 'record_failure');
+  AND end_ts >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
+  AND end_ts < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
+  AND (:variant = '' OR variant = :variant)
+GROUP BY 1, 2
+ORDER BY 1, 2;
 
 -- name: failures_by_code
--- description: Failed executions by error code, most frequent first.
--- params: start_date=1970-01-01, end_date=9999-12-31
+-- description: Failed executions by error code, most frequent first; over the window or per bucket.
+-- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC, variant=, bucket_s=0
 SELECT
+  CAST('1970-01-01 00:00:00 UTC' AS TIMESTAMP WITH TIME ZONE)
+    + CAST(
+      floor(date_diff('second', CAST('1970-01-01 00:00:00 UTC' AS TIMESTAMP WITH TIME ZONE), end_ts)
+        / nullif(CAST(:bucket_s AS BIGINT), 0)) * CAST(:bucket_s AS BIGINT)
+      AS BIGINT) * INTERVAL '1' SECOND AS bucket,
   error_code,
   count(DISTINCT execution_id) AS executions
 FROM radstream.telemetry
 WHERE dt BETWEEN :start_date AND :end_date
   AND stage = 'record_failure'
-GROUP BY error_code
-ORDER BY executions DESC, error_code;
+  AND status = 'ok'
+  AND end_ts >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
+  AND end_ts < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
+  AND (:variant = '' OR variant = :variant)
+GROUP BY 1, 2
+ORDER BY 1, executions DESC, error_code;
 
--- name: slowest_executions
--- description: The 20 slowest finished executions with their per-stage breakdown (ms).
--- params: start_date=1970-01-01, end_date=9999-12-31
+-- name: cost_per_image
+-- description: Cost per successful image from the per-stage cost column, per bucket (by default a UTC day) or over the window, per variant with by_variant=true.
+-- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC, variant=, by_variant=false, bucket_s=86400
 SELECT
-  execution_id,
-  arbitrary(study_id) AS study_id,
-  coalesce(max(CASE WHEN attempt = 1 THEN queue_wait_ms END), 0)
-    + date_diff('millisecond', min(start_ts), max(end_ts)) AS e2e_ms,
-  coalesce(max(CASE WHEN attempt = 1 THEN queue_wait_ms END), 0) AS queue_wait_ms,
-  sum(CASE WHEN stage = 'validate' THEN duration_ms ELSE 0 END) AS validate_ms,
-  sum(CASE WHEN stage = 'prepare' THEN duration_ms ELSE 0 END) AS prepare_ms,
-  sum(CASE WHEN stage = 'infer' THEN duration_ms ELSE 0 END) AS infer_ms,
-  sum(CASE WHEN stage = 'store' THEN duration_ms ELSE 0 END) AS store_ms,
-  sum(CASE WHEN stage = 'record_failure' THEN duration_ms ELSE 0 END) AS record_failure_ms,
-  max(attempt) AS attempts
-FROM radstream.telemetry
-WHERE dt BETWEEN :start_date AND :end_date
-GROUP BY execution_id
-HAVING max(CASE WHEN stage IN ('store', 'record_failure') AND status = 'ok' THEN 1 ELSE 0 END) = 1
-ORDER BY e2e_ms DESC, execution_id
-LIMIT 20;
-
--- name: cost_per_image_daily
--- description: Cost per successful image per day, from the per-stage cost column.
--- params: start_date=1970-01-01, end_date=9999-12-31
-SELECT
-  dt,
+  CAST('1970-01-01 00:00:00 UTC' AS TIMESTAMP WITH TIME ZONE)
+    + CAST(
+      floor(date_diff('second', CAST('1970-01-01 00:00:00 UTC' AS TIMESTAMP WITH TIME ZONE), end_ts)
+        / nullif(CAST(:bucket_s AS BIGINT), 0)) * CAST(:bucket_s AS BIGINT)
+      AS BIGINT) * INTERVAL '1' SECOND AS bucket,
+  CASE WHEN :by_variant = 'true' THEN variant END AS variant,
   sum(cost_usd) AS cost_usd,
   count(DISTINCT CASE WHEN stage = 'store' AND status = 'ok' THEN execution_id END) AS images,
   sum(cost_usd)
@@ -138,38 +197,15 @@ SELECT
     AS cost_per_image_usd
 FROM radstream.telemetry
 WHERE dt BETWEEN :start_date AND :end_date
-GROUP BY dt
-ORDER BY dt;
-
--- name: variant_comparison
--- description: Two A/B variants side by side: executions, success rate and end-to-end p50/p95.
--- params: start_date=1970-01-01, end_date=9999-12-31, variant_a=A, variant_b=B
-WITH per_execution AS (
-  SELECT
-    execution_id,
-    arbitrary(variant) AS variant,
-    max(CASE WHEN stage = 'store' AND status = 'ok' THEN 1 ELSE 0 END) AS succeeded,
-    coalesce(max(CASE WHEN attempt = 1 THEN queue_wait_ms END), 0)
-      + date_diff('millisecond', min(start_ts), max(end_ts)) AS e2e_ms
-  FROM radstream.telemetry
-  WHERE dt BETWEEN :start_date AND :end_date
-    AND variant IN (:variant_a, :variant_b)
-  GROUP BY execution_id
-  HAVING max(CASE WHEN stage IN ('store', 'record_failure') AND status = 'ok' THEN 1 ELSE 0 END) = 1
-)
-SELECT
-  variant,
-  count(*) AS executions,
-  CAST(sum(succeeded) AS DOUBLE) / count(*) AS success_rate,
-  approx_percentile(e2e_ms, 0.5) AS p50_ms,
-  approx_percentile(e2e_ms, 0.95) AS p95_ms
-FROM per_execution
-GROUP BY variant
-ORDER BY variant;
+  AND end_ts >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
+  AND end_ts < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
+  AND (:variant = '' OR variant = :variant)
+GROUP BY 1, 2
+ORDER BY 1, 2;
 
 -- name: batch_sizes
--- description: Batch sizes formed at the model: how many inference calls ran with each size.
--- params: start_date=1970-01-01, end_date=9999-12-31
+-- description: Batch sizes formed at the model: how many successful inference calls ended in the window with each size.
+-- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC, variant=
 SELECT
   batch_size,
   count(*) AS calls,
@@ -178,6 +214,9 @@ FROM radstream.telemetry
 WHERE dt BETWEEN :start_date AND :end_date
   AND stage = 'infer'
   AND status = 'ok'
+  AND end_ts >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
+  AND end_ts < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
+  AND (:variant = '' OR variant = :variant)
 GROUP BY batch_size
 ORDER BY batch_size;
 
@@ -204,183 +243,3 @@ SELECT
   (SELECT count(*) FROM radstream.telemetry
     WHERE dt BETWEEN :start_date AND :end_date AND end_ts < start_ts) AS end_before_start,
   (SELECT count(*) FROM per_execution WHERE finished = 0) AS orphan_executions;
-
--- The dashboard's queries (`radstream dashboard`). Each takes a window of finish times,
--- [from_ts, to_ts), written 'YYYY-MM-DD HH:MM:SS UTC' (the zone in the text, so that neither
--- engine reads it in a session time zone), besides the dt range that prunes partitions, and
--- one A/B variant or all of them (variant empty). An execution belongs to the window its last
--- stage ended in; a stage attempt to the window it ended in.
-
--- name: dashboard_objectives
--- description: The four objectives over a window: finished executions, success rate, end-to-end p95 and the share slower than slow_ms, throughput per active minute, cost per successful image.
--- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC, variant=, slow_ms=5000
-WITH per_execution AS (
-  SELECT
-    execution_id,
-    max(CASE WHEN stage = 'store' AND status = 'ok' THEN 1 ELSE 0 END) AS succeeded,
-    coalesce(max(CASE WHEN attempt = 1 THEN queue_wait_ms END), 0)
-      + date_diff('millisecond', min(start_ts), max(end_ts)) AS e2e_ms,
-    min(start_ts) AS started_at,
-    max(end_ts) AS finished_at,
-    coalesce(sum(cost_usd), 0) AS cost_usd
-  FROM radstream.telemetry
-  WHERE dt BETWEEN :start_date AND :end_date
-    AND (:variant = '' OR variant = :variant)
-  GROUP BY execution_id
-  HAVING max(CASE WHEN stage IN ('store', 'record_failure') AND status = 'ok' THEN 1 ELSE 0 END) = 1
-    AND max(end_ts) >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
-    AND max(end_ts) < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
-)
-SELECT
-  count(*) AS executions,
-  coalesce(sum(succeeded), 0) AS succeeded,
-  count(*) - coalesce(sum(succeeded), 0) AS failed,
-  CAST(sum(succeeded) AS DOUBLE) / nullif(count(*), 0) AS success_rate,
-  approx_percentile(e2e_ms, 0.95) AS p95_ms,
-  CAST(count_if(e2e_ms > CAST(:slow_ms AS DOUBLE)) AS DOUBLE) / nullif(count(*), 0) AS slow_share,
-  count(*) / greatest(date_diff('millisecond', min(started_at), max(finished_at)) / 60000.0, 1.0)
-    AS throughput_per_min,
-  sum(cost_usd) / nullif(sum(succeeded), 0) AS cost_per_image_usd
-FROM per_execution;
-
--- name: dashboard_latency_per_minute
--- description: End-to-end latency p50/p95/p99 of the executions that finished in each minute of a window.
--- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC, variant=
-WITH per_execution AS (
-  SELECT
-    execution_id,
-    coalesce(max(CASE WHEN attempt = 1 THEN queue_wait_ms END), 0)
-      + date_diff('millisecond', min(start_ts), max(end_ts)) AS e2e_ms,
-    max(end_ts) AS finished_at
-  FROM radstream.telemetry
-  WHERE dt BETWEEN :start_date AND :end_date
-    AND (:variant = '' OR variant = :variant)
-  GROUP BY execution_id
-  HAVING max(CASE WHEN stage IN ('store', 'record_failure') AND status = 'ok' THEN 1 ELSE 0 END) = 1
-    AND max(end_ts) >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
-    AND max(end_ts) < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
-)
-SELECT
-  date_trunc('minute', finished_at) AS minute,
-  count(*) AS executions,
-  approx_percentile(e2e_ms, 0.5) AS p50_ms,
-  approx_percentile(e2e_ms, 0.95) AS p95_ms,
-  approx_percentile(e2e_ms, 0.99) AS p99_ms
-FROM per_execution
-GROUP BY 1
-ORDER BY 1;
-
--- name: dashboard_throughput_per_minute
--- description: Executions finished per minute of a window (by the end of their last stage), split by outcome.
--- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC, variant=
-SELECT
-  date_trunc('minute', end_ts) AS minute,
-  count_if(stage = 'store') AS succeeded,
-  count_if(stage = 'record_failure') AS failed
-FROM radstream.telemetry
-WHERE dt BETWEEN :start_date AND :end_date
-  AND status = 'ok'
-  AND stage IN ('store', 'record_failure')
-  AND end_ts >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
-  AND end_ts < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
-  AND (:variant = '' OR variant = :variant)
-GROUP BY 1
-ORDER BY 1;
-
--- name: dashboard_failures_per_minute
--- description: Failed executions per minute of a window and error code.
--- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC, variant=
-SELECT
-  date_trunc('minute', end_ts) AS minute,
-  error_code,
-  count(DISTINCT execution_id) AS executions
-FROM radstream.telemetry
-WHERE dt BETWEEN :start_date AND :end_date
-  AND stage = 'record_failure'
-  AND status = 'ok'
-  AND end_ts >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
-  AND end_ts < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
-  AND (:variant = '' OR variant = :variant)
-GROUP BY 1, 2
-ORDER BY 1, 2;
-
--- name: dashboard_stage_latency
--- description: Per-stage latency p50/p95/p99 of the successful stage attempts that ended in a window.
--- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC, variant=
-SELECT
-  stage,
-  count(*) AS n,
-  approx_percentile(duration_ms, 0.5) AS p50_ms,
-  approx_percentile(duration_ms, 0.95) AS p95_ms,
-  approx_percentile(duration_ms, 0.99) AS p99_ms
-FROM radstream.telemetry
-WHERE dt BETWEEN :start_date AND :end_date
-  AND status = 'ok'
-  AND end_ts >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
-  AND end_ts < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
-  AND (:variant = '' OR variant = :variant)
-GROUP BY stage
-ORDER BY stage;
-
--- name: dashboard_cost_per_image_daily
--- description: Cost per successful image per day (dt), one variant or all, from the per-stage cost column.
--- params: start_date=1970-01-01, end_date=9999-12-31, variant=
-SELECT
-  dt,
-  sum(cost_usd) AS cost_usd,
-  count(DISTINCT CASE WHEN stage = 'store' AND status = 'ok' THEN execution_id END) AS images,
-  sum(cost_usd)
-    / nullif(count(DISTINCT CASE WHEN stage = 'store' AND status = 'ok' THEN execution_id END), 0)
-    AS cost_per_image_usd
-FROM radstream.telemetry
-WHERE dt BETWEEN :start_date AND :end_date
-  AND (:variant = '' OR variant = :variant)
-GROUP BY dt
-ORDER BY dt;
-
--- name: dashboard_batch_sizes
--- description: Batch sizes formed at the model in a window: inference calls per size.
--- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC, variant=
-SELECT
-  batch_size,
-  count(*) AS calls,
-  avg(duration_ms) AS mean_infer_ms
-FROM radstream.telemetry
-WHERE dt BETWEEN :start_date AND :end_date
-  AND stage = 'infer'
-  AND status = 'ok'
-  AND end_ts >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
-  AND end_ts < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
-  AND (:variant = '' OR variant = :variant)
-GROUP BY batch_size
-ORDER BY batch_size;
-
--- name: dashboard_variants
--- description: Every A/B variant side by side over a window: executions, success rate, end-to-end p50/p95, cost per successful image.
--- params: start_date=1970-01-01, end_date=9999-12-31, from_ts=1970-01-01 00:00:00 UTC, to_ts=9999-12-31 23:59:59 UTC
-WITH per_execution AS (
-  SELECT
-    execution_id,
-    arbitrary(variant) AS variant,
-    max(CASE WHEN stage = 'store' AND status = 'ok' THEN 1 ELSE 0 END) AS succeeded,
-    coalesce(max(CASE WHEN attempt = 1 THEN queue_wait_ms END), 0)
-      + date_diff('millisecond', min(start_ts), max(end_ts)) AS e2e_ms,
-    coalesce(sum(cost_usd), 0) AS cost_usd
-  FROM radstream.telemetry
-  WHERE dt BETWEEN :start_date AND :end_date
-    AND variant IS NOT NULL
-  GROUP BY execution_id
-  HAVING max(CASE WHEN stage IN ('store', 'record_failure') AND status = 'ok' THEN 1 ELSE 0 END) = 1
-    AND max(end_ts) >= CAST(:from_ts AS TIMESTAMP WITH TIME ZONE)
-    AND max(end_ts) < CAST(:to_ts AS TIMESTAMP WITH TIME ZONE)
-)
-SELECT
-  variant,
-  count(*) AS executions,
-  CAST(sum(succeeded) AS DOUBLE) / count(*) AS success_rate,
-  approx_percentile(e2e_ms, 0.5) AS p50_ms,
-  approx_percentile(e2e_ms, 0.95) AS p95_ms,
-  sum(cost_usd) / nullif(sum(succeeded), 0) AS cost_per_image_usd
-FROM per_execution
-GROUP BY variant
-ORDER BY variant;

@@ -38,9 +38,41 @@
     return figure.rows.map(function (row) { return row[i]; });
   }
 
-  function epochSeconds(iso) { return Date.parse(iso) / 1000; }
+  /* The figure with only the rows whose column `name` holds `value` (a query returns one
+   * row per outcome or per variant; a chart shows some of them). */
+  function only(figure, name, value) {
+    var i = figure.columns.indexOf(name);
+    return { title: figure.title, query: figure.query, columns: figure.columns,
+      rows: figure.rows.filter(function (row) { return row[i] === value; }) };
+  }
 
-  function dayEpoch(dt) { return Date.parse(dt + "T00:00:00Z") / 1000; }
+  function without(figure, name, value) {
+    var i = figure.columns.indexOf(name);
+    return { title: figure.title, query: figure.query, columns: figure.columns,
+      rows: figure.rows.filter(function (row) { return row[i] !== value; }) };
+  }
+
+  function lookup(figure, keyName, valueName) {
+    var k = figure.columns.indexOf(keyName), v = figure.columns.indexOf(valueName), found = {};
+    figure.rows.forEach(function (row) { found[String(row[k])] = row[v]; });
+    return found;
+  }
+
+  function bucketLabel(seconds) {
+    if (seconds % 86400 === 0) { return seconds === 86400 ? "day" : (seconds / 86400) + " days"; }
+    if (seconds % 3600 === 0) { return seconds === 3600 ? "hour" : (seconds / 3600) + " hours"; }
+    if (seconds % 60 === 0) { return seconds === 60 ? "minute" : (seconds / 60) + " minutes"; }
+    return seconds + " s";
+  }
+
+  function fmtAge(seconds) {
+    if (seconds === null || seconds === undefined) { return "none pending"; }
+    if (seconds < 120) { return seconds.toFixed(1) + " s"; }
+    if (seconds < 7200) { return (seconds / 60).toFixed(1) + " min"; }
+    return (seconds / 3600).toFixed(1) + " h";
+  }
+
+  function epochSeconds(iso) { return Date.parse(iso) / 1000; }
 
   /* ---------------------------------------------------------------- formatting */
 
@@ -96,7 +128,8 @@
     var box = document.getElementById("chart-" + key);
     box.textContent = "";
     var caption = el("figcaption", {}, figure.title + " ");
-    caption.appendChild(el("span", { "class": "source" }, "query " + figure.query));
+    caption.appendChild(el("span", { "class": "source" },
+      figure.source ? figure.source : "query " + figure.query));
     box.appendChild(caption);
     var body = el("div", { "class": "body" });
     box.appendChild(body);
@@ -111,7 +144,8 @@
   /* A time chart (uPlot): x in epoch seconds, one series per label. Keeps the chart when
    * only the data changed, so a refresh does not flicker. */
   function timeChart(key, figure, xs, series, opts) {
-    var labels = series.map(function (s) { return s.label; }).join("\u0000");
+    // The title is part of the key: a new bucket size retitles the chart, so it is redrawn.
+    var labels = [figure.title].concat(series.map(function (s) { return s.label; })).join("\u0000");
     var data = [xs].concat(series.map(function (s) { return s.values; }));
     state.plotted[key] = { x: xs, series: {} };
     series.forEach(function (s) { state.plotted[key].series[s.label] = s.values; });
@@ -205,38 +239,45 @@
     body.appendChild(legend);
   }
 
+  function titled(figure, title) {
+    return { title: title, query: figure.query, columns: figure.columns, rows: figure.rows };
+  }
+
   function draw(data) {
     var f = data.figures;
     state.window = data.window_s;
+    var per = " per " + bucketLabel(data.bucket_s);
     var p95 = null;
     data.objectives.forEach(function (t) { if (t.name === "p95_ms") { p95 = t.limit; } });
     var cost = null;
     data.objectives.forEach(function (t) { if (t.name === "cost_per_image_usd") { cost = t.limit; } });
 
-    var lat = f.latency, latX = column(lat, "minute").map(epochSeconds);
+    // Latency: the successful executions' rows (the query gives failed ones too).
+    var lat = titled(only(f.latency, "outcome", "succeeded"), "End-to-end latency of successful executions" + per + " (ms)");
+    var latX = column(lat, "bucket").map(epochSeconds);
     var latSeries = ["p50_ms", "p95_ms", "p99_ms"].map(function (c) { return { label: c, values: column(lat, c) }; });
     if (p95 !== null) { latSeries.push({ label: "objective p95", values: latX.map(function () { return p95; }), color: "#999999", dash: true }); }
     timeChart("latency", lat, latX, latSeries, { yLabel: "ms", windowed: true });
 
-    var tp = f.throughput;
-    timeChart("throughput", tp, column(tp, "minute").map(epochSeconds), [
+    var tp = titled(f.throughput, "Executions finished" + per);
+    timeChart("throughput", tp, column(tp, "bucket").map(epochSeconds), [
       { label: "succeeded", values: column(tp, "succeeded"), color: "#2ca02c" },
       { label: "failed", values: column(tp, "failed"), color: "#d62728" },
     ], { bars: true, yLabel: "executions", windowed: true });
 
-    // Failures: one series per error code, over the minutes any code failed in.
-    var fl = f.failures, minutes = [], codes = [], cells = {};
+    // Failures: one series per error code, over the buckets any code failed in.
+    var fl = titled(f.failures, "Failures by code" + per), buckets = [], codes = [], cells = {};
     fl.rows.forEach(function (row) {
-      var m = epochSeconds(row[fl.columns.indexOf("minute")]);
+      var m = epochSeconds(row[fl.columns.indexOf("bucket")]);
       var code = String(row[fl.columns.indexOf("error_code")]);
-      if (minutes.indexOf(m) < 0) { minutes.push(m); }
+      if (buckets.indexOf(m) < 0) { buckets.push(m); }
       if (codes.indexOf(code) < 0) { codes.push(code); }
       cells[m + "|" + code] = row[fl.columns.indexOf("executions")];
     });
-    minutes.sort(function (a, b) { return a - b; });
+    buckets.sort(function (a, b) { return a - b; });
     codes.sort();
-    timeChart("failures", fl, minutes, codes.map(function (code) {
-      return { label: code, values: minutes.map(function (m) { var v = cells[m + "|" + code]; return v === undefined ? null : v; }) };
+    timeChart("failures", fl, buckets, codes.map(function (code) {
+      return { label: code, values: buckets.map(function (m) { var v = cells[m + "|" + code]; return v === undefined ? null : v; }) };
     }), { yLabel: "executions", windowed: true });
 
     var st = f.stages;
@@ -245,35 +286,73 @@
     }), "ms");
 
     var co = f.cost, coSeries = [{ label: "cost_per_image_usd", values: column(co, "cost_per_image_usd") }];
-    var coX = column(co, "dt").map(dayEpoch);
+    var coX = column(co, "bucket").map(epochSeconds);
     if (cost !== null) { coSeries.push({ label: "objective", values: coX.map(function () { return cost; }), color: "#999999", dash: true }); }
     timeChart("cost", co, coX, coSeries, { bars: true, yLabel: "USD", pad: 86400 });
 
     var ba = f.batches;
     barChart("batches", ba, column(ba, "batch_size"), [{ label: "calls", values: column(ba, "calls") }], "calls");
 
-    var va = f.variants;
+    // A/B: executions without a variant are no arm of any experiment.
+    var va = titled(without(only(f.variant_latency, "outcome", "succeeded"), "variant", null),
+      "A/B variants side by side: end-to-end latency of successful executions (ms)");
+    var vs = without(f.variant_success, "variant", null);
+    var vc = without(f.variant_cost, "variant", null);
     barChart("variants", va, column(va, "variant"), ["p50_ms", "p95_ms"].map(function (c) {
       return { label: c, values: column(va, c) };
     }), "ms");
+    var finished = lookup(vs, "variant", "finished"), success = lookup(vs, "variant", "success_rate");
+    var perImage = lookup(vc, "variant", "cost_per_image_usd");
     var rates = el("p", { "class": "variant-rates" });
-    rates.textContent = va.rows.map(function (row) {
-      var v = row[va.columns.indexOf("variant")];
-      var n = row[va.columns.indexOf("executions")];
-      var s = row[va.columns.indexOf("success_rate")];
-      var c = row[va.columns.indexOf("cost_per_image_usd")];
-      return v + ": " + n + " executions, success " + fmt("success_rate", s) + ", cost " + fmt("cost_per_image_usd", c);
+    rates.textContent = column(vs, "variant").map(function (v) {
+      return v + ": " + finished[v] + " executions, success " + fmt("success_rate", success[v]) +
+        ", cost " + fmt("cost_per_image_usd", perImage[v] === undefined ? null : perImage[v]);
     }).join(" · ");
+    var sources = el("p", { "class": "source" }, "queries " + f.variant_success.query + ", " + f.variant_cost.query);
     document.getElementById("chart-variants").appendChild(rates);
+    document.getElementById("chart-variants").appendChild(sources);
 
     // The variant filter offers the variants the lake has in this range.
     var chosen = variantSelect.value;
-    var names = column(va, "variant");
+    var names = column(vs, "variant");
     if (chosen && names.indexOf(chosen) < 0) { names.push(chosen); }
     variantSelect.textContent = "";
     variantSelect.appendChild(el("option", { value: "" }, "all variants"));
     names.forEach(function (name) { variantSelect.appendChild(el("option", { value: name }, name)); });
     variantSelect.value = chosen;
+
+    drawEngine(data.engine);
+  }
+
+  /* The engine's own counts (not a query of the lake): by state, and the queue over time. */
+  function drawEngine(engine) {
+    var box = document.getElementById("chart-engine");
+    var queueBox = document.getElementById("chart-queue");
+    if (!engine) {
+      state.plotted.engine = null;
+      var none = { title: "Executions by state", source: "engine" };
+      frame("engine", none).appendChild(el("div", { "class": "empty" }, "No engine database here: no engine ran in this data directory."));
+      queueBox.hidden = true;
+      return;
+    }
+    var states = Object.keys(engine.counts);
+    var figure = { title: "Executions by state", source: engine.source };
+    barChart("engine", figure, states, [{ label: "executions", values: states.map(function (s) { return engine.counts[s]; }) }], "executions");
+    var facts = [];
+    if (engine.queue_depth !== null) { facts.push("queue depth " + engine.queue_depth); }
+    if (engine.queue_depth !== null) { facts.push("oldest pending " + fmtAge(engine.oldest_pending_age_s)); }
+    if (engine.unrouted_events !== null) { facts.push(engine.unrouted_events + " uploads not yet routed"); }
+    box.appendChild(el("p", { "class": "engine-facts" }, facts.join(" · ")));
+    box.appendChild(el("p", { "class": "source" }, engine.note));
+    state.plotted.engine.queue_depth = engine.queue_depth;
+    state.plotted.engine.oldest_pending_age_s = engine.oldest_pending_age_s;
+    if (engine.history.length === 0) { queueBox.hidden = true; return; }
+    queueBox.hidden = false;
+    var hist = { title: "Queue depth since the dashboard started", source: engine.source };
+    timeChart("queue", hist, engine.history.map(function (h) { return h[0]; }), [
+      { label: "pending", values: engine.history.map(function (h) { return h[1]; }), color: "#ff7f0e" },
+      { label: "running", values: engine.history.map(function (h) { return h[2]; }), color: "#1f77b4" },
+    ], { yLabel: "executions" });
   }
 
   /* ---------------------------------------------------------------- refresh */
@@ -298,7 +377,7 @@
         drawTiles(data.objectives);
         draw(data);
         state.updates += 1;
-        var n = column(data.figures.latency, "executions").reduce(function (sum, v) { return sum + v; }, 0);
+        var n = column(data.figures.latency, "n").reduce(function (sum, v) { return sum + v; }, 0);
         statusLine.className = "";
         statusLine.textContent = "Updated " + new Date(data.generated_at).toLocaleTimeString() +
           " · " + n + " executions finished in range · refreshes every " + (REFRESH_MS / 1000) + " s";
