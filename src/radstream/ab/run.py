@@ -3,8 +3,9 @@
 Each block is one :func:`~radstream.bench.runner.run_bench` (its warm-up studies first, then
 ``studies`` measured ones) with the arm's settings on top of the base settings and
 ``telemetry.variant`` set to the arm's name, so the lake's rows say which arm they belong
-to (``radstream query execution_latency_percentiles --param by_variant=true``). Blocks run in :func:`block_order`; the blocks of
-one round use the same seed, so every arm gets the same images. An arm with ``serve.`` keys
+to (``radstream query execution_latency_percentiles --param by_variant=true``). Blocks run
+in :func:`block_order`; the blocks of one round use the same seed, so every arm gets the
+same images. An arm with ``serve.`` keys
 gets a model server of its own for each block (:mod:`radstream.ab.overrides`).
 
 A projected scenario runs its one measured configuration for ``blocks`` blocks and derives

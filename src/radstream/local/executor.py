@@ -438,6 +438,14 @@ class Executor:
         )
         return {state: int(found.get(state, 0)) for state in STATES}
 
+    def oldest_pending_created_at(self) -> float | None:
+        """When the oldest pending execution was created (epoch s); None when none waits."""
+        # The partial index on pending executions answers this without a scan.
+        row = self._conn.execute(
+            "SELECT MIN(created_at) FROM executions WHERE state = 'pending'"
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
+
     _LATEST = (
         "SELECT {columns} FROM executions e WHERE e.trigger_id IN ({marks}) AND e.created_at = "
         "(SELECT MAX(created_at) FROM executions WHERE trigger_id = e.trigger_id)"

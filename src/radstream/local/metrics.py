@@ -72,8 +72,6 @@ class ExecutionFigures:
 
 
 _BY_STATE = "SELECT state, error_code, COUNT(*) FROM executions GROUP BY state, error_code"
-# The partial index on pending executions answers this without a scan.
-_OLDEST_PENDING = "SELECT MIN(created_at) FROM executions WHERE state = 'pending'"
 
 
 def read_figures(conn: sqlite3.Connection, worker_ids: list[str], now: float) -> ExecutionFigures:
@@ -82,7 +80,7 @@ def read_figures(conn: sqlite3.Connection, worker_ids: list[str], now: float) ->
     conn.execute("BEGIN")
     try:
         rows = conn.execute(_BY_STATE).fetchall()
-        oldest = conn.execute(_OLDEST_PENDING).fetchone()[0]
+        oldest = Executor(conn).oldest_pending_created_at()
         alive = Executor(conn).live_workers(worker_ids) if worker_ids else 0
     finally:
         conn.execute("COMMIT")
@@ -99,7 +97,7 @@ def read_figures(conn: sqlite3.Connection, worker_ids: list[str], now: float) ->
         failed_by_code=dict(sorted(failed.items())),
         running=by_state.get("running", 0),
         pending=by_state.get("pending", 0),
-        oldest_pending_age_s=max(0.0, now - float(oldest)) if oldest is not None else 0.0,
+        oldest_pending_age_s=max(0.0, now - oldest) if oldest is not None else 0.0,
         workers_alive=alive,
     )
 

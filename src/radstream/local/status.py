@@ -50,18 +50,17 @@ def engine_snapshot(
         conn.row_factory = sqlite3.Row
         # One read transaction: the counts and the oldest wait are of the same moment.
         conn.execute("BEGIN")
-        by_state = Executor(conn).counts()
-        row = conn.execute(
-            "SELECT (SELECT MIN(created_at) FROM executions WHERE state = 'pending') AS oldest, "
-            "(SELECT COUNT(*) FROM events WHERE id > (SELECT last_id FROM router WHERE id = 1))"
-            " AS unrouted"
-        ).fetchone()
+        executor = Executor(conn)
+        by_state = executor.counts()
+        oldest = executor.oldest_pending_created_at()
+        unrouted = conn.execute(
+            "SELECT COUNT(*) FROM events WHERE id > (SELECT last_id FROM router WHERE id = 1)"
+        ).fetchone()[0]
         conn.execute("COMMIT")
     taken = time.time() if now is None else now
-    oldest = row["oldest"]
     return EngineSnapshot(
         taken_at=taken,
         by_state=by_state,
-        unrouted_events=int(row["unrouted"]),
-        oldest_pending_age_s=None if oldest is None else max(0.0, taken - float(oldest)),
+        unrouted_events=int(unrouted),
+        oldest_pending_age_s=None if oldest is None else max(0.0, taken - oldest),
     )
