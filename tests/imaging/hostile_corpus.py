@@ -139,9 +139,9 @@ def deflate_bomb(inflated_bytes: int = DEFLATE_BOMB_BYTES) -> bytes:
     head = packer.compress(_explicit_le(ds) + creator + filler) + packer.flush(zlib.Z_FULL_FLUSH)
     block = packer.compress(b"\x00" * _CHUNK) + packer.flush(zlib.Z_FULL_FLUSH)
     tail = packer.compress(pixels + b"\x00" * (256 * 256 * 2)) + packer.flush()
-    meta = io.BytesIO()
+    meta = DicomBytesIO()
     meta.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(meta, _meta(ds, DeflatedExplicitVRLittleEndian))  # type: ignore[arg-type]
+    write_file_meta_info(meta, _meta(ds, DeflatedExplicitVRLittleEndian))
     return meta.getvalue() + head + block * blocks + tail
 
 
