@@ -6,6 +6,7 @@ import importlib
 import itertools
 import json
 import os
+import re
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from radstream.aws.template.compute import definition_of
 from radstream.errors import ConfigInvalid
 from radstream.lake.glue import DATABASE, TABLE, glue_columns
 from radstream.lake.queries import named_queries
+from radstream.layout import is_dicom_drop, is_sidecar
 from radstream.pipeline.definition import PIPELINE
 
 STACK = "rs-test"
@@ -264,14 +266,17 @@ def test_functions_use_one_package_and_the_settings() -> None:
     assert len(_resources(FULL, "AWS::Logs::LogGroup")) == 7
 
 
-def test_exactly_one_rule_matches_only_sidecars_under_incoming() -> None:
+def test_exactly_one_rule_matches_only_sidecars_and_dicom_drops() -> None:
     for template in (DEFAULT, FULL):
         [rule] = _resources(template, "AWS::Events::Rule").values()
         pattern = rule["Properties"]["EventPattern"]
         assert pattern["source"] == ["aws.s3"]
         assert pattern["detail-type"] == ["Object Created"]
         assert pattern["detail"]["bucket"]["name"] == [{"Ref": "ImagesBucket"}]
-        assert pattern["detail"]["object"]["key"] == [{"wildcard": "incoming/*.json"}]
+        assert pattern["detail"]["object"]["key"] == [
+            {"wildcard": "incoming/*.json"},
+            {"wildcard": "dicom/*/*"},
+        ]
         [target] = rule["Properties"]["Targets"]
         assert target["Arn"] == {"Ref": "StateMachine"}
         transformer = target["InputTransformer"]
@@ -293,6 +298,33 @@ def test_exactly_one_rule_matches_only_sidecars_under_incoming() -> None:
     assert images["NotificationConfiguration"] == {
         "EventBridgeConfiguration": {"EventBridgeEnabled": True}
     }
+
+
+def _wildcard(pattern: str, key: str) -> bool:
+    """EventBridge's wildcard: ``*`` is any run of characters, ``/`` included."""
+    return re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), key) is not None
+
+
+@pytest.mark.parametrize(
+    ("key", "starts"),
+    [
+        ("incoming/s1/a.json", True),  # a sidecar
+        ("incoming/s1/a.png", False),  # its image: the sidecar starts the study
+        ("incoming/s1/a.dcm", False),  # a DICOM with its sidecar: the sidecar only
+        ("dicom/pacs/IM0001", True),  # a DICOM without a sidecar, its own trigger
+        ("dicom/pacs/IM0001.dcm", True),
+        ("dicom/IM0001", False),  # no folder: not a drop key
+        ("results/s1/a.json", False),
+    ],
+)
+def test_the_rule_starts_sidecars_and_dicom_drops_and_nothing_else(key: str, starts: bool) -> None:
+    [rule] = _resources(DEFAULT, "AWS::Events::Rule").values()
+    patterns = [
+        p["wildcard"] for p in rule["Properties"]["EventPattern"]["detail"]["object"]["key"]
+    ]
+    assert sum(_wildcard(p, key) for p in patterns) == int(starts)
+    # What the rule starts, validate takes as a sidecar or as a DICOM drop.
+    assert starts == (is_sidecar(key) or is_dicom_drop(key))
 
 
 def test_input_template_is_json_once_filled() -> None:

@@ -120,10 +120,10 @@ def test_slo_verdict_and_overrides() -> None:
 
 def test_outcome_keys_map_back_to_uploads() -> None:
     assert completion_of("results/s1/a.json", 2.0) == Completion(
-        "incoming/s1/a.json", "result", 2.0
+        "incoming/s1/a.json", "result", 2.0, "results/s1/a.json"
     )
     assert completion_of("failed/s1/a.json", 3.0) == Completion(
-        "incoming/s1/a.json", "failure", 3.0
+        "incoming/s1/a.json", "failure", 3.0, "failed/s1/a.json"
     )
     assert completion_of("other/s1/a.json", 1.0) is None
     assert completion_of("results/s1/deeper/a.json", 1.0) is None

@@ -45,6 +45,10 @@ def test_lambda_sizes_prints_one_row_per_size_with_its_share() -> None:
     art = Artifact("code", Path("code.zip"), "0" * 64, 1, code)
     manifest = PackageManifest({"code": art}, "3.12", "x86_64", {}, sizes)
     rows = lambda_sizes.rows(manifest)
-    assert rows[0] == ("validate, store, record_failure", 10.5, 4)
-    assert [r[0] for r in rows[1:]] == ["infer (code + model)", "prepare (code + imaging)"]
+    assert rows[0] == ("store, record_failure", 10.5, 4)
+    # validate reads the header of a sidecar-less DICOM: it carries the imaging layer too.
+    assert [r[0] for r in rows[1:]] == [
+        "infer (code + model)",
+        "validate, prepare (code + imaging)",
+    ]
     assert rows[-1][2] == round(100 * sizes["prepare"] / LAMBDA_UNZIPPED_LIMIT)

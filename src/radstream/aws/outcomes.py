@@ -19,7 +19,8 @@ from radstream.aws.completions import S3CompletionWatcher
 from radstream.aws.reconcile import explain_lost
 from radstream.aws.s3_store import S3ObjectStore
 from radstream.aws.session import StackRef
-from radstream.layout import Bucket
+from radstream.errors import RadStreamError
+from radstream.layout import Bucket, is_dicom_drop
 from radstream.stages.completions import Completion, Outcome, outcome_key_of
 
 STACK_BUCKETS: dict[str, str] = {
@@ -61,9 +62,12 @@ def wait_for_outcomes(
     """
     pending = dict(uploads)
     seen: dict[str, Completion] = {}
+    drops = any(is_dicom_drop(key) for key in pending)
     deadline = time.monotonic() + timeout_s
     while True:
         for completion in watcher.poll():
+            if completion.sidecar_key not in pending and drops:
+                completion = _drop_completion(watcher.store, completion)
             if completion.sidecar_key in pending:
                 seen.setdefault(completion.sidecar_key, completion)
         if on_progress is not None:
@@ -75,6 +79,25 @@ def wait_for_outcomes(
         _outcome(watcher.store, key, created, seen.get(key)) for key, created in pending.items()
     ]
     return _explained(watcher.store, outcomes)
+
+
+def _drop_completion(store: S3ObjectStore, completion: Completion) -> Completion:
+    """``completion`` as the outcome of the upload its object names.
+
+    A DICOM uploaded without a sidecar (``dicom/{folder}/{file}``) lands under its
+    header's study, so the key alone cannot say which upload it was: the object's
+    ``sidecar_key`` field does (one GET, and only while such uploads are awaited).
+    """
+    if completion.outcome_key is None:
+        return completion
+    try:
+        body = json.loads(store.get(Bucket.RESULTS, completion.outcome_key))
+    except (RadStreamError, ValueError):  # gone or unreadable: not this upload's outcome
+        return completion
+    upload = body.get("sidecar_key") if isinstance(body, dict) else None
+    if not isinstance(upload, str) or not is_dicom_drop(upload):
+        return completion
+    return replace(completion, sidecar_key=upload)
 
 
 def _explained(store: S3ObjectStore, outcomes: list[Outcome]) -> list[Outcome]:
@@ -98,12 +121,11 @@ def _outcome(store: S3ObjectStore, key: str, created: float, seen: Completion | 
         return Outcome(key, "lost", None, created, None)
     when = seen.at
     if seen.kind == "result":
-        return Outcome(key, "succeeded", None, created, when)
+        return Outcome(key, "succeeded", None, created, when, seen.outcome_key)
+    failure = seen.outcome_key or outcome_key_of(key, "failure")
     try:
-        error = json.loads(store.get(Bucket.RESULTS, outcome_key_of(key, "failure"))).get(
-            "error", {}
-        )
+        error = json.loads(store.get(Bucket.RESULTS, failure)).get("error", {})
         code = str(error.get("code")) if isinstance(error, dict) else None
     except ValueError:
         code = None
-    return Outcome(key, "failed", code, created, when)
+    return Outcome(key, "failed", code, created, when, failure)

@@ -98,6 +98,7 @@ from radstream.errors import (
     ModalityUnsupported,
 )
 from radstream.imaging.decoded import DecodedPixels, ImageHeader
+from radstream.imaging.deflated import check_inflated_size
 from radstream.imaging.dicom_codecs import decode_frame, plugin_for, register_plugins
 from radstream.imaging.dicom_jpeg import decode_jpeg_frame
 from radstream.imaging.formats import JPEG_SOI
@@ -108,6 +109,9 @@ from radstream.imaging.rle import decode_rle_frame
 # costs the same for a 100 kB and a 60 MB file and the pixel guard runs before any
 # pixel byte is copied.
 _DEFER_BYTES: Final = 4096
+MAX_INFLATED_BYTES: Final = 64 * 1024 * 1024
+"""The default bound on a deflated data set once inflated: ``imaging.max_file_bytes``'s
+default, the limit an uncompressed file has."""
 _PIXEL_DATA_TAG: Final = b"\xe0\x7f\x10\x00"  # (7FE0,0010), little endian
 _J2K_SOC_SIZ: Final = b"\xff\x4f\xff\x51"  # a JPEG 2000 codestream starts SOC, SIZ
 _FRAME_MISMATCH_HINT: Final = (
@@ -165,15 +169,20 @@ def _code_string(ds: Dataset, keyword: str) -> str | None:
     return text or None
 
 
-def read_dicom_header(data: bytes, *, require_chest: bool = False) -> tuple[ImageHeader, Dataset]:
+def read_dicom_header(
+    data: bytes, *, require_chest: bool = False, max_inflated_bytes: int = MAX_INFLATED_BYTES
+) -> tuple[ImageHeader, Dataset]:
     """Read a DICOM data set without its pixel values and check that it can be decoded.
 
+    A deflated data set that would inflate to more than ``max_inflated_bytes`` fails
+    ``IMAGE_FILE_TOO_LARGE`` before pydicom inflates it (:mod:`radstream.imaging.deflated`).
     Raises ``DicomNoPixelData`` when there is no Pixel Data element, then, with
     ``require_chest``, ``ModalityUnsupported`` or ``BodyPartUnsupported`` for what is not
     a chest radiograph,
     ``DicomUnsupportedTransferSyntax`` when no installed decoder handles the encoding and
     ``ImageUndecodable`` when the image pixel module is incomplete or unsupported.
     """
+    check_inflated_size(data, max_inflated_bytes)
     # force=True also accepts data sets written without preamble; sniff_format has
     # already decided that the bytes look like DICOM.
     ds = pydicom.dcmread(io.BytesIO(data), defer_size=_DEFER_BYTES, force=True)

@@ -92,7 +92,9 @@ def _prepare(
         _check_header(header, expected_size, limits)
         decoded = decode_jpeg(data, header, frame_offset, preprocessing.size)
     else:
-        header, dataset = read_dicom_header(data, require_chest=require_chest)
+        header, dataset = read_dicom_header(
+            data, require_chest=require_chest, max_inflated_bytes=limits.max_file_bytes
+        )
         facts = dicom_facts(dataset)
         _check_header(header, expected_size, limits)
         decoded = decode_dicom(dataset, header, preprocessing.size)

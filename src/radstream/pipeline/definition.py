@@ -143,6 +143,9 @@ PIPELINE = Pipeline(
             # least once), and the claim is read back when another execution won.
             writes=(CLAIM_OBJECTS,),
             lists=(UPLOADS,),
+            # The header of a sidecar-less DICOM is read with the imaging code (pydicom);
+            # a sidecar never imports it, so the layer only costs that path anything.
+            packages=(IMAGING,),
         ),
         StageDef(
             PREPARE,

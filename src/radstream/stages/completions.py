@@ -26,6 +26,10 @@ class Completion:
     sidecar_key: str
     kind: str  # "result" or "failure", as radstream.layout.outcome_kind names them
     at: float  # epoch seconds, when the outcome object was created (or first seen)
+    outcome_key: str | None = None
+    """The outcome object's own key. ``sidecar_key`` is derived from it by the layout's
+    rule, which a DICOM uploaded without a sidecar does not follow: its outcome lands under
+    its header's study, and the object's own ``sidecar_key`` field names the upload."""
 
 
 def completion_of(outcome_key: str, at: float) -> Completion | None:
@@ -34,7 +38,7 @@ def completion_of(outcome_key: str, at: float) -> Completion | None:
     sidecar = sidecar_key_for(outcome_key)
     if kind is None or sidecar is None:
         return None
-    return Completion(sidecar, kind, at)
+    return Completion(sidecar, kind, at, outcome_key)
 
 
 def outcome_key_of(sidecar_key: str, kind: str) -> str:

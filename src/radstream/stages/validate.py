@@ -151,7 +151,7 @@ def validate_dicom_drop(
             max_file_bytes=max_bytes,
         )
     data = store.get(bucket, key)
-    _, header = read_dicom_header(data)
+    _, header = read_dicom_header(data, max_inflated_bytes=max_bytes)
     # Without a StudyDate the upload's own time stands in: the same on every re-run.
     info = store.head(bucket, key)
     received = datetime.fromtimestamp(info.modified, UTC) if info is not None else None

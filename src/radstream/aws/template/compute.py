@@ -5,9 +5,11 @@
   (:meth:`~radstream.pipeline.definition.StageDef.packages_for`);
 * the state machine rendered from the pipeline definition (:mod:`radstream.aws.asl`),
   logging at level ERROR without execution data, so no sidecar field reaches CloudWatch;
-* ONE EventBridge rule (Object Created, key ``incoming/*.json``) that starts the state
-  machine through an input transformer, so one sidecar starts one execution, and only its
-  bucket, key and etag travel.
+* ONE EventBridge rule (Object Created, key ``incoming/*.json`` or ``dicom/*/*``) that
+  starts the state machine through an input transformer, so one sidecar, or one DICOM file
+  uploaded without a sidecar, starts one execution, and only its bucket, key, etag and
+  sequencer travel. An image under ``incoming/`` (a DICOM with its sidecar included)
+  starts nothing: its sidecar does.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from radstream.aws.asl import (
     transient_codes,
 )
 from radstream.aws.package import stage_layers
-from radstream.layout import INCOMING, SIDECAR_SUFFIX, Bucket
+from radstream.layout import DICOM_DROP, INCOMING, SIDECAR_SUFFIX, Bucket
 from radstream.pipeline.definition import (
     INFER,
     PREPARE,
@@ -64,6 +66,12 @@ DEFAULT_TIMEOUT_S = 30
 """The timeout of a stage not in :data:`LAMBDA_TIMEOUT_S` (a newly declared one)."""
 SIDECAR_PATTERN = f"{INCOMING}*{SIDECAR_SUFFIX}"
 """The EventBridge wildcard of the trigger: a sidecar under ``incoming/``."""
+DICOM_DROP_PATTERN = f"{DICOM_DROP}*/*"
+"""The other trigger: a DICOM file without a sidecar, ``dicom/{folder}/{file}`` (a PACS
+drop; its header is the sidecar). EventBridge's ``*`` also crosses ``/``, so a deeper key
+starts an execution too, and ``validate`` files it as a failure with its code."""
+TRIGGER_PATTERNS: tuple[str, ...] = (SIDECAR_PATTERN, DICOM_DROP_PATTERN)
+"""Every key that starts an execution; an image next to its sidecar is not one of them."""
 
 
 def layer_resource(layer: str) -> str:
@@ -317,13 +325,17 @@ def _dead_letter_resources() -> Json:
 
 
 def upload_rule_resources() -> Json:
-    """The one rule that starts an execution per sidecar, its role, and the dead-letter
-    queue of uploads whose execution EventBridge could not start within a day."""
+    """The one rule that starts an execution per sidecar (or sidecar-less DICOM drop), its
+    role, and the dead-letter queue of uploads whose execution EventBridge could not start
+    within a day. EventBridge delivers at least once: a second delivery of one upload
+    (same key and sequencer) loses the upload's claim in ``validate`` and ends in
+    ``DuplicateIgnored``."""
     rule: Json = {
         "Type": "AWS::Events::Rule",
         "Properties": {
             "Description": (
-                f"one execution per study: the sidecar ({INCOMING}**{SIDECAR_SUFFIX}) is the trigger"
+                f"one execution per study: its sidecar ({SIDECAR_PATTERN}) or, without one, "
+                f"its DICOM file ({DICOM_DROP_PATTERN}) is the trigger"
             ),
             "State": "ENABLED",
             "EventPattern": {
@@ -331,7 +343,8 @@ def upload_rule_resources() -> Json:
                 "detail-type": ["Object Created"],
                 "detail": {
                     "bucket": {"name": [ref(BUCKETS[Bucket.IMAGES])]},
-                    "object": {"key": [{"wildcard": SIDECAR_PATTERN}]},
+                    # Either pattern (a list is an OR); one key matches at most one.
+                    "object": {"key": [{"wildcard": p} for p in TRIGGER_PATTERNS]},
                 },
             },
             "Targets": [
