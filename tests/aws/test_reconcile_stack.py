@@ -3,6 +3,7 @@ both ends (sidecars and ended executions), and requeued as a new upload event.""
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +41,9 @@ class _Account:
     objects: dict[str, dict[str, float]]
     executions: list[dict[str, Any]]
     copies: list[dict[str, Any]] = field(default_factory=list)
+    bodies: dict[str, bytes] = field(default_factory=dict)
+    """Outcome objects' contents, by key (read for a DICOM upload's ``sidecar_key``)."""
+    reads: list[str] = field(default_factory=list)
     express: bool = False
     """An EXPRESS state machine: ListExecutions refuses."""
 
@@ -62,6 +66,10 @@ class _S3:
                 return [{"Contents": contents}]
 
         return Listing()
+
+    def get_object(self, **kwargs: str) -> dict[str, Any]:
+        self.account.reads.append(kwargs["Key"])
+        return {"Body": io.BytesIO(self.account.bodies.get(kwargs["Key"], b"{}"))}
 
     def copy_object(self, **kwargs: Any) -> dict[str, Any]:
         if kwargs["Key"] not in self.account.objects[kwargs["Bucket"]]:
@@ -206,6 +214,42 @@ def test_upload_reports_a_lost_study_with_its_execution_status_and_error() -> No
     assert [(o.status, o.error_code) for o in outcomes] == [
         ("lost", "lost: TIMED_OUT States.Timeout")
     ]
+
+
+def _with_dicom_uploads(account: _Account) -> _Account:
+    """Two DICOM files uploaded alone: one has its result (under its header's study), one
+    was lost after its execution failed."""
+    account.objects["images"] |= {"dicom/pacs/x.dcm": 600.0, "dicom/pacs/y.dcm": 600.0}
+    account.objects["results"]["results/1.2.3/9.8.7.json"] = 500.0
+    account.bodies["results/1.2.3/9.8.7.json"] = json.dumps(
+        {"sidecar_key": "dicom/pacs/x.dcm"}
+    ).encode()
+    account.executions.append(
+        {"arn": "x-y", "key": "dicom/pacs/y.dcm", "status": "FAILED", "stopped": NOW - 450,
+         "error": "States.Runtime", "cause": "RecordFailure could not write"}
+    )  # fmt: skip
+    return account
+
+
+def test_a_dicom_upload_without_a_sidecar_is_matched_by_its_outcome_and_requeued() -> None:
+    account = _with_dicom_uploads(_account())
+    stack = _stack(account)
+    found = reconcile_stack(stack, older_than_s=60, now=NOW)
+    lost = {s.key: s for s in found.lost}
+    assert set(lost) == {"incoming/s2/b.json", "incoming/s3/c.json", "dicom/pacs/y.dcm"}
+    execution = lost["dicom/pacs/y.dcm"].execution
+    assert execution is not None and execution.arn == "x-y"
+    assert "x-y" in {e.arn for e in found.unrecorded}
+    # Only the outcome that no sidecar names was read.
+    assert account.reads == ["results/1.2.3/9.8.7.json"]
+    assert requeue(stack, ["dicom/pacs/y.dcm"], now=NOW) == 1
+    assert account.copies[-1]["ContentType"] == "application/dicom"
+
+
+def test_without_dicom_uploads_no_outcome_object_is_read() -> None:
+    account = _account()
+    reconcile_stack(_stack(account), older_than_s=60, now=NOW)
+    assert account.reads == []
 
 
 def test_an_express_machine_whose_executions_cannot_be_listed_still_reports_lost_studies() -> None:

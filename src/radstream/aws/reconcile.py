@@ -5,11 +5,16 @@ failed: ``RecordFailure`` itself could not write (a role denied, a package that 
 import), an EXPRESS execution hit its five minutes, EventBridge never started the
 execution. Nothing then says so, so this report looks from both ends:
 
-* sidecars under ``incoming/`` with neither a result nor a failure object, each with the
-  latest execution that ended FAILED, TIMED_OUT or ABORTED for it, and its error;
+* uploads (sidecars under ``incoming/``, DICOM files under ``dicom/``) with neither a
+  result nor a failure object, each with the latest execution that ended FAILED,
+  TIMED_OUT or ABORTED for it, and its error;
 * executions that ended FAILED, TIMED_OUT or ABORTED for a study with no outcome object.
 
-``requeue`` starts each lost study again the way an upload does: the sidecar is copied
+A sidecar's outcome is named after it; a DICOM file's is named after its header's study,
+so the outcome objects no sidecar names are read for their ``sidecar_key`` (one GET each,
+only while DICOM uploads are in the bucket).
+
+``requeue`` starts each lost study again the way an upload does: the upload is copied
 onto itself, which S3 reports as a new "Object Created" event with a new sequencer, so the
 upload rule starts a fresh execution (a new claim) and the old one's claim does not stop it.
 """
@@ -26,7 +31,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from radstream.aws.session import StackRef
 from radstream.errors import StackNotFound
-from radstream.layout import FAILED, INCOMING, RESULTS, is_sidecar, sidecar_key_for
+from radstream.layout import (
+    DICOM_DROP,
+    FAILED,
+    INCOMING,
+    RESULTS,
+    is_dicom_drop,
+    is_sidecar,
+    sidecar_key_for,
+)
 
 FAILED_STATUSES: tuple[str, ...] = ("FAILED", "TIMED_OUT", "ABORTED")
 """Execution statuses that should have left a failure object."""
@@ -42,7 +55,7 @@ class EndedExecution:
 
     arn: str
     key: str
-    """The sidecar it ran for."""
+    """The upload (sidecar or DICOM file) it ran for."""
     status: str
     error: str | None
     cause: str | None
@@ -51,7 +64,7 @@ class EndedExecution:
 
 @dataclass(frozen=True)
 class LostStudy:
-    """A sidecar with no outcome object, and its latest ended execution if any."""
+    """An upload with no outcome object, and its latest ended execution if any."""
 
     key: str
     age_s: float
@@ -63,7 +76,7 @@ class StackReconciliation:
     """What :func:`reconcile_stack` found."""
 
     lost: list[LostStudy]
-    """Sidecars older than the threshold with neither result nor failure object."""
+    """Uploads older than the threshold with neither result nor failure object."""
     unrecorded: list[EndedExecution]
     """Executions that ended FAILED, TIMED_OUT or ABORTED for a study with no outcome."""
     executions_listed: bool = True
@@ -86,12 +99,13 @@ def reconcile_stack(
         raise StackNotFound(f"stack {stack.name!r} has no {exc.args[0]} output") from None
     s3 = stack.target.client("s3")
     current = time.time() if now is None else now
-    outcomes = {
-        sidecar
-        for prefix in (RESULTS, FAILED)
-        for key, _ in _objects(s3, results, prefix)
-        if (sidecar := sidecar_key_for(key)) is not None
+    uploads = {
+        key: modified
+        for prefix in (INCOMING, DICOM_DROP)
+        for key, modified in _objects(s3, images, prefix)
+        if is_sidecar(key) or is_dicom_drop(key)
     }
+    outcomes = _uploads_with_outcomes(s3, results, uploads)
     try:
         ended, listed = _ended_executions(stack.target.client("stepfunctions"), machine), True
     except ClientError as exc:
@@ -103,16 +117,16 @@ def reconcile_stack(
         latest.setdefault(execution.key, execution)
     lost = [
         LostStudy(key=key, age_s=round(current - modified, 1), execution=latest.get(key))
-        for key, modified in _objects(s3, images, INCOMING)
-        if is_sidecar(key) and key not in outcomes and current - modified >= older_than_s
+        for key, modified in uploads.items()
+        if key not in outcomes and current - modified >= older_than_s
     ]
     unrecorded = [e for e in ended if e.key not in outcomes]
     return StackReconciliation(lost=lost, unrecorded=unrecorded, executions_listed=listed)
 
 
 def requeue(stack: StackRef, keys: list[str], now: float | None = None) -> int:
-    """Start each sidecar's study again (copy it onto itself: a new upload event); return
-    how many were requeued. A sidecar deleted since the report is skipped."""
+    """Start each upload's study again (copy it onto itself: a new upload event); return
+    how many were requeued. An upload deleted since the report is skipped."""
     images = stack.outputs()["ImagesBucketName"]
     s3 = stack.target.client("s3")
     stamp = f"{time.time() if now is None else now:.3f}"
@@ -126,7 +140,7 @@ def requeue(stack: StackRef, keys: list[str], now: float | None = None) -> int:
                 # A copy onto itself must change something: the requeue time.
                 MetadataDirective="REPLACE",
                 Metadata={REQUEUE_METADATA: stamp},
-                ContentType="application/json",
+                ContentType="application/dicom" if is_dicom_drop(key) else "application/json",
             )
         except ClientError as exc:
             if str(exc.response.get("Error", {}).get("Code")) in ("NoSuchKey", "404"):
@@ -163,6 +177,30 @@ def explain_lost(stack: StackRef, keys: list[str], *, since: float) -> dict[str,
     return {key: found.get(key, "no execution started") for key in keys}
 
 
+def _uploads_with_outcomes(s3: Any, results: str, uploads: dict[str, float]) -> set[str]:
+    """The uploads among ``uploads`` that have a result or a failure object."""
+    drops = any(is_dicom_drop(key) for key in uploads)
+    found: set[str] = set()
+    for prefix in (RESULTS, FAILED):
+        for key, _ in _objects(s3, results, prefix):
+            sidecar = sidecar_key_for(key)
+            if sidecar in uploads:
+                found.add(sidecar)
+            elif drops and (upload := _upload_named_in(s3, results, key)) is not None:
+                found.add(upload)
+    return found
+
+
+def _upload_named_in(s3: Any, bucket: str, key: str) -> str | None:
+    """The DICOM upload an outcome object names in its ``sidecar_key``, if it does."""
+    try:
+        body: object = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except (ClientError, ValueError):  # gone since the listing, or not ours
+        return None
+    upload = body.get("sidecar_key") if isinstance(body, dict) else None
+    return upload if isinstance(upload, str) and is_dicom_drop(upload) else None
+
+
 def _objects(s3: Any, bucket: str, prefix: str) -> Iterator[tuple[str, float]]:
     """(key, last modified) of every object under ``prefix``."""
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -189,15 +227,15 @@ def _ended_executions(sfn: Any, machine: str) -> list[EndedExecution]:
 
 
 def _describe(sfn: Any, arn: str, status: str) -> EndedExecution | None:
-    """The execution's sidecar (from its input) and error; None for one not started by a
-    sidecar (an input without a key under ``incoming/``)."""
+    """The execution's upload (from its input) and error; None for one not started by an
+    upload (an input without a sidecar or DICOM key)."""
     reply = sfn.describe_execution(executionArn=arn)
     try:
         started: object = json.loads(str(reply.get("input", "{}")))
     except ValueError:
         return None
     key = started.get("key") if isinstance(started, dict) else None
-    if not isinstance(key, str) or not is_sidecar(key):
+    if not isinstance(key, str) or not (is_sidecar(key) or is_dicom_drop(key)):
         return None
     stopped = reply.get("stopDate")
     return EndedExecution(
