@@ -21,8 +21,9 @@ this module only adapts the wire (the state as an :class:`ExecutionContext`, err
 typed Lambda errors) and lends the stages their AWS ports (S3, the tensor hand-off through
 S3, the upload claim as a conditional PUT).
 
-Heavy libraries (OpenCV, ONNX Runtime) are imported inside the stages that use them: the
-``validate``, ``store`` and ``record_failure`` functions ship without them.
+Heavy libraries (NumPy, the DICOM codecs, ONNX Runtime) are imported inside the stages
+that use them: the ``validate``, ``store`` and ``record_failure`` functions ship without
+them.
 """
 
 from __future__ import annotations
