@@ -108,7 +108,7 @@ def grey_samples(image: Image.Image) -> np.ndarray:
     if image.mode in _GREY_MODES:
         grey = np.asarray(image)
         # Pillow may hold 16-bit grey as 32-bit "I"; the samples still fit 16 bits.
-        return grey if grey.dtype == np.uint8 else grey.astype(np.uint16)
+        return grey if grey.dtype == np.uint8 else grey.astype(np.uint16, copy=False)
     if image.mode == "LA":
         return np.ascontiguousarray(np.asarray(image)[..., 0])
     rgb = np.asarray(image if image.mode in ("RGB", "RGBA") else image.convert("RGB"))
