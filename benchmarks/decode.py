@@ -10,6 +10,11 @@
     load) and the radiograph as an 8-bit JPEG at the reduced size the pipeline uses,
     with OpenCV's imdecode (before) and simplejpeg in stop-on-warning mode (after), and
     the whole `prepare_image` after.
+(d) area resize before/after: the preprocessing's resizes with OpenCV's INTER_AREA
+    (before) and with `radstream.imaging.area` (after, NumPy), interleaved in one
+    process, for the reduced JPEG path (about 250 x 250 to 224 x 224) and for a full-size
+    8- and 16-bit image (2000 x 2000 block mean to 250 x 250, then to 224 x 224); with
+    the largest difference between the two.
 
 Times are p50 and p95 over ``--repeat`` runs after one warm-up run.
 
@@ -35,6 +40,7 @@ from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.utils import pixel_array
 
 from radstream.imaging import prepare_image
+from radstream.imaging.area import area_resize_2d, block_mean
 from radstream.imaging.dicom_codecs import plugin_for, register_plugins
 from radstream.imaging.rle import decode_rle_frame
 from radstream.loadgen.encoders import encode_jpeg, to_uint8
@@ -145,6 +151,58 @@ def jpeg_path(repeat: int) -> list[dict[str, object]]:
     return rows
 
 
+def _cv2_area(pixels: np.ndarray, size: int, factor: int) -> np.ndarray:
+    """The preprocessing's resizes as they were: float32, then OpenCV's INTER_AREA."""
+    work = pixels.astype(np.float32)
+    if factor >= 2:
+        side = work.shape[0] // factor
+        work = cv2.resize(work, (side, side), interpolation=cv2.INTER_AREA)
+    return cv2.resize(work, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def _numpy_area(pixels: np.ndarray, size: int, factor: int) -> np.ndarray:
+    """The same with `radstream.imaging.area`, as `area_resize` calls it."""
+    work = block_mean(pixels, factor, factor) if factor >= 2 else pixels
+    return area_resize_2d(work, size, size)
+
+
+def area_path(repeat: int) -> list[dict[str, object]]:
+    """(d): OpenCV's INTER_AREA against the NumPy area resize, interleaved."""
+    rng = np.random.default_rng(0)
+    cases = {
+        "JPEG 1/8: 250x250 uint8 -> 224": (rng.integers(0, 256, (250, 250), np.uint8), 1),
+        "JPEG 1/8: 231x231 uint8 -> 224": (rng.integers(0, 256, (231, 231), np.uint8), 1),
+        "full 2000x2000 uint8 -> 224": (rng.integers(0, 256, (2000, 2000), np.uint8), 8),
+        "full 2000x2000 uint16 -> 224": (rng.integers(0, 65536, (2000, 2000), np.uint16), 8),
+    }
+    rows: list[dict[str, object]] = []
+    for label, (pixels, factor) in cases.items():
+        samples: dict[str, list[float]] = {"before_cv2": [], "after_numpy": []}
+        functions = {"before_cv2": _cv2_area, "after_numpy": _numpy_area}
+        for function in functions.values():
+            function(pixels, 224, factor)  # warm-up
+        for _ in range(repeat):
+            for key, function in functions.items():
+                start = time.perf_counter()
+                function(pixels, 224, factor)
+                samples[key].append(time.perf_counter() - start)
+        timings = {
+            key: dict(
+                zip(
+                    ("p50_ms", "p95_ms"),
+                    (round(float(v), 3) for v in np.percentile(np.asarray(s) * 1e3, [50, 95])),
+                    strict=True,
+                )
+            )
+            for key, s in samples.items()
+        }
+        diff = np.abs(
+            _numpy_area(pixels, 224, factor).astype(np.float64) - _cv2_area(pixels, 224, factor)
+        )
+        rows.append({"case": label, **timings, "max_abs_diff": float(diff.max())})
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=15)
@@ -157,6 +215,7 @@ def main() -> int:
         "encodings": encodings(args.repeat),
         "plugins": plugins(args.repeat),
         "jpeg_path": jpeg_path(args.repeat * 4),
+        "area_resize": area_path(args.repeat * 20),
     }
     if args.json:
         print(json.dumps(report))
@@ -183,6 +242,13 @@ def main() -> int:
             f"cv2 {before['p50_ms']} / {before['p95_ms']}  "
             f"simplejpeg {after['p50_ms']} / {after['p95_ms']}  ({row['change_p50']:+.1%})  "
             f"prepare_image {whole['p50_ms']} / {whole['p95_ms']}"
+        )
+    print("(d) area resize, interleaved: p50 / p95 ms, largest difference")
+    for row in report["area_resize"]:
+        before, after = row["before_cv2"], row["after_numpy"]
+        print(
+            f"  {row['case']:<32} cv2 {before['p50_ms']} / {before['p95_ms']}  "
+            f"numpy {after['p50_ms']} / {after['p95_ms']}  max |diff| {row['max_abs_diff']}"
         )
     return 0
 

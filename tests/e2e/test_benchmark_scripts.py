@@ -52,3 +52,20 @@ def test_lambda_sizes_prints_one_row_per_size_with_its_share() -> None:
         "validate, prepare (code + imaging)",
     ]
     assert rows[-1][2] == round(100 * sizes["prepare"] / LAMBDA_UNZIPPED_LIMIT)
+
+
+def test_opencv_free_times_both_paths_and_compares_their_inputs() -> None:
+    import numpy as np
+
+    from radstream.loadgen.encoders import EncodeFormat, encode
+    from radstream.loadgen.phantom import synthetic_cxr
+
+    opencv_free = _benchmark("opencv_free")
+    pixels = synthetic_cxr(500, 600, np.random.default_rng(0))
+    formats: tuple[EncodeFormat, ...] = ("jpeg", "png", "png16")
+    for fmt in formats:
+        data = encode(pixels, fmt, rng=np.random.default_rng(1))[0]
+        row = opencv_free.measure(data, repeat=2)
+        assert {"before", "after", "change_p50", "change_cpu_p50"} <= set(row)
+        # The NumPy/Pillow path gives these 8- and 16-bit images the same model input.
+        assert row["max_abs_input_diff"] == 0.0

@@ -192,6 +192,8 @@ def _arns() -> dict[str, str]:
         ("radstream.stages.infer", ("radstream.model", "onnxruntime", "numpy")),
         # The handlers module is imported by every Lambda, validate and store included.
         ("radstream.aws.handlers", ("numpy", "cv2", "onnxruntime", "radstream.local")),
+        # The prepare Lambda's layer has no OpenCV: nothing on its path may import it.
+        ("radstream.stages.prepare, radstream.imaging", ("cv2",)),
     ],
 )
 def test_importing_leaves_the_heavy_packages_unloaded(module: str, absent: tuple[str, ...]) -> None:

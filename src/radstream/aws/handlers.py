@@ -24,10 +24,11 @@ this module only adapts the wire (the state as an :class:`ExecutionContext`, err
 typed Lambda errors) and lends the stages their AWS ports (S3, the tensor hand-off through
 S3, the upload claim as a conditional PUT).
 
-Heavy libraries (OpenCV, ONNX Runtime) are imported inside the stages that use them: the
-``store`` and ``record_failure`` functions ship without them, and ``validate`` carries the
-imaging layer only for the header of a DICOM uploaded without a sidecar (``dicom/…``, the
-rule's second trigger; its input is the same ``bucket``/``key``/``etag``/``sequencer``).
+Heavy libraries (NumPy, the DICOM codecs, ONNX Runtime) are imported inside the stages
+that use them: the ``store`` and ``record_failure`` functions ship without them, and
+``validate`` carries the imaging layer only for the header of a DICOM uploaded without a
+sidecar (``dicom/…``, the rule's second trigger; its input is the same
+``bucket``/``key``/``etag``/``sequencer``).
 """
 
 from __future__ import annotations

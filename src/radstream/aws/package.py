@@ -6,7 +6,10 @@ fit in one 250 MB bundle, so the build makes three zips:
 * ``code.zip``: the ``radstream`` package plus the light dependencies every handler
   imports (pydantic, pydantic-settings, httpx and their closure). No botocore: the Lambda
   Python runtime ships it.
-* ``layer-imaging.zip``: numpy, OpenCV, Pillow, pydicom under ``python/``, for ``prepare``.
+* ``layer-imaging.zip``: numpy, Pillow, simplejpeg, pydicom and its codec plugins (GDCM,
+  CharLS, OpenJPEG, the pylibjpeg RLE decoder) under ``python/``, for ``prepare``. No
+  OpenCV: the imaging code decodes and resizes without it, which is what makes room
+  for the codecs.
 * ``layer-model.zip``: numpy, ONNX Runtime, onnx and what they import, for ``infer``.
 
 Every wheel is pinned to the version installed here, so the functions run what the tests
@@ -88,19 +91,30 @@ CODE_DEPENDENCIES: tuple[str, ...] = (
 )
 # onnxruntime declares flatbuffers, packaging and sympy too, but `import onnxruntime, onnx`
 # loads none of them; onnx does load ml_dtypes and protobuf (google.protobuf).
+# The imaging layer carries every pixel-data plugin `radstream.imaging.dicom_codecs`
+# prefers, so prepare on Lambda decodes each DICOM encoding with the decoder the tests
+# ran: python-gdcm (JPEG Lossless, 12-bit JPEG, JPEG 2000 lossless), pyjpegls (JPEG-LS),
+# pylibjpeg with its OpenJPEG plugin (lossy JPEG 2000, HTJ2K) and its RLE plugin.
+DICOM_CODECS: tuple[str, ...] = (
+    "python-gdcm",
+    "pyjpegls",
+    "pylibjpeg",
+    "pylibjpeg-openjpeg",
+    "pylibjpeg-rle",
+)
 LAYER_DEPENDENCIES: dict[str, tuple[str, ...]] = {
-    LAYER_IMAGING: ("numpy", "opencv-python-headless", "pillow", "pydicom", "simplejpeg"),
+    LAYER_IMAGING: ("numpy", "pillow", "pydicom", "simplejpeg", *DICOM_CODECS),
     LAYER_MODEL: ("numpy", "onnxruntime", "onnx", "protobuf", "ml-dtypes"),
 }
 
 # 3.12 is the default: its Lambda runtime runs Amazon Linux 2023 (glibc 2.34). The
-# python3.11 runtime runs Amazon Linux 2 (glibc 2.26), and today's numpy, OpenCV and ONNX
+# python3.11 runtime runs Amazon Linux 2 (glibc 2.26), and today's numpy and ONNX
 # Runtime wheels need glibc 2.28: 3.11 is for emulators that run the code on their own
 # Python 3.11 (ministack in the tests), not for AWS.
 SUPPORTED_PYTHON: tuple[str, ...] = ("3.11", "3.12", "3.13")
 DEFAULT_PYTHON = "3.12"
 # Newest glibc first: pip prefers earlier platforms, and this order picks the same wheels
-# pip installs natively here (OpenCV's manylinux_2_28 build, protobuf's abi3 extension
+# pip installs natively here (manylinux_2_28 builds, protobuf's abi3 extension
 # rather than its pure-Python fallback). manylinux2014 must be named: pip does not expand
 # manylinux_2_17 to that legacy alias.
 PLATFORMS: dict[str, tuple[str, ...]] = {
@@ -355,8 +369,8 @@ def _check_target(python_version: str, architecture: str) -> None:
 def _download_wheels(
     pins: Mapping[str, str], cache: Path, python_version: str, architecture: str
 ) -> None:
-    # Binary wheels only, no resolver: the pins are the whole list. abi3 (OpenCV,
-    # protobuf) and none (pure wheels) must be named besides cp311 or pip skips them.
+    # Binary wheels only, no resolver: the pins are the whole list. abi3 (protobuf) and
+    # none (pure wheels) must be named besides cp311 or pip skips them.
     command = [
         sys.executable, "-m", "pip", "download",
         "--only-binary=:all:", "--no-deps", "--disable-pip-version-check",

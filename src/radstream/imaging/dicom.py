@@ -70,7 +70,6 @@ import io
 from dataclasses import dataclass
 from typing import Any, Final
 
-import cv2
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
@@ -120,6 +119,11 @@ _FRAME_MISMATCH_HINT: Final = (
 )
 _MONOCHROME: Final = ("MONOCHROME1", "MONOCHROME2")
 _PALETTE: Final = "PALETTE COLOR"
+# BT.601 luma weights as float32 (what OpenCV's float colour conversion multiplies by),
+# widened to float64 for the fused multiply-adds of `rgb_to_grey`.
+_LUMA_R: Final = np.float64(np.float32(0.299))
+_LUMA_G: Final = np.float32(0.587)
+_LUMA_B: Final = np.float64(np.float32(0.114))
 _COLOUR: Final = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", _PALETTE)
 PROJECTION_MODALITIES: Final = frozenset({"CR", "DX", "RG"})
 """Modalities that are projection radiographs a chest X-ray model can read."""
@@ -232,7 +236,7 @@ def decode_dicom(ds: Dataset, header: ImageHeader, size: int) -> DecodedPixels:
     colour = stored.ndim == 3
     if colour:
         # The decoders have already converted YBR to RGB.
-        stored = cv2.cvtColor(_cv2_compatible(stored), cv2.COLOR_RGB2GRAY)
+        stored = rgb_to_grey(stored)
 
     if colour:
         # Rescale and modality LUTs apply to grey stored values only.
@@ -384,8 +388,16 @@ def _encapsulated_incomplete(ds: Dataset) -> bool:
     return isinstance(value, bytes) and not value.rstrip(b"\x00").endswith(b"\xff\xd9")
 
 
-def _cv2_compatible(pixels: np.ndarray) -> np.ndarray:
-    # float32 (native byte order) because cvtColor takes 8/16-bit unsigned and float32
-    # only, reads big-endian arrays as if native, and rounds integer luma: palettes
-    # and 16-bit colour keep their fractions this way.
-    return pixels.astype(np.float32)
+def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` of an ``[..., 3]`` array, as float32.
+
+    float32, so palettes and 16-bit colour keep their fractions, and computed as
+    OpenCV's ``cvtColor(float32, COLOR_RGB2GRAY)`` computes it on a CPU with FMA:
+    ``fma(B, 0.114, fma(R, 0.299, G * 0.587))`` in float32. A float32 product is exact
+    in float64, so each fused step is a float64 multiply-add rounded to float32.
+    """
+    red, green, blue = (rgb[..., i].astype(np.float32) for i in range(3))
+    partial = green * _LUMA_G
+    partial = (red.astype(np.float64) * _LUMA_R + partial).astype(np.float32)
+    grey: np.ndarray = (blue.astype(np.float64) * _LUMA_B + partial).astype(np.float32)
+    return grey

@@ -56,7 +56,7 @@ def prepare_image(
         raise
     except Exception as exc:
         # Decoders raise a zoo of exception types on hostile input (struct.error,
-        # KeyError, cv2.error, ...); callers must only ever see typed errors.
+        # KeyError, zlib.error, ...); callers must only ever see typed errors.
         raise ImageUndecodable(
             f"the image could not be decoded ({type(exc).__name__}: {exc})",
             exception=type(exc).__name__,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Final
 
-import cv2
 import numpy as np
 
+from radstream.imaging.area import area_resize_2d, block_mean
 from radstream.imaging.decoded import DecodedPixels
 from radstream.imaging.options import Preprocessing
 
@@ -54,12 +54,14 @@ def area_resize(
 ) -> np.ndarray:
     """Centre-crop to a square and shrink it to ``size`` x ``size`` by area averaging.
 
-    Returns float32. First an integer block mean by ``f = short_side // size`` (when
-    f >= 2), then a fractional area resize to the exact size. OpenCV's INTER_AREA has a
-    fast path for exact integer ratios only, so the square is cropped to a multiple of
-    f (losing under f pixels); the expensive full-size pass then takes that path and
-    the fractional pass runs on an image just above model size. ``decode_scale`` is the
-    JPEG reduction the pixels were decoded at, which sets the crop grid.
+    Returns a new float32 array. First an integer block mean by ``f = short_side // size``
+    (when f >= 2), then a fractional area resize to the exact size. The square is cropped
+    to a multiple of f (losing under f pixels) so that the full-size pass is a plain
+    block mean, and the fractional pass runs on an image just above model size. Both
+    compute what OpenCV's INTER_AREA computes (`radstream.imaging.area`); the block mean
+    sums integer samples exactly, without a float32 copy of the full-size image.
+    ``decode_scale`` is the JPEG reduction the pixels were decoded at, which sets the
+    crop grid.
 
     For a reduced decode, ``source_shape`` (the stored image's rows and columns) lets
     the crop cover the same full-resolution square as a full decode: without it, a side
@@ -76,14 +78,12 @@ def area_resize(
     factor = short // size
     side = short - short % factor if factor >= 2 else short
     grid = max(1, BLOCK // decode_scale)
-    # float32 before averaging so block means keep their fractions instead of being
-    # rounded back to the stored integer type.
-    work: np.ndarray = centre_square(pixels, side, grid).astype(np.float32)
+    work = centre_square(pixels, side, grid)
     if factor >= 2:
-        reduced = side // factor
-        work = cv2.resize(work, (reduced, reduced), interpolation=cv2.INTER_AREA)
-    if work.shape[0] != size:
-        work = cv2.resize(work, (size, size), interpolation=cv2.INTER_AREA)
+        work = block_mean(work, factor, factor)
+    # area_resize_2d returns a new float32 array even when the size is already right:
+    # callers scale the result in place and must not write into the decoded pixels.
+    work = area_resize_2d(work, size, size)
     return work
 
 

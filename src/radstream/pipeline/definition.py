@@ -34,7 +34,8 @@ RECORD_FAILURE = "record_failure"
 
 
 IMAGING = "imaging"
-"""Optional package group: the decoders (OpenCV, pydicom's plugins). A Lambda layer on AWS."""
+"""Optional package group: the decoders (Pillow, simplejpeg, pydicom and its plugins).
+A Lambda layer on AWS."""
 MODEL_RUNTIME = "model"
 """Optional package group: ONNX Runtime. A Lambda layer on AWS, with in-process inference."""
 
