@@ -246,6 +246,13 @@ def test_a_dicom_upload_without_a_sidecar_is_matched_by_its_outcome_and_requeued
     assert account.copies[-1]["ContentType"] == "application/dicom"
 
 
+def test_a_recorded_failure_stays_recorded_after_its_sidecar_is_deleted() -> None:
+    account = _account()
+    del account.objects["images"]["incoming/s5/e.json"]  # an erasure policy, say
+    found = reconcile_stack(_stack(account), older_than_s=60, now=NOW)
+    assert "x-e" not in {e.arn for e in found.unrecorded}
+
+
 def test_without_dicom_uploads_no_outcome_object_is_read() -> None:
     account = _account()
     reconcile_stack(_stack(account), older_than_s=60, now=NOW)

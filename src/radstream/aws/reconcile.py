@@ -184,10 +184,15 @@ def _uploads_with_outcomes(s3: Any, results: str, uploads: dict[str, float]) -> 
     for prefix in (RESULTS, FAILED):
         for key, _ in _objects(s3, results, prefix):
             sidecar = sidecar_key_for(key)
-            if sidecar in uploads:
-                found.add(sidecar)
-            elif drops and (upload := _upload_named_in(s3, results, key)) is not None:
-                found.add(upload)
+            if sidecar is None:
+                continue
+            # Every outcome counts for the sidecar it is named after, whether or not that
+            # sidecar is still in the bucket (an ended execution is judged by it too).
+            found.add(sidecar)
+            if drops and sidecar not in uploads:
+                upload = _upload_named_in(s3, results, key)
+                if upload is not None:
+                    found.add(upload)
     return found
 
 

@@ -448,7 +448,7 @@ def _reconcile_stack(
             "their errors are in its log group"
         )
     console.print(
-        f"{len(found.lost)} sidecar(s) with no outcome object, {len(found.unrecorded)} "
+        f"{len(found.lost)} upload(s) with no outcome object, {len(found.unrecorded)} "
         "ended execution(s) with no failure object"
         + (f"; requeued {requeued}" if requeue_lost else "")
     )
