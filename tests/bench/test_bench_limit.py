@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from radstream.bench.limit import Backend, measure_limit
+from radstream.bench.limit import Backend, LimitFailed, measure_limit
 from radstream.loadgen.study import make_study
 
 
@@ -20,3 +20,15 @@ def test_limit_measures_every_image_and_splits_prepare_from_infer(standin_model:
     assert limit.images_per_s > 0
     assert limit.prepare_ms > 0 and limit.infer_ms > 0
     assert limit.ms_per_image == pytest.approx(limit.prepare_ms + limit.infer_ms)
+
+
+@pytest.mark.slow  # worker processes
+def test_a_worker_that_cannot_load_its_model_fails_the_limit_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    rng = np.random.default_rng(4)
+    study = make_study("s0", "jpeg", rng, width=256, height=320)
+    with pytest.raises(LimitFailed, match="MODEL_FILE_INVALID"):
+        measure_limit(Backend(broken), [(study.image_name, study.image)] * 2, workers=2)

@@ -11,15 +11,21 @@ from __future__ import annotations
 import multiprocessing as mp
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
+from queue import Empty
 
+from radstream.errors import RadStreamError, error_from_exception
 from radstream.imaging import prepare_image
 from radstream.model.backends import load_backend
 from radstream.stages.prepare import preprocessing_for
 
 # Every process has loaded its model and warmed up before the clock starts.
 _START_DELAY_S = 8.0
+_POLL_S = 1.0  # how often a wait for the workers checks that none has died
+_FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,16 @@ class Limit:
     infer_ms: float
 
 
+class LimitFailed(RadStreamError):
+    """A process measuring the in-memory limit could not load or run the model."""
+
+    code = "LIMIT_FAILED"
+    hint = (
+        "The message says which error stopped it; check the model with `radstream model info` "
+        "(runtime, precision), or run bench without --baseline."
+    )
+
+
 def _limit_worker(
     backend: Backend,
     images: list[bytes],
@@ -48,24 +64,56 @@ def _limit_worker(
     start: float,
     queue: mp.Queue,  # type: ignore[type-arg]
 ) -> None:
-    model = load_backend(
-        backend.path, precision=backend.precision, runtime=backend.runtime, intra_op_threads=1
-    )
-    pre = preprocessing_for(model.info)
-    for data, name in zip(images[:3], names[:3], strict=False):  # warm-up, not timed
-        model.predict_logits(prepare_image(data, filename=name, preprocessing=pre).tensor)
-    while time.time() < start:
-        time.sleep(0.001)
-    t0 = time.perf_counter()
-    prep, infer = [], []
-    for data, name in zip(images, names, strict=True):
-        t = time.perf_counter()
-        tensor = prepare_image(data, filename=name, preprocessing=pre).tensor
-        t1 = time.perf_counter()
-        model.predict_logits(tensor)
-        prep.append(t1 - t)
-        infer.append(time.perf_counter() - t1)
-    queue.put((time.perf_counter() - t0, prep, infer))
+    try:
+        model = load_backend(
+            backend.path, precision=backend.precision, runtime=backend.runtime, intra_op_threads=1
+        )
+        pre = preprocessing_for(model.info)
+        for data, name in zip(images[:3], names[:3], strict=False):  # warm-up, not timed
+            model.predict_logits(prepare_image(data, filename=name, preprocessing=pre).tensor)
+        while time.time() < start:
+            time.sleep(0.001)
+        t0 = time.perf_counter()
+        prep, infer = [], []
+        for data, name in zip(images, names, strict=True):
+            t = time.perf_counter()
+            tensor = prepare_image(data, filename=name, preprocessing=pre).tensor
+            t1 = time.perf_counter()
+            model.predict_logits(tensor)
+            prep.append(t1 - t)
+            infer.append(time.perf_counter() - t1)
+        queue.put((time.perf_counter() - t0, prep, infer))
+    except Exception as exc:  # the parent raises it, typed; it must not wait for this one
+        error = error_from_exception(exc)
+        queue.put((_FAILED, error.code, error.message))
+
+
+def _collect(
+    procs: Sequence[BaseProcess],
+    queue: mp.Queue,  # type: ignore[type-arg]
+) -> list[tuple[float, list[float], list[float]]]:
+    """Every worker's figures; LimitFailed (the others stopped) if one fails or dies."""
+    results: list[tuple[float, list[float], list[float]]] = []
+    try:
+        while len(results) < len(procs):
+            try:
+                item = queue.get(timeout=_POLL_S)
+            except Empty:
+                dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                if dead:
+                    raise LimitFailed(f"a limit process died (exit code {dead[0]})") from None
+                continue
+            if item[0] == _FAILED:
+                raise LimitFailed(f"a limit process failed: [{item[1]}] {item[2]}")
+            results.append(item)
+    except BaseException:
+        for p in procs:
+            p.terminate()
+        raise
+    finally:
+        for p in procs:
+            p.join()
+    return results
 
 
 def measure_limit(model: Path | Backend, images: list[tuple[str, bytes]], workers: int) -> Limit:
@@ -88,9 +136,7 @@ def measure_limit(model: Path | Backend, images: list[tuple[str, bytes]], worker
     ]
     for p in procs:
         p.start()
-    results = [queue.get() for _ in procs]
-    for p in procs:
-        p.join()
+    results = _collect(procs, queue)
     wall = max(r[0] for r in results)
     prep = [t for r in results for t in r[1]]
     infer = [t for r in results for t in r[2]]
