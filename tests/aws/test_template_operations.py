@@ -188,6 +188,10 @@ def test_alarm_email_subscribes_to_a_topic_every_alarm_notifies(kms: bool) -> No
         assert topic["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
         [statement] = to_cloudwatch
         assert set(statement["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+        # Only alarms of this account may use the key through CloudWatch.
+        condition = statement["Condition"]
+        assert condition["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+        assert ":alarm:" in str(condition["ArnLike"]["aws:SourceArn"])
         assert "Metadata" not in topic
     else:
         # No key of the stack to use: checkov's encryption check is skipped for this

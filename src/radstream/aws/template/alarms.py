@@ -31,7 +31,17 @@ from collections.abc import Sequence
 from radstream.aws.emf import END_TO_END_LATENCY, NAMESPACE, STACK_DIMENSION, STAGE_DIMENSION
 from radstream.pipeline.definition import STORE, Pipeline
 
-from .intrinsics import KMS_KEY, STATE_MACHINE, STREAM, Json, function_name, get_att, logical, ref
+from .intrinsics import (
+    KMS_KEY,
+    STATE_MACHINE,
+    STREAM,
+    Json,
+    function_name,
+    get_att,
+    logical,
+    ref,
+    sub,
+)
 from .options import TemplateOptions
 
 ALARM_PERIOD_S = 300
@@ -359,7 +369,16 @@ def alarm_key_statement() -> Json:
         "Effect": "Allow",
         "Principal": {"Service": "cloudwatch.amazonaws.com"},
         "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
-        # No condition: CloudWatch reaches the key only through this stack's topic, whose
-        # default policy admits publishers of this account alone.
+        # A key policy's own "*" is the key itself. The conditions keep the service
+        # principal to alarms of this account (no confused deputy); CloudWatch sends both
+        # keys when it publishes to an encrypted topic.
         "Resource": "*",
+        "Condition": {
+            "StringEquals": {"aws:SourceAccount": ref("AWS::AccountId")},
+            "ArnLike": {
+                "aws:SourceArn": sub(
+                    "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"
+                )
+            },
+        },
     }
