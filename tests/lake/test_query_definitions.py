@@ -197,3 +197,41 @@ def test_the_check_finds_copies_with_filters_or_another_grouping() -> None:
 def test_each_query_reads_the_telemetry_table(name: str) -> None:
     tree = parse_athena(named_queries()[name].sql)
     assert "radstream.telemetry" in {t.sql() for t in tree.find_all(exp.Table)}
+
+
+# Columns of the per-execution step that define what an execution's latency and outcome are.
+_PER_EXECUTION_DEFINITIONS = ("succeeded", "e2e_ms")
+
+
+def _per_execution(query: NamedQuery) -> exp.Select | None:
+    tree = parse_athena(query.sql)
+    for cte in tree.find_all(exp.CTE):
+        if cte.alias == "per_execution":
+            select = cte.this
+            assert isinstance(select, exp.Select)
+            return select
+    return None
+
+
+def test_every_per_execution_step_defines_latency_and_outcome_alike() -> None:
+    """Queries that list executions before they aggregate (the slowest ones, the latency
+    percentiles) each need the step in their own text (a named query stands alone), so the
+    copies must stay the same: the same end-to-end latency, success flag and filters."""
+    steps = {
+        name: step
+        for name, q in named_queries().items()
+        if (step := _per_execution(q)) is not None
+        and "e2e_ms" in {e.alias_or_name for e in step.expressions}
+    }
+    assert len(steps) >= 2, sorted(steps)
+    shapes = set()
+    for step in steps.values():
+        columns = {e.alias_or_name: e.sql() for e in step.expressions}
+        shapes.add(
+            (
+                tuple(columns[c] for c in _PER_EXECUTION_DEFINITIONS),
+                step.args["where"].sql(),
+                step.args["having"].sql(),
+            )
+        )
+    assert len(shapes) == 1, shapes
