@@ -27,7 +27,6 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from radstream.ab.analysis import analyse
 from radstream.ab.design import Slot, block_order
 from radstream.ab.model import StackUse
 from radstream.ab.overrides import apply_settings, split_serve
@@ -37,9 +36,7 @@ from radstream.ab.run import (
     ExperimentFailed,
     ExperimentRun,
     Progress,
-    block_data,
-    experiment_manifest,
-    latencies_by_arm,
+    measured_run,
     run_blocks,
 )
 from radstream.ab.sweep import StageTiming
@@ -294,21 +291,7 @@ def run_on_stacks(
     left = stacks.teardown()
     if left:
         report(f"could not destroy: {'; '.join(left)}")
-    manifest = experiment_manifest(base, cfg, "stack", cfg.arms, reports, log)
-    blocks = [block_data(slot, r) for slot, r, _ in reports]
-    result = analyse(
-        experiment=cfg.experiment,
-        arms=cfg.arms,
-        blocks=blocks,
-        margin=cfg.margin,
-        level=cfg.level,
-        seed=cfg.seed,
-        manifest=manifest,
-    )
-    result = result.model_copy(
-        update={"source": "stack", "stacks": [stacks.uses[a.arm] for a in plan]}
-    )
-    return ExperimentRun(result, latencies_by_arm(blocks), log)
+    return measured_run(base, cfg, reports, log, [stacks.uses[a.arm] for a in plan])
 
 
 def _with_teardown(message: str, stacks: ArmStacks, left: list[str]) -> str:
