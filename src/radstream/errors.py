@@ -395,6 +395,17 @@ class StackNotFound(RadStreamError):
     hint = "Check --stack, --region and --endpoint-url; `radstream aws deploy --stack NAME` creates it."
 
 
+class StackInUse(RadStreamError):
+    """A stack an A/B run would deploy over and destroy exists and was not made by that run's
+    ``ab run --stack`` (it lacks the ``radstream:ab`` tag of the same prefix)."""
+
+    code = "STACK_IN_USE"
+    hint = (
+        "Choose another --stack prefix: `ab run --stack` reuses and destroys only stacks "
+        "it made itself, never one deployed otherwise."
+    )
+
+
 class DeployFailed(RadStreamError):
     """A stack create, update or delete did not complete."""
 

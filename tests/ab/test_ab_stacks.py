@@ -21,11 +21,11 @@ from typer.testing import CliRunner
 import radstream.ab.stacks as ab_stacks
 from radstream.ab.run import ExperimentConfig, ExperimentFailed
 from radstream.ab.scenarios import scenarios
-from radstream.ab.stacks import StackSpec, plan_stacks, run_on_stacks, stack_name
+from radstream.ab.stacks import AB_TAG, StackSpec, plan_stacks, run_on_stacks, stack_name
 from radstream.aws.session import AwsTarget, StackRef
 from radstream.bench.runner import BenchConfig
 from radstream.cli import app
-from radstream.errors import ConfigInvalid, DeployFailed
+from radstream.errors import ConfigInvalid, DeployFailed, StackInUse
 from radstream.settings import Settings
 
 SPEC = StackSpec(prefix="rsab", target=AwsTarget(endpoint_url="http://127.0.0.1:9"))
@@ -69,11 +69,16 @@ def test_arms_a_stack_cannot_hold_are_refused_before_any_deploy(tmp_path: Path) 
 
 @dataclass
 class FakeAws:
-    """Stacks that exist, and every deploy and destroy in order; ``refuse`` fails a deploy."""
+    """Stacks that exist, and every deploy and destroy in order; ``refuse`` fails a deploy.
+
+    ``tags``: each stack's tags as its last deploy set them (kept after a destroy, so a test
+    can read what a run deployed with); a stack exists while it is ``standing``.
+    """
 
     refuse: str | None = None
     standing: set[str] = field(default_factory=set)
     events: list[str] = field(default_factory=list)
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def deploy(self, ref: StackRef, options: Any, report: Callable[[str], None]) -> object:
         self.events.append(f"deploy {ref.name}")
@@ -82,7 +87,15 @@ class FakeAws:
         if ref.name in self.standing:
             report(f"stack {ref.name}: no changes")
         self.standing.add(ref.name)
+        # As CloudFormation: a change set's tags replace the stack's (``options`` is the
+        # fake deploy_options' reply, the stack tags it was given).
+        self.tags[ref.name] = dict(options)
         return {}
+
+    def stack(self, name: str, tags: dict[str, str]) -> None:
+        """A stack that stands before the run (deployed some other way), with its tags."""
+        self.standing.add(name)
+        self.tags[name] = tags
 
     def destroy(self, ref: StackRef, report: Callable[[str], None]) -> None:
         self.events.append(f"destroy {ref.name}")
@@ -96,8 +109,11 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> FakeAws:
     monkeypatch.setattr(ab_stacks, "destroy", fake.destroy)
     monkeypatch.setattr(ab_stacks, "check_target", lambda ref: "123456789012")
     monkeypatch.setattr(ab_stacks, "current_package", lambda *_: None)
-    monkeypatch.setattr(ab_stacks, "deploy_options", lambda *_, **__: None)
-    monkeypatch.setattr(ab_stacks, "_exists", lambda ref: ref.name in fake.standing)
+    # Of the deploy's options, the fake deploy needs only the stack tags.
+    monkeypatch.setattr(ab_stacks, "deploy_options", lambda *_, tags, **__: tags)
+    monkeypatch.setattr(
+        ab_stacks, "_tags", lambda ref: fake.tags[ref.name] if ref.name in fake.standing else None
+    )
     monkeypatch.setattr(
         ab_stacks,
         "_describe",
@@ -152,6 +168,8 @@ def test_a_run_deploys_alternates_compares_and_destroys(
     ]
     assert [b.stack for b in run.log] == [c.variant and f"rsab-{c.variant}" for c in bench.calls]
     assert result.manifest["mode"] == "stack"
+    # Every stack the run deployed carries the tag that later runs recognise as theirs.
+    assert aws.tags == {"rsab-standard": {AB_TAG: "rsab"}, "rsab-express": {AB_TAG: "rsab"}}
 
 
 def test_kept_stacks_are_reused_by_the_next_run(
@@ -164,6 +182,59 @@ def test_kept_stacks_are_reused_by_the_next_run(
     again = run_on_stacks(settings(tmp_path), config(1), SPEC, report=lambda _: None)
     assert [s.deploy for s in again.result.stacks] == ["unchanged", "unchanged"]
     assert aws.standing == set()
+
+
+@pytest.mark.parametrize(
+    ("tags", "why"),
+    [
+        # `aws deploy --stack rsab-express`: only deploy's own tag.
+        ({"radstream:stack": "rsab-express"}, "no radstream:ab tag: not made by `ab run --stack`"),
+        # Another experiment's stack whose name happens to match (`--stack rsab-x`, arm y…).
+        ({AB_TAG: "other"}, "made by `ab run --stack other`"),
+    ],
+)
+def test_an_existing_stack_not_made_by_this_prefix_is_refused_before_any_deploy(
+    tmp_path: Path, aws: FakeAws, bench: FakeBench, tags: dict[str, str], why: str
+) -> None:
+    aws.stack("rsab-express", tags)
+    with pytest.raises(StackInUse) as refused:
+        run_on_stacks(settings(tmp_path), config(), SPEC, report=lambda _: None)
+    assert refused.value.code == "STACK_IN_USE"
+    assert f"stack rsab-express ({why}) already exists" in refused.value.message
+    assert refused.value.details == {"stacks": ["rsab-express"]}
+    # Refused before the first deploy (the other arm's stack too): nothing deployed or
+    # destroyed, the existing stack untouched.
+    assert aws.events == [] and bench.calls == []
+    assert aws.standing == {"rsab-express"} and aws.tags["rsab-express"] == tags
+
+
+def test_a_stack_an_earlier_run_tagged_is_reused_and_destroyed(
+    tmp_path: Path, aws: FakeAws, bench: FakeBench
+) -> None:
+    aws.stack("rsab-standard", {AB_TAG: "rsab", "radstream:stack": "rsab-standard"})
+    run = run_on_stacks(settings(tmp_path), config(1), SPEC, report=lambda _: None)
+    assert [(s.stack, s.deploy, s.destroyed) for s in run.result.stacks] == [
+        ("rsab-standard", "unchanged", True),
+        ("rsab-express", "created", True),
+    ]
+    assert aws.events[-2:] == ["destroy rsab-express", "destroy rsab-standard"]
+    assert aws.standing == set()
+
+
+def test_the_cli_refuses_an_existing_stack_with_exit_2_and_its_code(
+    tmp_path: Path, aws: FakeAws
+) -> None:
+    aws.stack("prod-standard", {"radstream:stack": "prod-standard"})
+    package = tmp_path / "package"
+    result = CliRunner().invoke(
+        app,
+        ["ab", "run", "storage-class", "--stack", "prod", "--package", str(package),
+         "--endpoint-url", "http://127.0.0.1:9", "--data-dir", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert "STACK_IN_USE" in output and "prod-standard" in output, output
+    assert aws.events == [] and not package.exists()
 
 
 def test_a_failed_deploy_destroys_what_was_deployed_and_says_why(

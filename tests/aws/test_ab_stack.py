@@ -10,6 +10,9 @@ CloudFormation has no ``AWS::S3Express::DirectoryBucket`` (it refuses the templa
 "Unrecognized resource types"), so the express arm's stack cannot be deployed there. That
 refusal is used instead to check that a deploy failing half-way tears down the stack
 deployed before it and exits 2 with the reason.
+
+That a stack not made by ``ab`` is refused is checked with a one-queue stack standing in
+for it: the refusal comes before any package or deploy, so no further deploy is needed.
 """
 
 from __future__ import annotations
@@ -124,6 +127,13 @@ def test_the_stacks_are_destroyed_at_the_end(experiment: Any, emulator: Any) -> 
     assert all(s["destroyed"] is True for s in out["stacks"])
     for name in STACKS:
         assert _gone(emulator, name), name
+    # A deleted stack is still described by its id: each was deployed with the tag that
+    # marks it as this prefix's (what a later run checks before reusing or destroying it).
+    cfn = AwsTarget(endpoint_url=emulator.url).client("cloudformation")
+    for use in out["stacks"]:
+        (stack,) = cfn.describe_stacks(StackName=use["stack_id"])["Stacks"]
+        tags = {t["Key"]: t["Value"] for t in stack.get("Tags", [])}
+        assert tags.get("radstream:ab") == PREFIX, tags
     # The terminal and the report say where the figures come from.
     assert "MEASURED ON DEPLOYED STACKS" in report.read_text(encoding="utf-8")
     assert "destroying rsab-1024mb" in result.output
@@ -152,3 +162,34 @@ def test_a_deploy_failing_half_way_tears_down_what_was_deployed(
         assert all(_gone(emulator, name) for name in names)
     finally:
         _destroy(emulator, *names)
+
+
+def test_an_existing_stack_not_made_by_ab_is_refused_and_left_alone(
+    emulator: Any, tmp_path: Path
+) -> None:
+    # `rsaby-512mb` stands (deployed some other way: no radstream:ab tag); a run whose
+    # first arm's stack has that name must neither deploy over it nor destroy it.
+    names = (f"{PREFIX}y-512mb", f"{PREFIX}y-1024mb")
+    cfn = AwsTarget(endpoint_url=emulator.url).client("cloudformation")
+    body = json.dumps({"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}}})
+    cfn.create_stack(StackName=names[0], TemplateBody=body)
+    try:
+        cfn.get_waiter("stack_create_complete").wait(
+            StackName=names[0], WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        )
+        package = tmp_path / "package"
+        result = _cli(
+            "ab", "run", "lambda-memory", "--arms", ",".join(ARMS), "--stack", f"{PREFIX}y",
+            "--endpoint-url", emulator.url, "--package", str(package), *LOAD,
+            "--data-dir", str(tmp_path),
+        )  # fmt: skip
+        assert result.exit_code == 2, result.output
+        output = " ".join(result.output.split())
+        assert "STACK_IN_USE" in output and names[0] in output, output
+        assert "deploying" not in output and "destroying" not in output, output
+        assert not package.exists()  # refused before a package was built
+        (stack,) = cfn.describe_stacks(StackName=names[0])["Stacks"]
+        assert stack["StackStatus"] == "CREATE_COMPLETE"
+        assert _gone(emulator, names[1])
+    finally:
+        cfn.delete_stack(StackName=names[0])

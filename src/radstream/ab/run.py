@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -31,7 +31,7 @@ from radstream.ab.derive import (
     storage_arm_blocks,
 )
 from radstream.ab.design import Scheme, Slot, block_order
-from radstream.ab.model import BlockData, ExperimentResult, Projection, SweepSummary
+from radstream.ab.model import BlockData, ExperimentResult, Projection, StackUse, SweepSummary
 from radstream.ab.overrides import apply_settings, serve_config, split_serve
 from radstream.ab.projection import load_inputs
 from radstream.ab.scenarios import Scenario
@@ -271,11 +271,24 @@ def run_experiment(
         return report, _stage_timings(settings, seen, slot.arm) if projected else []
 
     reports, log = run_blocks(slots, cfg, run_block, on_block)
-    mode = "projected" if projected else "real"
-    manifest = experiment_manifest(base, cfg, mode, plan, reports, log)
     if projected:
         assert scenario is not None
+        manifest = experiment_manifest(base, cfg, "projected", plan, reports, log)
         return _projected(base, cfg, scenario, reports, log, manifest)
+    return measured_run(base, cfg, reports, log)
+
+
+def measured_run(
+    base: Settings,
+    cfg: ExperimentConfig,
+    reports: list[tuple[Slot, BenchReport, list[list[StageTiming]]]],
+    log: list[BlockLog],
+    stacks: Sequence[StackUse] | None = None,
+) -> ExperimentRun:
+    """The blocks of a run that measured every arm, analysed: on this machine, or with
+    ``stacks`` on those deployed stacks (the manifest's mode and ``source`` are ``stack``)."""
+    mode = "real" if stacks is None else "stack"
+    manifest = experiment_manifest(base, cfg, mode, cfg.arms, reports, log)
     blocks = [block_data(slot, report) for slot, report, _ in reports]
     result = analyse(
         experiment=cfg.experiment,
@@ -286,6 +299,8 @@ def run_experiment(
         seed=cfg.seed,
         manifest=manifest,
     )
+    if stacks is not None:
+        result = result.model_copy(update={"source": "stack", "stacks": list(stacks)})
     return ExperimentRun(result, latencies_by_arm(blocks), log)
 
 

@@ -8,6 +8,13 @@ against its arm's stack, and analyses them with the same statistics as a local r
 end every stack is destroyed (unless ``keep``), and a failure half-way destroys what was
 deployed before it is reported.
 
+**Only stacks of its own.** Every stack a run deploys carries the stack tag
+``radstream:ab`` = ``NAME``. Before anything is deployed, each ``NAME-<arm>`` that already
+exists must carry that tag (a stack an earlier ``ab run --stack NAME --keep-stacks`` left):
+any other existing stack (one of ``aws deploy``'s, say ``prod-a`` for ``--stack prod``) is
+refused with StackInUse, since the run would deploy the arm's settings over it and, at the
+end, empty its buckets (results included) and delete it.
+
 **Why two stacks side by side, not one stack updated between blocks.** An update through a
 change set takes minutes (new function configurations, and for the storage class a new
 bucket) and would happen before every block, so a run of K rounds would pay 2K updates; with
@@ -27,7 +34,6 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from radstream.ab.analysis import analyse
 from radstream.ab.design import Slot, block_order
 from radstream.ab.model import StackUse
 from radstream.ab.overrides import apply_settings, split_serve
@@ -37,9 +43,7 @@ from radstream.ab.run import (
     ExperimentFailed,
     ExperimentRun,
     Progress,
-    block_data,
-    experiment_manifest,
-    latencies_by_arm,
+    measured_run,
     run_blocks,
 )
 from radstream.ab.sweep import StageTiming
@@ -52,12 +56,14 @@ from radstream.aws.session import AwsTarget, StackRef
 from radstream.aws.template import TemplateOptions
 from radstream.bench.report import BenchReport
 from radstream.bench.runner import BenchConfig, run_bench
-from radstream.errors import ConfigInvalid, RadStreamError, StackNotFound
+from radstream.errors import ConfigInvalid, RadStreamError, StackInUse
 from radstream.settings import Settings
 
 Report = Callable[[str], None]
 Deploy = Callable[[StackRef, DeployOptions, Report], object]
 Destroy = Callable[[StackRef, Report], None]
+AB_TAG = "radstream:ab"
+"""The stack tag that marks a stack as made by ``ab run --stack NAME``; its value is NAME."""
 
 
 @dataclass(frozen=True)
@@ -141,20 +147,28 @@ def _describe(ref: StackRef) -> tuple[str | None, str | None]:
     return str(stacks[0]["StackStatus"]), str(stacks[0].get("StackId"))
 
 
-def _exists(ref: StackRef) -> bool:
+def _tags(ref: StackRef) -> dict[str, str] | None:
+    """The stack's tags, or None when it does not exist (or was deleted)."""
     try:
-        ref.outputs()
-    except StackNotFound:
-        return False
-    return True
+        reply = ref.target.client("cloudformation").describe_stacks(StackName=ref.name)
+    except ClientError as exc:
+        if "does not exist" in str(exc):
+            return None
+        raise
+    stacks = [s for s in reply.get("Stacks", []) if s.get("StackStatus") != "DELETE_COMPLETE"]
+    if not stacks:
+        return None
+    return {str(t["Key"]): str(t["Value"]) for t in stacks[0].get("Tags", [])}
 
 
 @dataclass
 class ArmStacks:
-    """The arms' stacks through one run: deployed in arm order, destroyed in reverse.
+    """The arms' stacks through one run: claimed, deployed in arm order, destroyed in reverse.
 
     ``deploy`` and ``destroy`` are :mod:`radstream.aws.deploy`'s unless a caller gives its
-    own. :attr:`uses` records what happened to each stack, for the result.
+    own. :attr:`uses` records what happened to each stack, for the result. Only claimed
+    stacks are deployed, so only they can be destroyed: the ones this run creates and the
+    ones an earlier run of the same prefix made (:meth:`claim`).
     """
 
     plan: list[ArmStack]
@@ -165,6 +179,38 @@ class ArmStacks:
     uses: dict[str, StackUse] = field(default_factory=dict)
     attempted: list[ArmStack] = field(default_factory=list, init=False)
     """The stacks a deploy was started for, in order (a failed one may be half-built)."""
+    existed: dict[str, bool] = field(default_factory=dict, init=False)
+    """Arm → whether its stack stood before this run (then made by an earlier run of this
+    prefix: tagged); filled by :meth:`claim`."""
+
+    def claim(self) -> None:
+        """Check every arm's stack before anything is deployed: StackInUse names those that
+        exist but were not made by ``ab run --stack`` with this prefix (no ``radstream:ab``
+        tag, or another prefix's)."""
+        prefix = self.spec.prefix
+        existed: dict[str, bool] = {}
+        refused: dict[str, str] = {}
+        for arm in self.plan:
+            tags = _tags(arm.ref)
+            existed[arm.arm] = tags is not None
+            if tags is None or tags.get(AB_TAG) == prefix:
+                continue
+            other = tags.get(AB_TAG)
+            refused[arm.ref.name] = (
+                f"no {AB_TAG} tag: not made by `ab run --stack`"
+                if other is None
+                else f"made by `ab run --stack {other}`"
+            )
+        if refused:
+            listed = ", ".join(f"{name} ({why})" for name, why in refused.items())
+            raise StackInUse(
+                f"{'stacks' if len(refused) > 1 else 'stack'} {listed} already "
+                f"{'exist' if len(refused) > 1 else 'exists'}; `ab run --stack {prefix}` would "
+                "deploy an arm's settings over it and then destroy it (its buckets emptied, "
+                "results included), so nothing was deployed",
+                stacks=list(refused),
+            )
+        self.existed = existed
 
     def _use(self, arm: ArmStack, **update: object) -> StackUse:
         t = arm.template
@@ -184,7 +230,12 @@ class ArmStacks:
         return use
 
     def deploy_all(self) -> None:
-        """Deploy (or reuse) every arm's stack; ExperimentFailed names the one that failed."""
+        """Deploy (or reuse) every arm's stack; ExperimentFailed names the one that failed.
+
+        Claims the stacks first unless :meth:`claim` was called (StackInUse, nothing deployed).
+        """
+        if not self.existed:
+            self.claim()
         spec = self.spec
         package = current_package(
             spec.package_dir, spec.python_version, self.plan[0].template.architecture, self.report
@@ -194,7 +245,7 @@ class ArmStacks:
             self._deploy_one(arm, package)
 
     def _deploy_one(self, arm: ArmStack, package: PackageManifest) -> None:
-        existed = _exists(arm.ref)
+        existed = self.existed[arm.arm]
         said: list[str] = []
 
         def report(line: object) -> None:
@@ -210,6 +261,7 @@ class ArmStacks:
                 express_zone=self.spec.express_zone,
                 # As `aws deploy`: an emulator has no Athena named queries to speak of.
                 named_queries=self.spec.target.endpoint_url is None,
+                tags={AB_TAG: self.spec.prefix},
             )
             self.deploy(arm.ref, options, report)
         except Exception as exc:
@@ -229,7 +281,9 @@ class ArmStacks:
         )
 
     def teardown(self) -> list[str]:
-        """Destroy every stack deployed or attempted (not with ``keep``); the failures."""
+        """Destroy every stack deployed or attempted (not with ``keep``); the failures.
+
+        Those are claimed stacks only: created by this run or tagged by an earlier one."""
         if self.spec.keep:
             return []
         failures: list[str] = []
@@ -278,6 +332,8 @@ def run_on_stacks(
     # CLI explains botocore's own errors with a hint).
     check_target(plan[0].ref)
     stacks = ArmStacks(plan, spec, report, deploy_stack, destroy)
+    # Outside the try: a refused stack was never deployed, so there is nothing to tear down.
+    stacks.claim()
     try:
         stacks.deploy_all()
         reports, log = run_blocks(
@@ -294,21 +350,7 @@ def run_on_stacks(
     left = stacks.teardown()
     if left:
         report(f"could not destroy: {'; '.join(left)}")
-    manifest = experiment_manifest(base, cfg, "stack", cfg.arms, reports, log)
-    blocks = [block_data(slot, r) for slot, r, _ in reports]
-    result = analyse(
-        experiment=cfg.experiment,
-        arms=cfg.arms,
-        blocks=blocks,
-        margin=cfg.margin,
-        level=cfg.level,
-        seed=cfg.seed,
-        manifest=manifest,
-    )
-    result = result.model_copy(
-        update={"source": "stack", "stacks": [stacks.uses[a.arm] for a in plan]}
-    )
-    return ExperimentRun(result, latencies_by_arm(blocks), log)
+    return measured_run(base, cfg, reports, log, [stacks.uses[a.arm] for a in plan])
 
 
 def _with_teardown(message: str, stacks: ArmStacks, left: list[str]) -> str:

@@ -68,6 +68,9 @@ class DeployOptions:
     secrets: dict[str, str] = field(default_factory=dict)
     """Template parameter → value, for the NoEcho parameters (``SECRET_PARAMETERS``)."""
     named_queries: bool = True
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """Stack tags besides ``radstream:stack`` (CloudFormation copies stack tags onto the
+    resources that take tags); ``ab run --stack`` marks its stacks with ``radstream:ab``."""
     express_zone: str | None = None
     """The Availability Zone id of the S3 Express directory bucket (``--express-zone``);
     None: the stack's current one on an update, else one of the region's (:func:`radstream.aws.preflight.express_zone`)."""
@@ -224,7 +227,11 @@ def deploy(
         TemplateURL=_template_url(stack, code_bucket, template_key),
         Parameters=sent,
         Capabilities=["CAPABILITY_IAM"],
-        Tags=[{"Key": "radstream:stack", "Value": stack.name}],
+        # Sent on every change set: an update replaces the stack's tags with these.
+        Tags=[
+            {"Key": key, "Value": value}
+            for key, value in {**options.tags, "radstream:stack": stack.name}.items()
+        ],
     )
     changes = _wait_change_set(stack, name, options)
     if changes is None:

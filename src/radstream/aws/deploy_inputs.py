@@ -7,7 +7,7 @@ here, so an experiment's stacks are deployed exactly as ``aws deploy`` would dep
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from radstream.aws.deploy import DeployOptions, lambda_settings
@@ -43,8 +43,10 @@ def deploy_options(
     *,
     express_zone: str | None = None,
     named_queries: bool = True,
+    tags: Mapping[str, str] | None = None,
 ) -> DeployOptions:
-    """The deploy of ``template`` with ``settings``' model and secrets."""
+    """The deploy of ``template`` with ``settings``' model and secrets (``tags``: the
+    stack's tags besides ``radstream:stack``)."""
     model_path = resolve_model_path(settings)
     info = read_model_info(model_path)
     preprocessing = {
@@ -63,4 +65,5 @@ def deploy_options(
         template=template,
         express_zone=express_zone,
         named_queries=named_queries,
+        tags=dict(tags or {}),
     )
