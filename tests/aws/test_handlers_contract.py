@@ -8,12 +8,16 @@ hand from AWS's documented format, since no emulator here produces it.
 
 from __future__ import annotations
 
+import io
 import json
 import traceback
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 
 from radstream.aws import handlers
 from radstream.aws.handlers import error_from_cause, lambda_error
@@ -337,3 +341,35 @@ def test_a_refused_study_prints_no_latency_until_record_failure_completes_it(
     [line] = _emf_lines(capsys.readouterr().out)
     assert (line["Stack"], line["Stage"]) == ("local", "record_failure")
     assert line["EndToEndLatency"] > 0
+
+
+def test_a_dicom_drop_that_failed_validate_then_succeeds_keeps_one_outcome(
+    s3: tuple[MemoryS3, ListSink],
+) -> None:
+    # A drop whose header could not be read is filed under its folder and file; a later
+    # upload of a readable file to the same key stores its result under the header's
+    # keys and removes that failure (the store Lambda may delete failed/*).
+    store, _ = s3
+    key = "dicom/pacs/IM0001"
+    chest = Path(str(get_testdata_file("RG1_UNCR.dcm", download=False))).read_bytes()
+    incomplete = pydicom.dcmread(io.BytesIO(chest))
+    del incomplete.StudyInstanceUID
+    incomplete.AccessionNumber = ""
+    buffer = io.BytesIO()
+    incomplete.save_as(buffer, enforce_file_format=True)
+    store.put("images", key, buffer.getvalue())
+    state = {**_upload(store, "unused"), "key": key}
+    with pytest.raises(Exception, match="DICOM") as raised:
+        handlers.validate(_event(state, "ex-1"))
+    caught = {**state, "error": {"Error": type(raised.value).__name__, "Cause": str(raised.value)}}
+    assert handlers.record_failure(_event(caught, "ex-1"))["outcome_key"] == failure_key(
+        "pacs", "IM0001"
+    )
+
+    store.put("images", key, chest)
+    state = {**state, "sequencer": "0055AED6DCD90281E6"}  # a new S3 write
+    for stage in PIPELINE.names:
+        state = getattr(handlers, stage)(_event(state, "ex-2"))
+    outcomes = store.list("results")
+    assert outcomes == [state["outcome_key"]]
+    assert json.loads(store.get("results", state["outcome_key"]))["sidecar_key"] == key

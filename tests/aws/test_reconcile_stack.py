@@ -7,13 +7,18 @@ import io
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pydicom
+import pytest
 from botocore.exceptions import ClientError
+from pydicom.data import get_testdata_file
 
 from radstream.aws.completions import S3CompletionWatcher
 from radstream.aws.outcomes import stack_store, wait_for_outcomes
 from radstream.aws.reconcile import explain_lost, reconcile_stack, requeue
+from radstream.aws.reconcile_drops import HEADER_BYTES
 from radstream.aws.session import AwsTarget, StackRef
 
 NOW = 1_800_000_000.0
@@ -44,6 +49,8 @@ class _Account:
     bodies: dict[str, bytes] = field(default_factory=dict)
     """Outcome objects' contents, by key (read for a DICOM upload's ``sidecar_key``)."""
     reads: list[str] = field(default_factory=list)
+    ranges: dict[str, str] = field(default_factory=dict)
+    """The Range of each ranged GET, by key (a DICOM upload's header is read so)."""
     express: bool = False
     """An EXPRESS state machine: ListExecutions refuses."""
 
@@ -69,7 +76,18 @@ class _S3:
 
     def get_object(self, **kwargs: str) -> dict[str, Any]:
         self.account.reads.append(kwargs["Key"])
-        return {"Body": io.BytesIO(self.account.bodies.get(kwargs["Key"], b"{}"))}
+        body = self.account.bodies.get(kwargs["Key"], b"{}")
+        if "Range" in kwargs:
+            self.account.ranges[kwargs["Key"]] = kwargs["Range"]
+            first, last = kwargs["Range"].removeprefix("bytes=").split("-")
+            body = body[int(first) : int(last) + 1]
+        return {"Body": io.BytesIO(body)}
+
+    def head_object(self, **kwargs: str) -> dict[str, Any]:
+        age = self.account.objects.get(kwargs["Bucket"], {}).get(kwargs["Key"])
+        if age is None:
+            raise ClientError({"Error": {"Code": "404", "Message": "Not Found"}}, "HeadObject")
+        return {"LastModified": datetime.fromtimestamp(NOW - age, UTC)}
 
     def copy_object(self, **kwargs: Any) -> dict[str, Any]:
         if kwargs["Key"] not in self.account.objects[kwargs["Bucket"]]:
@@ -240,8 +258,9 @@ def test_a_dicom_upload_without_a_sidecar_is_matched_by_its_outcome_and_requeued
     execution = lost["dicom/pacs/y.dcm"].execution
     assert execution is not None and execution.arn == "x-y"
     assert "x-y" in {e.arn for e in found.unrecorded}
-    # Only the outcome that no sidecar names was read.
-    assert account.reads == ["results/1.2.3/9.8.7.json"]
+    # Only the outcome that no sidecar names was read, and the header of the one DICOM
+    # upload that no outcome names (it is not DICOM here: it stays lost).
+    assert account.reads == ["results/1.2.3/9.8.7.json", "dicom/pacs/y.dcm"]
     assert requeue(stack, ["dicom/pacs/y.dcm"], now=NOW) == 1
     assert account.copies[-1]["ContentType"] == "application/dicom"
 
@@ -267,3 +286,48 @@ def test_an_express_machine_whose_executions_cannot_be_listed_still_reports_lost
     assert {s.key for s in found.lost} == {"incoming/s2/b.json", "incoming/s3/c.json"}
     assert all(s.execution is None for s in found.lost)
     assert found.unrecorded == []
+
+
+def _instance_uploaded_twice(account: _Account, outcome_prefix: str) -> None:
+    """One DICOM instance uploaded as two drops (900 s and 700 s ago), its outcome written
+    by the later upload's run (650 s ago), then a third time (300 s ago), whose run was
+    lost."""
+    chest = Path(str(get_testdata_file("RG1_UNCR.dcm", download=False))).read_bytes()
+    header = pydicom.dcmread(io.BytesIO(chest), stop_before_pixels=True)
+    study = str(header.StudyInstanceUID).replace(".", "-")
+    stem = str(header.SOPInstanceUID).replace(".", "-")
+    drops = {"dicom/pacs/first": 900.0, "dicom/other/again.dcm": 700.0, "dicom/pacs/late": 300.0}
+    account.objects["images"] |= drops
+    account.bodies |= dict.fromkeys(drops, chest)
+    outcome = f"{outcome_prefix}{study}/{stem}.json"
+    account.objects["results"][outcome] = 650.0
+    account.bodies[outcome] = json.dumps({"sidecar_key": "dicom/other/again.dcm"}).encode()
+
+
+@pytest.mark.parametrize("outcome_prefix", ["results/", "failed/"])
+def test_an_instance_uploaded_twice_is_not_lost_but_a_later_upload_without_a_run_is(
+    outcome_prefix: str,
+) -> None:
+    # Two drops of one instance share one outcome object; the later run names itself in
+    # it. The earlier upload is superseded, not lost: requeued, it would take the object
+    # back, and the next reconcile would report the other one.
+    account = _account()
+    _instance_uploaded_twice(account, outcome_prefix)
+    stack = _stack(account)
+    found = reconcile_stack(stack, older_than_s=60, now=NOW)
+    lost = {s.key for s in found.lost}
+    assert lost == {"incoming/s2/b.json", "incoming/s3/c.json", "dicom/pacs/late"}
+    # Headers read: only the drops no outcome names, and only their first bytes.
+    assert account.ranges == dict.fromkeys(
+        ["dicom/pacs/first", "dicom/pacs/late"], f"bytes=0-{HEADER_BYTES - 1}"
+    )
+    requeue(stack, [s.key for s in found.lost], now=NOW)
+    assert "dicom/pacs/first" not in {c["Key"] for c in account.copies}
+
+
+def test_a_drop_whose_header_cannot_be_read_from_its_first_bytes_stays_lost() -> None:
+    account = _account()
+    _instance_uploaded_twice(account, "results/")
+    account.bodies["dicom/pacs/first"] = b"not a DICOM file"
+    found = reconcile_stack(_stack(account), older_than_s=60, now=NOW)
+    assert "dicom/pacs/first" in {s.key for s in found.lost}

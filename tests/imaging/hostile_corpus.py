@@ -122,13 +122,16 @@ def _explicit_le(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
-def deflate_bomb(inflated_bytes: int = DEFLATE_BOMB_BYTES) -> bytes:
+def deflate_bomb(inflated_bytes: int = DEFLATE_BOMB_BYTES, *, implicit_meta: bool = False) -> bytes:
     """A Deflated Explicit VR Little Endian file whose data set inflates to more than
     ``inflated_bytes`` (a multiple of 16 MiB): a private OB element of zeros before a
     small, valid Pixel Data.
 
     The zeros are one compressed 16 MiB block repeated: after a full flush deflate
     refers to nothing earlier, so identical blocks concatenate into one valid stream.
+    With ``implicit_meta`` the file meta is written in implicit VR, which the standard
+    forbids and pydicom reads all the same (it retries the meta as implicit VR when its
+    VR bytes are not letters).
     """
     blocks = inflated_bytes // _CHUNK
     ds = _dataset(256, 256)
@@ -141,7 +144,11 @@ def deflate_bomb(inflated_bytes: int = DEFLATE_BOMB_BYTES) -> bytes:
     tail = packer.compress(pixels + b"\x00" * (256 * 256 * 2)) + packer.flush()
     meta = DicomBytesIO()
     meta.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(meta, _meta(ds, DeflatedExplicitVRLittleEndian))
+    if implicit_meta:
+        meta.is_little_endian, meta.is_implicit_VR = True, True
+        write_dataset(meta, _meta(ds, DeflatedExplicitVRLittleEndian))
+    else:
+        write_file_meta_info(meta, _meta(ds, DeflatedExplicitVRLittleEndian))
     return meta.getvalue() + head + block * blocks + tail
 
 
@@ -190,6 +197,7 @@ def hostile_corpus() -> list[Sample]:
     jpeg = _jpeg(640, 800)
     frame = _jpeg(1000, 1000)
     bomb = deflate_bomb()
+    implicit_meta_bomb = deflate_bomb(implicit_meta=True)
     return [
         Sample("png-huge-ihdr.png", huge_png_header(100_000, 100_000), "IMAGE_TOO_LARGE"),
         Sample("png-largest-allowed.png", _png16(7000, 7000), None),
@@ -212,4 +220,11 @@ def hostile_corpus() -> list[Sample]:
         Sample("dicom-lying-pixel-length.dcm", _lying_pixel_length(), "IMAGE_TRUNCATED"),
         Sample("dicom-deflate-bomb.dcm", bomb, "IMAGE_FILE_TOO_LARGE"),
         Sample("IM-deflate-bomb", bomb, "IMAGE_FILE_TOO_LARGE", sidecar_less=True),
+        Sample("dicom-deflate-bomb-implicit-meta.dcm", implicit_meta_bomb, "IMAGE_FILE_TOO_LARGE"),
+        Sample(
+            "IM-deflate-bomb-implicit-meta",
+            implicit_meta_bomb,
+            "IMAGE_FILE_TOO_LARGE",
+            sidecar_less=True,
+        ),
     ]

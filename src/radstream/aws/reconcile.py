@@ -29,6 +29,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from radstream.aws.reconcile_drops import superseded_drops
 from radstream.aws.session import StackRef
 from radstream.errors import StackNotFound
 from radstream.layout import (
@@ -106,6 +107,7 @@ def reconcile_stack(
         if is_sidecar(key) or is_dicom_drop(key)
     }
     outcomes = _uploads_with_outcomes(s3, results, uploads)
+    outcomes |= superseded_drops(s3, images, results, uploads, outcomes)  # DICOM drops: see there
     try:
         ended, listed = _ended_executions(stack.target.client("stepfunctions"), machine), True
     except ClientError as exc:

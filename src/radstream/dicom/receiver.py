@@ -20,8 +20,8 @@ Refusals, as DICOM says them:
   rejected (permanent, "calling AE title not recognised");
 * another SOP class: its presentation context is rejected ("abstract syntax not
   supported"), and a C-STORE that still names one answers 0x0122 "SOP class not supported";
-* an instance over ``max_instance_bytes`` (``imaging.max_file_bytes``): 0xA700 "out of
-  resources", and nothing is written;
+* an instance over ``max_instance_bytes`` (``imaging.max_file_bytes``), or a deflated one
+  that would inflate past it: 0xA700 "out of resources", and nothing is written;
 * a header without the UIDs or dates the sidecar needs: 0xA900 "data set does not match
   SOP class"; one that cannot be parsed: 0xC000 "cannot understand".
 
@@ -62,7 +62,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from radstream.errors import RadStreamError
+from radstream.errors import ImageFileTooLarge, ImageTruncated, ImageUndecodable, RadStreamError
+from radstream.imaging.deflated import check_inflated_size
 from radstream.imaging.dicom_codecs import PREFERRED_PLUGINS, register_plugins
 from radstream.layout import Bucket, sidecar_key, upload_key
 from radstream.logs import get_logger
@@ -221,8 +222,21 @@ class Receiver:
                 "C-STORE refused: %d bytes, the limit is %d", size, self.config.max_instance_bytes
             )
             return OUT_OF_RESOURCES
+        encoded = event.encoded_dataset()
         try:
-            stored = self.writer.write(event.encoded_dataset())
+            # pydicom inflates a deflated data set whole before it reads one element, even
+            # for the header: bound what it would inflate to, as the pipeline does.
+            check_inflated_size(encoded, self.config.max_instance_bytes)
+            stored = self.writer.write(encoded)
+        except ImageFileTooLarge:
+            log.warning(
+                "C-STORE refused: the deflated data set inflates past %d bytes",
+                self.config.max_instance_bytes,
+            )
+            return OUT_OF_RESOURCES
+        except (ImageTruncated, ImageUndecodable) as exc:
+            log.warning("C-STORE refused: %s", exc.code, extra={"code": exc.code})
+            return CANNOT_UNDERSTAND
         except RadStreamError as exc:
             log.warning("C-STORE refused: %s", exc.code, extra={"code": exc.code})
             return DATA_SET_MISMATCH

@@ -11,51 +11,50 @@ does pydicom inflate it, into at most that many bytes.
 
 from __future__ import annotations
 
-import struct
+import io
 import zlib
 from typing import Final
 
+from pydicom.filereader import (  # pydicom's private readers, used in this module only
+    _read_command_set_elements,
+    _read_file_meta_info,
+    read_preamble,
+)
+from pydicom.uid import DeflatedExplicitVRLittleEndian
+
 from radstream.errors import ImageFileTooLarge, ImageTruncated, ImageUndecodable
 
-DEFLATED_SYNTAX: Final = "1.2.840.10008.1.2.1.99"
-"""Deflated Explicit VR Little Endian."""
-_PREAMBLE: Final = 128
-_MAGIC: Final = b"DICM"
-_LONG_VRS: Final = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
-"""Explicit VRs with a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2)."""
-_TRANSFER_SYNTAX: Final = (0x0002, 0x0010)
 _CHUNK: Final = 1 << 20
 
 
 def deflated_stream_offset(data: bytes) -> int | None:
-    """Where the deflated data set starts, or None when the file is not deflated.
+    """Where the deflated data set starts, or None when pydicom would not inflate the file.
 
-    The file meta group (0002,xxxx) is always explicit VR little endian; it is walked here
-    as pydicom walks it, up to the first element of another group.
+    The file is read as ``pydicom.dcmread(..., force=True)`` reads it up to the point where
+    it inflates: the preamble when there is one, the file meta group (0002,xxxx) in
+    whichever VR encoding pydicom settles on, and any command set group (0000,xxxx). A
+    file whose meta pydicom cannot read is not inflated either: pydicom fails there first.
     """
-    pos = _PREAMBLE + len(_MAGIC) if data[_PREAMBLE : _PREAMBLE + 4] == _MAGIC else 0
-    syntax = None
-    while pos + 8 <= len(data):
-        group, element = struct.unpack_from("<HH", data, pos)
-        if group != 0x0002:
-            break
-        vr = data[pos + 4 : pos + 6]
-        if vr in _LONG_VRS:
-            if pos + 12 > len(data):
-                return None
-            (length,) = struct.unpack_from("<I", data, pos + 8)
-            start = pos + 12
-        else:
-            (length,) = struct.unpack_from("<H", data, pos + 6)
-            start = pos + 8
-        if length == 0xFFFFFFFF:  # undefined length in the file meta: pydicom refuses it
-            return None
-        if (group, element) == _TRANSFER_SYNTAX:
-            syntax = data[start : start + length].rstrip(b"\x00 ").decode("ascii", "replace")
-        pos = start + length
-    return pos if syntax == DEFLATED_SYNTAX else None
+    # pydicom's own readers, the ones its `read_partial` runs before it inflates: the file
+    # meta (tried as explicit VR, read again as implicit VR when its VR bytes are not
+    # letters) and a command set (group 0000). They are private to pydicom; using them
+    # here, and only here, is the one way to agree with it on every file a forger can
+    # write (an implicit-VR file meta went past a hand-written walk that assumed explicit
+    # VR). pydicom is pinned <4; a release that renames them fails this import, loudly.
+    fp = io.BytesIO(data)
+    try:
+        read_preamble(fp, True)
+        syntax = _read_file_meta_info(fp).get("TransferSyntaxUID")
+        _read_command_set_elements(fp)
+    except Exception:
+        # Whatever stops this read stops pydicom's at the same byte, before it inflates
+        # (a warning turned into an error included).
+        return None
+    offset = fp.tell()
+    # pydicom inflates only when its syntax is exactly this UID and bytes are left.
+    if syntax != DeflatedExplicitVRLittleEndian or offset >= len(data):
+        return None
+    return offset
 
 
 def check_inflated_size(data: bytes, max_bytes: int) -> None:

@@ -91,16 +91,28 @@ def sidecar_stem(key: str) -> str:
     return name.rsplit(".", 1)[0] or "sidecar"
 
 
+def unvalidated_outcome_ids(key: str) -> tuple[str, str]:
+    """The study and image id a failure is filed under when its upload never validated:
+    the upload's folder (made safe by ``study_folder``) and its file name's stem.
+
+    A DICOM drop (``dicom/{folder}/{file}``) that fails before its header is read is filed
+    there too; once it validates, its outcome is keyed by the header's study and SOP
+    instance instead, so ``store_result`` removes this key as well.
+    """
+    return study_folder(key), sidecar_stem(key)
+
+
 def build_failure(context: ExecutionContext, error: StageError, attempts: int) -> Failure:
     """The failure object of a study.
 
     A sidecar that never validated has no ``study_id`` in the context, so the failure is
-    filed under its upload folder (made safe by ``study_folder``).
+    filed under its upload folder (:func:`unvalidated_outcome_ids`).
     """
+    folder, stem = unvalidated_outcome_ids(context.key)
     return Failure(
         execution_id=context.execution_id,
-        study_id=context.study_id or study_folder(context.key),
-        image_id=context.image_id or sidecar_stem(context.key),
+        study_id=context.study_id or folder,
+        image_id=context.image_id or stem,
         sidecar_key=context.key,
         error=FailureInfo.model_validate(error.model_dump(exclude={"attempt"})),
         attempts=attempts,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from radstream import layout
+from radstream.errors import StoreKeyInvalid
 from radstream.layout import Bucket
 from radstream.schema.outcome import Failure, ModelRef, Result
 from radstream.stages.context import ExecutionContext
-from radstream.stages.outcomes import build_failure, build_result
+from radstream.stages.outcomes import build_failure, build_result, unvalidated_outcome_ids
 from radstream.stages.ports import ObjectStore, StagePorts
 
 # Re-exported for callers written before radstream.layout; new code uses layout directly.
@@ -22,11 +25,21 @@ def _encode(model: Result | Failure) -> bytes:
 def store_result(store: ObjectStore, result: Result) -> str:
     """Write the result, and remove a failure left by an earlier upload of the same image.
 
-    Written before the stale failure is removed, so a reader never sees neither.
+    Written before the stale failure is removed, so a reader never sees neither. A DICOM
+    drop that failed before its header was read had its failure filed under its upload's
+    folder and file (``failed/{folder}/{stem}.json``), not under the header's study and
+    SOP instance: that one is removed too, so the upload ends with one outcome object.
     """
     key = layout.result_key(result.study_id, result.image_id)
     store.put(Bucket.RESULTS, key, _encode(result))
-    store.delete(Bucket.RESULTS, layout.failure_key(result.study_id, result.image_id))
+    stale = {layout.failure_key(result.study_id, result.image_id)}
+    if layout.is_dicom_drop(result.sidecar_key):
+        drop_failure = layout.failure_key(*unvalidated_outcome_ids(result.sidecar_key))
+        # A key no store takes could not have been written by record_failure either.
+        with suppress(StoreKeyInvalid):
+            stale.add(layout.check_key(drop_failure))
+    for failure in sorted(stale):
+        store.delete(Bucket.RESULTS, failure)
     return key
 
 
