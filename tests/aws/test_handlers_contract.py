@@ -363,7 +363,7 @@ def test_a_dicom_drop_that_failed_validate_then_succeeds_keeps_one_outcome(
         handlers.validate(_event(state, "ex-1"))
     caught = {**state, "error": {"Error": type(raised.value).__name__, "Cause": str(raised.value)}}
     assert handlers.record_failure(_event(caught, "ex-1"))["outcome_key"] == failure_key(
-        "pacs", "IM0001"
+        "dicom~pacs", "IM0001"
     )
 
     store.put("images", key, chest)

@@ -80,7 +80,7 @@ def test_a_drop_that_failed_validate_then_succeeds_ends_with_its_result_only(
     pipeline.store.put(Bucket.IMAGES, key, to_bytes(incomplete))
     pipeline.run_until_idle()
     [(first_key, failure)] = pipeline.outcomes().items()
-    assert first_key == failure_key("pacs", "IM0001")
+    assert first_key == failure_key("dicom~pacs", "IM0001")  # never a sidecar upload's key
     assert failure["sidecar_key"] == key
 
     # Exported again, complete, to the same key: the result replaces the failure.
@@ -107,3 +107,17 @@ def test_a_drop_that_fails_after_its_header_is_read_is_replaced_as_before(
     pipeline.store.put(Bucket.IMAGES, key, path_of("RG1_UNCR.dcm").read_bytes())
     pipeline.run_until_idle()
     assert list(pipeline.outcomes()) == [result]
+
+
+def test_a_drop_and_a_sidecar_upload_of_one_folder_and_name_never_share_a_failure(
+    tmp_path: Path,
+) -> None:
+    # dicom/s1/a.dcm and incoming/s1/a.json once both failed into failed/s1/a.json, and a
+    # later success of the drop deleted the sidecar upload's only outcome.
+    pipeline = Pipeline(tmp_path)
+    pipeline.store.put(Bucket.IMAGES, dicom_drop_key("s1", "a.dcm"), b"not dicom")
+    pipeline.store.put(Bucket.IMAGES, "incoming/s1/a.json", b"{not json")
+    pipeline.run_until_idle()
+    outcomes = pipeline.outcomes()
+    assert set(outcomes) == {failure_key("dicom~s1", "a"), failure_key("s1", "a")}
+    assert {o["sidecar_key"] for o in outcomes.values()} == {"dicom/s1/a.dcm", "incoming/s1/a.json"}

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from radstream.layout import failure_key, outcome_kind, result_key, sidecar_key_for
-from radstream.stages.outcomes import sidecar_stem
-from radstream.stages.validate import study_folder
+from radstream.stages.outcomes import unvalidated_outcome_ids
 
 OutcomeStatus = Literal["succeeded", "failed", "lost"]
 
@@ -43,7 +42,7 @@ def completion_of(outcome_key: str, at: float) -> Completion | None:
 
 def outcome_key_of(sidecar_key: str, kind: str) -> str:
     """Where the ``kind`` ("result" or "failure") outcome of an upload lands."""
-    folder, stem = study_folder(sidecar_key), sidecar_stem(sidecar_key)
+    folder, stem = unvalidated_outcome_ids(sidecar_key)
     return result_key(folder, stem) if kind == "result" else failure_key(folder, stem)
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from radstream import PIPELINE_VERSION
+from radstream.layout import is_dicom_drop
 from radstream.schema.outcome import Failure, FailureInfo, ModelRef, PreprocessingRef, Result
 from radstream.stages.context import ExecutionContext, StageError, study_folder
 
@@ -91,15 +92,25 @@ def sidecar_stem(key: str) -> str:
     return name.rsplit(".", 1)[0] or "sidecar"
 
 
+DROP_FOLDER_MARK = "dicom~"
+"""Prefix of the study folder a DICOM drop's pre-validation failure is filed under. ``~``
+is outside the study-id alphabet, so no sidecar upload's folder can ever carry it: the
+failure of ``dicom/s1/a.dcm`` and that of ``incoming/s1/a.json`` never share a key."""
+
+
 def unvalidated_outcome_ids(key: str) -> tuple[str, str]:
     """The study and image id a failure is filed under when its upload never validated:
     the upload's folder (made safe by ``study_folder``) and its file name's stem.
 
     A DICOM drop (``dicom/{folder}/{file}``) that fails before its header is read is filed
-    there too; once it validates, its outcome is keyed by the header's study and SOP
-    instance instead, so ``store_result`` removes this key as well.
+    under ``dicom~{folder}`` (see :data:`DROP_FOLDER_MARK`); once it validates, its outcome
+    is keyed by the header's study and SOP instance instead, so ``store_result`` removes
+    this key as well.
     """
-    return study_folder(key), sidecar_stem(key)
+    folder = study_folder(key)
+    if is_dicom_drop(key):
+        folder = DROP_FOLDER_MARK + folder
+    return folder, sidecar_stem(key)
 
 
 def build_failure(context: ExecutionContext, error: StageError, attempts: int) -> Failure:
