@@ -7,8 +7,13 @@ the README cites from it (no time is asserted), not the figures themselves.
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
+import time
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 from radstream.aws.package import LAMBDA_UNZIPPED_LIMIT, STAGE_LAYERS, Artifact, PackageManifest
 
@@ -19,6 +24,8 @@ def _benchmark(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / f"benchmarks/{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # Registered first: dataclasses look their module up in sys.modules.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -48,3 +55,14 @@ def test_lambda_sizes_prints_one_row_per_size_with_its_share() -> None:
     assert rows[0] == ("validate, store, record_failure", 10.5, 4)
     assert [r[0] for r in rows[1:]] == ["infer (code + model)", "prepare (code + imaging)"]
     assert rows[-1][2] == round(100 * sizes["prepare"] / LAMBDA_UNZIPPED_LIMIT)
+
+
+def test_precision_counts_the_cpu_seconds_of_a_process_from_proc() -> None:
+    precision = _benchmark("precision")
+    before = precision._cpu_s(os.getpid())
+    start = time.process_time()
+    while time.process_time() - start < 0.2:  # burn CPU: the figure must grow with it
+        sum(range(10_000))
+    grown = precision._cpu_s(os.getpid()) - before
+    # /proc counts in clock ticks (10 ms): allow one tick either side.
+    assert grown == pytest.approx(time.process_time() - start, abs=0.03)
