@@ -20,6 +20,9 @@ def test_limit_measures_every_image_and_splits_prepare_from_infer(standin_model:
     assert limit.images_per_s > 0
     assert limit.prepare_ms > 0 and limit.infer_ms > 0
     assert limit.ms_per_image == pytest.approx(limit.prepare_ms + limit.infer_ms)
+    # CPU time is the process's own: one process, so its throughput is 1000 / ms per image.
+    assert limit.cpu_ms_per_image > 0
+    assert limit.cpu_images_per_s == pytest.approx(1000.0 / limit.cpu_ms_per_image)
 
 
 @pytest.mark.slow  # worker processes

@@ -7,8 +7,13 @@ the README cites from it (no time is asserted), not the figures themselves.
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
+import time
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 from radstream.aws.package import LAMBDA_UNZIPPED_LIMIT, STAGE_LAYERS, Artifact, PackageManifest
 
@@ -19,6 +24,8 @@ def _benchmark(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / f"benchmarks/{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # Registered first: dataclasses look their module up in sys.modules.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -69,3 +76,14 @@ def test_opencv_free_times_both_paths_and_compares_their_inputs() -> None:
         assert {"before", "after", "change_p50", "change_cpu_p50"} <= set(row)
         # The NumPy/Pillow path gives these 8- and 16-bit images the same model input.
         assert row["max_abs_input_diff"] == 0.0
+
+
+def test_precision_counts_the_cpu_seconds_of_a_process_from_proc() -> None:
+    precision = _benchmark("precision")
+    before = precision._cpu_s(os.getpid())
+    start = time.process_time()
+    while time.process_time() - start < 0.2:  # burn CPU: the figure must grow with it
+        sum(range(10_000))
+    grown = precision._cpu_s(os.getpid()) - before
+    # /proc counts in clock ticks (10 ms): allow one tick either side.
+    assert grown == pytest.approx(time.process_time() - start, abs=0.03)

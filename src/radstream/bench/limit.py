@@ -39,12 +39,19 @@ class Backend:
 
 @dataclass(frozen=True)
 class Limit:
-    """In-memory throughput, and the mean time per image on one core (and its two parts)."""
+    """In-memory throughput, and the mean time per image on one core (and its two parts).
+
+    ``cpu_ms_per_image`` is the processes' own CPU time per image (``time.process_time``):
+    unlike the wall-clock figures, it does not grow when other work shares the cores, so
+    ``cpu_images_per_s`` (one core per process, fully ours) compares runs on a busy machine.
+    """
 
     images_per_s: float
     ms_per_image: float
     prepare_ms: float
     infer_ms: float
+    cpu_ms_per_image: float = 0.0
+    cpu_images_per_s: float = 0.0
 
 
 class LimitFailed(RadStreamError):
@@ -74,6 +81,7 @@ def _limit_worker(
         while time.time() < start:
             time.sleep(0.001)
         t0 = time.perf_counter()
+        cpu0 = time.process_time()
         prep, infer = [], []
         for data, name in zip(images, names, strict=True):
             t = time.perf_counter()
@@ -82,7 +90,7 @@ def _limit_worker(
             model.predict_logits(tensor)
             prep.append(t1 - t)
             infer.append(time.perf_counter() - t1)
-        queue.put((time.perf_counter() - t0, prep, infer))
+        queue.put((time.perf_counter() - t0, prep, infer, time.process_time() - cpu0))
     except Exception as exc:  # the parent raises it, typed; it must not wait for this one
         error = error_from_exception(exc)
         queue.put((_FAILED, error.code, error.message))
@@ -91,9 +99,9 @@ def _limit_worker(
 def _collect(
     procs: Sequence[BaseProcess],
     queue: mp.Queue,  # type: ignore[type-arg]
-) -> list[tuple[float, list[float], list[float]]]:
+) -> list[tuple[float, list[float], list[float], float]]:
     """Every worker's figures; LimitFailed (the others stopped) if one fails or dies."""
-    results: list[tuple[float, list[float], list[float]]] = []
+    results: list[tuple[float, list[float], list[float], float]] = []
     try:
         while len(results) < len(procs):
             try:
@@ -141,9 +149,12 @@ def measure_limit(model: Path | Backend, images: list[tuple[str, bytes]], worker
     prep = [t for r in results for t in r[1]]
     infer = [t for r in results for t in r[2]]
     per_image = [p + i for p, i in zip(prep, infer, strict=True)]
+    cpu_ms = 1000.0 * sum(r[3] for r in results) / len(images)
     return Limit(
         images_per_s=len(images) / wall,
         ms_per_image=1000.0 * statistics.mean(per_image),
         prepare_ms=1000.0 * statistics.mean(prep),
         infer_ms=1000.0 * statistics.mean(infer),
+        cpu_ms_per_image=cpu_ms,
+        cpu_images_per_s=len(results) * 1000.0 / cpu_ms if cpu_ms > 0 else 0.0,
     )
