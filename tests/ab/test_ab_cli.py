@@ -147,3 +147,19 @@ def test_two_workers_beat_one_on_a_cpu_bound_closed_loop(
         pytest.skip(f"machine busy (load average {load:.1f} on {os.cpu_count()} cores): {blocks}")
     assert throughput["verdict"] == "b_better", (throughput, blocks)
     assert throughput["ci95"]["ratio"]["low"] > 1.0
+
+
+@pytest.mark.slow  # worker processes and a model server per block
+def test_a_model_server_arm_serves_every_study(tmp_path: Path, standin_model: Path) -> None:
+    # Batch size and autoscaling run through a model server started for the arm's block; its
+    # workers must ask it for the model it serves (once they asked for another name: 404).
+    done = ab_cli(
+        tmp_path,
+        standin_model,
+        *("--a", "serve.max_batch_size=1", "--b", "serve.max_batch_size=4"),
+        *("--studies", "3", "--blocks", "2", "--warmup", "0"),
+        *("--size", "256x320", "--concurrency", "2", "--json"),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    success = metrics(json.loads(done.stdout))["success_rate"]
+    assert (success["a"], success["b"]) == (1.0, 1.0), success

@@ -41,6 +41,7 @@ from radstream.bench.report import BenchReport
 from radstream.bench.runner import BenchConfig, run_bench
 from radstream.errors import ConfigInvalid, RadStreamError
 from radstream.lake.parquet_sink import read_lake
+from radstream.model import read_model_info
 from radstream.model.loading import resolve_model_path
 from radstream.pricing import load_pricing
 from radstream.serving.server import running_server
@@ -121,9 +122,12 @@ def arm_settings(base: Settings, arm: str, pairs: Mapping[str, str]) -> Iterator
     if not serve:
         yield settings
         return
-    config = serve_config(resolve_model_path(settings), serve)
+    path = resolve_model_path(settings)
+    # The server serves the file under its own name, as `model serve` does; the workers must
+    # ask for that name (an endpoint_model left at another default is answered 404).
+    config = dataclasses.replace(serve_config(path, serve), name=read_model_info(path).name)
     with running_server(config) as url:
-        model = settings.model.model_copy(update={"endpoint": url})
+        model = settings.model.model_copy(update={"endpoint": url, "endpoint_model": config.name})
         yield settings.model_copy(update={"model": model})
 
 
