@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from ab_fake_bench import FakeBench
@@ -99,17 +100,22 @@ def test_serve_arms_get_a_model_server_each_block(
     fake: FakeBench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     started: list[int] = []
+    names: set[str] = set()
 
     @contextmanager
     def server(cfg: ServeConfig) -> Iterator[str]:
         started.append(cfg.max_batch_size)
+        names.add(cfg.name)
         yield f"http://127.0.0.1:9/{len(started)}"
 
     monkeypatch.setattr(ab_run, "running_server", server)
     monkeypatch.setattr(ab_run, "resolve_model_path", lambda s: tmp_path / "m.onnx")
+    # No model file here: the server is fake. It serves the file under the file's own name.
+    monkeypatch.setattr(ab_run, "read_model_info", lambda path: SimpleNamespace(name="m-v1"))
     arms = scenarios()["batch-size"].arms
     run_experiment(settings(tmp_path), config(arms, blocks=1))
     assert started == [1, 4, 8]
+    assert names == {"m-v1"}
     assert [c.endpoint for c in fake.calls] == [f"http://127.0.0.1:9/{i}" for i in (1, 2, 3)]
     assert {c.workers for c in fake.calls} == {4}
 
